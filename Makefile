@@ -1,0 +1,73 @@
+# dynofa_ros developer entry points. `make demo` and `make test` do all set-up themselves.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMPS := $(VENV)/.stamps
+BUILD  := build
+
+REQUIREMENTS := requirements/core.txt requirements/ros-wheels.txt requirements/dev.txt
+PY_SOURCES   := $(shell find dynofa_ros -name '*.py' -not -path '*/__pycache__/*')
+SHARE_FILES  := $(shell find launch config models -type f -not -name '*.pyc' 2>/dev/null)
+MSG_FILES    := $(wildcard msg/*.msg)
+
+# The ROS environment every command below runs in: local discovery only.
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
+export PYTHONDONTWRITEBYTECODE := 1
+ROS_BUILD_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" AMENT_PREFIX_PATH="$(CURDIR)/$(VENV)"
+
+.PHONY: help setup test lint format demo clean
+
+help:
+	@echo "make demo    set up, then run the default scenario and write a report (issue 9: not yet)"
+	@echo "make test    set up, then ruff and all tests"
+	@echo "make setup   .venv with every dependency, messages built, package installed into it"
+	@echo "make lint | format | clean"
+
+setup: $(STAMPS)/installed
+
+$(STAMPS)/apt: tools/apt-packages.txt tools/apt_install.sh
+	bash tools/apt_install.sh tools/apt-packages.txt
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/deps: $(REQUIREMENTS) tools/fix_ros_wheel_cmake.py $(STAMPS)/apt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check $(addprefix -r ,$(REQUIREMENTS))
+	$(PY) tools/fix_ros_wheel_cmake.py $(VENV)
+	@mkdir -p $(STAMPS) && touch $@
+
+# The same CMakeLists.txt a robot's `colcon build` runs, installed into the venv's prefix.
+$(BUILD)/CMakeCache.txt: $(STAMPS)/deps CMakeLists.txt package.xml
+	@mkdir -p $(BUILD)
+	$(ROS_BUILD_ENV) cmake -S . -B $(BUILD) -DCMAKE_PREFIX_PATH="$(CURDIR)/$(VENV)" \
+	  -DCMAKE_INSTALL_PREFIX="$(CURDIR)/$(VENV)" -DPython3_EXECUTABLE="$(CURDIR)/$(PY)" \
+	  -DBUILD_TESTING=OFF > $(BUILD)/configure.log 2>&1 || { cat $(BUILD)/configure.log; exit 1; }
+	@touch $@
+
+$(STAMPS)/installed: $(BUILD)/CMakeCache.txt cmake/entry_point.py.in $(MSG_FILES) $(PY_SOURCES) $(SHARE_FILES)
+	$(ROS_BUILD_ENV) cmake --build $(BUILD) --target install -j 2 > $(BUILD)/install.log 2>&1 \
+	  || { grep -v '^-- \(Up-to-date\|Installing\)' $(BUILD)/install.log | tail -n 60; exit 1; }
+	@touch $@
+	@echo "setup: ok ($(VENV) has dynofa_ros with its messages; run .venv/bin/dynofa)"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	@echo "make demo: not available yet - the replay/report issue (#9) delivers it." >&2
+	@exit 2
+
+clean:
+	rm -rf $(BUILD) results

@@ -1,0 +1,199 @@
+"""Test harness for real ROS 2 graphs: isolated domains, node processes, waiting on the graph.
+
+Every test that touches DDS gets its own ``ROS_DOMAIN_ID``, held by an exclusive file lock so
+concurrent pytest runs on one machine never share a domain. Node processes are started in their own
+process group and always stopped (SIGINT, then SIGTERM, then SIGKILL); their output is kept in
+files and shown when a test fails. Waiting is on graph state (publisher / subscriber counts, a
+predicate over received messages), never on fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+# Fast DDS maps domain d to UDP ports 7400 + 250 * d (+ offsets); ids up to 232 are valid.
+DOMAIN_RANGE = range(10, 230)
+LOCK_DIR = Path(os.environ.get("DYNOFA_TEST_LOCK_DIR", "/tmp/dynofa_ros_test_domains"))
+DEFAULT_TIMEOUT_S = 20.0
+
+
+@contextlib.contextmanager
+def exclusive_domain() -> Iterator[int]:
+    """Hold a ROS domain id no other test (in any process) holds until the block ends."""
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    start = (os.getpid() * 7 + time.monotonic_ns()) % len(DOMAIN_RANGE)
+    for i in range(len(DOMAIN_RANGE)):
+        domain = DOMAIN_RANGE[(start + i) % len(DOMAIN_RANGE)]
+        fh = open(LOCK_DIR / f"{domain}.lock", "w")  # noqa: SIM115 - held for the block
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            continue
+        try:
+            yield domain
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+        return
+    raise RuntimeError(f"no free ROS domain id in {DOMAIN_RANGE} (locks in {LOCK_DIR})")
+
+
+def ros_env(domain: int, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        ROS_DOMAIN_ID=str(domain),
+        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        RMW_IMPLEMENTATION=env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp"),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class NodeProcess:
+    """A node (or any program) in its own process group, with its output in a file."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    popen: subprocess.Popen[bytes]
+    _log: IO[bytes]
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def send_signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, sig)
+
+    def stop(self, timeout_s: float = 10.0) -> int:
+        """SIGINT (clean shutdown), then SIGTERM, then SIGKILL; returns the exit code."""
+        steps = ((signal.SIGINT, timeout_s), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0))
+        for sig, wait_s in steps:
+            if not self.alive():
+                break
+            self.send_signal(sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(wait_s)
+        # Children of the node (if any) go with its group.
+        self.send_signal(signal.SIGKILL)
+        self._log.close()
+        return self.popen.returncode
+
+
+@dataclass
+class ProcessManager:
+    """Starts node processes in one ROS domain and guarantees they are all stopped."""
+
+    domain: int
+    log_dir: Path
+    processes: list[NodeProcess] = field(default_factory=list)
+
+    def start(
+        self,
+        argv: Sequence[str],
+        *,
+        name: str | None = None,
+        env: dict[str, str] | None = None,
+        cwd: str | Path | None = None,
+    ) -> NodeProcess:
+        name = name or Path(argv[0]).name
+        log_path = self.log_dir / f"{len(self.processes):02d}-{name}.log"
+        log = open(log_path, "wb")  # noqa: SIM115 - closed in NodeProcess.stop
+        popen = subprocess.Popen(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=ros_env(self.domain, env),
+            cwd=cwd,
+            start_new_session=True,
+        )
+        proc = NodeProcess(name, list(argv), log_path, popen, log)
+        self.processes.append(proc)
+        return proc
+
+    def start_python(self, module_or_script: str, *args: str, **kw: Any) -> NodeProcess:
+        """``python -m module`` (dotted name) or ``python script.py`` with the test interpreter."""
+        if module_or_script.endswith(".py"):
+            argv = [sys.executable, module_or_script, *args]
+        else:
+            argv = [sys.executable, "-m", module_or_script, *args]
+        kw.setdefault("name", Path(module_or_script).stem.split(".")[-1])
+        return self.start(argv, **kw)
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"----- {p.name} (rc={p.popen.returncode}) -----\n{p.output()}" for p in self.processes
+        )
+
+
+def spin_until(
+    node: Any,
+    predicate: Callable[[], bool],
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    *,
+    what: str = "condition",
+    processes: ProcessManager | None = None,
+) -> None:
+    """Spin ``node``'s context until ``predicate()`` holds; fail with node logs on time-out."""
+    import rclpy
+
+    executor = rclpy.executors.SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            if time.monotonic() > deadline:
+                logs = processes.logs() if processes is not None else ""
+                msg = f"timed out after {timeout_s:.0f} s waiting for {what}\n{logs}"
+                raise AssertionError(msg)
+            if processes is not None:
+                dead = [p for p in processes.processes if not p.alive()]
+                if dead:
+                    raise AssertionError(
+                        f"{dead[0].name} exited (rc={dead[0].popen.returncode}) while waiting "
+                        f"for {what}\n{processes.logs()}"
+                    )
+            executor.spin_once(timeout_sec=0.05)
+    finally:
+        executor.remove_node(node)
+        executor.shutdown()
+
+
+def wait_for_subscribers(node: Any, publisher: Any, count: int = 1, **kw: Any) -> None:
+    spin_until(
+        node,
+        lambda: publisher.get_subscription_count() >= count,
+        what=f"{count} subscriber(s) on {publisher.topic_name}",
+        **kw,
+    )
+
+
+def wait_for_publishers(node: Any, topic: str, count: int = 1, **kw: Any) -> None:
+    spin_until(
+        node,
+        lambda: node.count_publishers(topic) >= count,
+        what=f"{count} publisher(s) on {topic}",
+        **kw,
+    )
