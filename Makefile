@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMPS := $(VENV)/.stamps
-BUILD  := build
+BUILD  := build/cmake
 
 REQUIREMENTS := requirements/core.txt requirements/ros-wheels.txt requirements/dev.txt
 PY_SOURCES   := $(shell find dynofa_ros -name '*.py' -not -path '*/__pycache__/*')
@@ -70,4 +70,4 @@ demo: setup
 	@exit 2
 
 clean:
-	rm -rf $(BUILD) results
+	rm -rf build results
