@@ -12,7 +12,7 @@ BUILD  := build/cmake
 REQUIREMENTS := requirements/core.txt requirements/ros-wheels.txt requirements/dev.txt
 PY_SOURCES   := $(shell find dynofa_ros -name '*.py' -not -path '*/__pycache__/*')
 SHARE_FILES  := $(shell find launch config models -type f -not -name '*.pyc' 2>/dev/null)
-MSG_FILES    := $(wildcard msg/*.msg)
+MSG_FILES    := $(wildcard msg/*.msg srv/*.srv)
 
 # The ROS environment every command below runs in: local discovery only.
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST

@@ -49,6 +49,9 @@ class FamilyMember:
     params: int
     latency: tuple[LatencyRecord, ...] = ()
     accuracy_source: str = "measured"  # "measured" | "predicted"
+    # The member as the platform simulator sees it (platform.workload.Workload.to_dict(): macs,
+    # layers, params, activations, runtime), so a simulated board can time it without torch.
+    workload: Mapping[str, Any] | None = None
 
     def latency_ms(
         self,
@@ -147,6 +150,13 @@ def _parse_latency(raw: Mapping[str, Any], where: str) -> LatencyRecord:
     )
 
 
+def _optional_mapping(obj: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any] | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, Mapping):
+        raise FamilyError(f"{where}: field {key!r} must be an object or null, got {value!r}")
+    return value
+
+
 def family_from_dict(doc: Mapping[str, Any], source: str = "family") -> Family:
     if not isinstance(doc, Mapping):
         raise FamilyError(f"{source}: not a JSON object")
@@ -176,6 +186,7 @@ def family_from_dict(doc: Mapping[str, Any], source: str = "family") -> Family:
                     _parse_latency(r, f"{where}.latency[{j}]") for j, r in enumerate(lat)
                 ),
                 accuracy_source=str(raw.get("accuracy_source", "measured")),
+                workload=_optional_mapping(raw, "workload", where),
             )
         )
     if not members:

@@ -153,7 +153,7 @@ def test_make_setup_is_idempotent() -> None:
 def test_broken_msg_fails_the_build_with_the_generator_message(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
-    for item in ("CMakeLists.txt", "package.xml", "cmake", "msg"):
+    for item in ("CMakeLists.txt", "package.xml", "cmake", "msg", "srv"):
         copy = shutil.copytree if (ROOT / item).is_dir() else shutil.copy
         copy(ROOT / item, src / item)
     (src / "dynofa_ros").mkdir()

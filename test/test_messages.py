@@ -65,7 +65,7 @@ def _as_plain(msg: Any) -> Any:
 def test_every_message_type_has_documented_fields() -> None:
     """Each field line of each .msg says what it is (unit / range) in a trailing comment."""
     assert len(CUSTOM) >= 4
-    for path in MSG_DIR.glob("*.msg"):
+    for path in [*MSG_DIR.glob("*.msg"), *MSG_DIR.parent.glob("srv/*.srv")]:
         for line in path.read_text().splitlines():
             code = line.split("#", 1)[0].strip()
             if code and "=" not in code:  # a field, not a constant

@@ -1,0 +1,63 @@
+"""Message <-> core value conversions shared by the nodes (one home for each mapping)."""
+
+from __future__ import annotations
+
+import math
+
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import BatteryState, Temperature
+
+from dynofa_ros.platform.base import BatteryTelemetry
+
+
+def to_seconds(stamp: Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def to_stamp(seconds: float) -> Time:
+    sec = math.floor(seconds)
+    nanosec = min(999_999_999, round((seconds - sec) * 1e9))
+    return Time(sec=int(sec), nanosec=int(nanosec))
+
+
+def battery_message(battery: BatteryTelemetry, stamp: Time, frame_id: str) -> BatteryState:
+    msg = BatteryState()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.percentage = float(battery.state_of_charge)
+    msg.voltage = float(battery.voltage_v) if battery.voltage_v is not None else math.nan
+    msg.current = float(battery.current_a) if battery.current_a is not None else math.nan
+    msg.temperature = math.nan
+    msg.charge = math.nan
+    if battery.capacity_wh is not None and battery.voltage_v:
+        # BatteryState capacities are Ah; convert at the present voltage.
+        msg.design_capacity = float(battery.capacity_wh / battery.voltage_v)
+        msg.capacity = msg.design_capacity
+        msg.charge = float(msg.capacity * battery.state_of_charge)
+    else:
+        msg.capacity = msg.design_capacity = math.nan
+    discharging = battery.current_a is not None and battery.current_a < 0
+    msg.power_supply_status = (
+        BatteryState.POWER_SUPPLY_STATUS_DISCHARGING
+        if discharging
+        else BatteryState.POWER_SUPPLY_STATUS_NOT_CHARGING
+    )
+    msg.power_supply_health = BatteryState.POWER_SUPPLY_HEALTH_GOOD
+    msg.power_supply_technology = BatteryState.POWER_SUPPLY_TECHNOLOGY_LION
+    msg.present = True
+    return msg
+
+
+def temperature_message(celsius: float, stamp: Time, zone: str) -> Temperature:
+    msg = Temperature()
+    msg.header.stamp = stamp
+    msg.header.frame_id = zone
+    msg.temperature = float(celsius)
+    msg.variance = 0.0
+    return msg
+
+
+def topic_token(name: str) -> str:
+    """A thermal-zone or model name as a valid topic token (``CPU-therm`` -> ``cpu_therm``)."""
+    out = "".join(c.lower() if c.isalnum() else "_" for c in name).strip("_")
+    return out if out and not out[0].isdigit() else f"z_{out}"

@@ -1,0 +1,233 @@
+"""The simulated Xavier NX as a ROS node: stands in for the robot's board and battery / thermal
+drivers on a machine without one, so the perception -> manager loop closes on a laptop exactly as
+on the robot.
+
+It owns one :class:`~dynofa_ros.platform.sim.SimulatedXavierNX`. Perception nodes whose platform
+is simulated call ``sim_board/simulate_frame`` for every frame (latency, energy and heat come from
+the simulated board); scenario events (``scenario/*``) set ambient temperature, battery charge and
+co-running programs; it publishes ``battery`` (BatteryState) and ``temperature/<zone>``
+(Temperature) for the manager. Simulated time follows ROS time (bag time during a replay).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import BatteryState, Temperature
+from std_msgs.msg import Header
+
+from dynofa_ros.msg import CoRunnerLoad
+from dynofa_ros.nodes.convert import (
+    battery_message,
+    temperature_message,
+    to_seconds,
+    topic_token,
+)
+from dynofa_ros.nodes.parameters import Param, ParameterTable
+from dynofa_ros.platform.base import PlatformError, Setting
+from dynofa_ros.platform.sim import CPU, GPU, SimulatedXavierNX
+from dynofa_ros.platform.workload import RUNTIMES, Workload
+from dynofa_ros.srv import SimulateFrame
+
+PARAMS = (
+    Param("seed", 0, "random seed of the simulator (latency jitter)", min=0, max=2**31 - 1,
+          live=False),
+    Param("ambient_c", 25.0, "ambient temperature at start", "degC", -40.0, 85.0, live=False),
+    Param("state_of_charge", 1.0, "battery charge at start", "fraction", 0.0, 1.0, live=False),
+    Param("base_load_w", 0.0, "power the rest of the robot draws from the battery", "W", 0.0,
+          500.0),
+    Param("latency_jitter", 0.02, "relative latency noise of each simulated frame", "fraction",
+          0.0, 0.5, live=False),
+    Param("power_mode", 2, "nvpmodel mode at start (2 = 15W_6CORE)", min=0, max=8, live=False),
+    Param("publish_period_s", 0.5, "period of battery / temperature / diagnostics messages", "s",
+          0.01, 60.0, live=False),
+    Param("battery_frame_id", "battery", "frame_id of the BatteryState messages"),
+)  # fmt: skip
+
+QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class SimPlatformNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("sim_platform", **kwargs)
+        self.params = ParameterTable(self, PARAMS)
+        p = self.params
+        self.board = SimulatedXavierNX(
+            seed=p["seed"],
+            ambient_c=p["ambient_c"],
+            state_of_charge=p["state_of_charge"],
+            base_load_w=p["base_load_w"],
+            latency_jitter=p["latency_jitter"],
+            power_mode=p["power_mode"],
+        )
+        self.params.on_change(self._on_params)
+        self._lock = threading.Lock()  # the service and the subscriptions share the board
+        self._t0: float | None = None  # ROS time that is simulated time 0
+        self.frames = 0
+        self.rejected = 0
+        self._battery_pub = self.create_publisher(BatteryState, "battery", QOS)
+        self._temp_pubs: dict[str, Any] = {}
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QOS)
+        self.create_subscription(BatteryState, "scenario/battery", self._on_battery, QOS)
+        self.create_subscription(Temperature, "scenario/ambient_temperature", self._on_ambient, QOS)
+        self.create_subscription(CoRunnerLoad, "scenario/corunner", self._on_corunner, QOS)
+        self.create_service(SimulateFrame, "sim_board/simulate_frame", self._on_simulate)
+        self.create_timer(p["publish_period_s"], self._publish)
+        self.get_logger().info(
+            f"simulated Xavier NX ready (seed {p['seed']}, ambient {p['ambient_c']} degC, "
+            f"battery {p['state_of_charge']:.0%}, power mode {p['power_mode']})"
+        )
+
+    # ------------------------------------------------------------------------------ time
+    def _advance_to(self, ros_s: float) -> None:
+        """Move simulated time to ``ros_s`` (never backwards: late requests run at 'now')."""
+        if self._t0 is None:
+            self._t0 = ros_s
+        self.board.advance_to(ros_s - self._t0)
+
+    def _now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # ------------------------------------------------------------------------ callbacks
+    def _on_params(self, changed: dict[str, Any]) -> None:
+        if "base_load_w" in changed:
+            with self._lock:
+                self.board.set_base_load(changed["base_load_w"])
+
+    def _on_battery(self, msg: BatteryState) -> None:
+        with self._lock:
+            try:
+                self._advance_to(to_seconds(msg.header.stamp))
+                self.board.set_state_of_charge(float(msg.percentage))
+            except PlatformError as exc:
+                self._reject(f"scenario/battery: percentage {msg.percentage}: {exc}")
+
+    def _on_ambient(self, msg: Temperature) -> None:
+        with self._lock:
+            try:
+                self._advance_to(to_seconds(msg.header.stamp))
+                self.board.set_ambient(float(msg.temperature))
+            except PlatformError as exc:
+                self._reject(f"scenario/ambient_temperature: {exc}")
+
+    def _on_corunner(self, msg: CoRunnerLoad) -> None:
+        with self._lock:
+            try:
+                self._advance_to(to_seconds(msg.header.stamp))
+                if msg.name in self.board.corunners:
+                    self.board.stop_corunner(msg.name)
+                if msg.share > 0.0:
+                    self.board.start_corunner(msg.name, msg.processor, float(msg.share))
+            except PlatformError as exc:
+                self._reject(f"scenario/corunner {msg.name!r}: {exc}")
+
+    def _on_simulate(
+        self, request: SimulateFrame.Request, response: SimulateFrame.Response
+    ) -> SimulateFrame.Response:
+        with self._lock:
+            try:
+                workload = Workload(
+                    name=request.model_name or "model",
+                    macs=int(request.macs),
+                    layers=int(request.layers),
+                    params=int(request.params),
+                    activations=int(request.activations) or None,
+                    runtime=request.runtime or RUNTIMES[1],
+                )
+                freqs = {
+                    proc: int(khz)
+                    for proc, khz in ((CPU, request.cpu_frequency_khz),
+                                      (GPU, request.gpu_frequency_khz))
+                    if khz
+                }  # fmt: skip
+                mode = None if request.power_mode < 0 else int(request.power_mode)
+                self.board.processor(request.processor)
+                self._advance_to(to_seconds(request.stamp))
+                if freqs or mode is not None:
+                    self.board.apply(Setting(frequencies_khz=freqs, power_mode=mode))
+                result = self.board.run_frame(
+                    workload, request.processor, int(request.threads) or None
+                )
+            except (PlatformError, ValueError) as exc:
+                response.success = False
+                response.message = str(exc)
+                self._reject(f"simulate_frame from {request.model_name!r}: {exc}")
+                return response
+            self.frames += 1
+            response.success = True
+            response.latency_ms = float(result.latency_ms)
+            response.energy_mj = float(result.energy_j * 1e3)
+            response.power_w = float(result.energy_j / max(result.latency_ms * 1e-3, 1e-9))
+            response.cpu_frequency_khz = int(result.cpu_frequency_khz)
+            response.gpu_frequency_khz = int(self.board.frequency_khz(GPU))
+            response.throttled = bool(result.throttled)
+            return response
+
+    def _reject(self, why: str) -> None:
+        self.rejected += 1
+        self.get_logger().warning(why)
+
+    # ---------------------------------------------------------------------- publishing
+    def _publish(self) -> None:
+        with self._lock:
+            self._advance_to(self._now_s())
+            tele = self.board.telemetry()
+        stamp = self.get_clock().now().to_msg()
+        if tele.battery is not None:
+            self._battery_pub.publish(
+                battery_message(tele.battery, stamp, self.params["battery_frame_id"])
+            )
+        for zone, celsius in tele.temperatures_c.items():
+            pub = self._temp_pubs.get(zone)
+            if pub is None:
+                pub = self.create_publisher(Temperature, f"temperature/{topic_token(zone)}", QOS)
+                self._temp_pubs[zone] = pub
+            pub.publish(temperature_message(celsius, stamp, zone))
+        status = DiagnosticStatus(
+            level=DiagnosticStatus.WARN if tele.throttled else DiagnosticStatus.OK,
+            name=f"{self.get_name()}: simulated Xavier NX",
+            message="thermal throttling" if tele.throttled else "ok",
+            hardware_id="sim-xavier-nx",
+            values=[
+                KeyValue(key=k, value=str(v))
+                for k, v in (
+                    ("sim_time_s", f"{tele.stamp_s:.3f}"),
+                    ("power_w", f"{tele.total_power_w or 0.0:.3f}"),
+                    ("energy_j", f"{tele.energy_j or 0.0:.3f}"),
+                    ("cpu_khz", tele.processors[CPU].frequency_khz),
+                    ("gpu_khz", tele.processors[GPU].frequency_khz),
+                    ("corunners", ",".join(self.board.corunners) or "none"),
+                    ("frames", self.frames),
+                    ("rejected_inputs", self.rejected),
+                )
+            ],
+        )
+        self._diag_pub.publish(DiagnosticArray(header=Header(stamp=stamp), status=[status]))
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimPlatformNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ValueError as exc:  # invalid parameters at start-up
+        print(f"sim_platform_node: {exc}", flush=True)
+        return 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
