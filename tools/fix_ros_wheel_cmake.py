@@ -26,8 +26,11 @@ def main(prefix: str) -> int:
         text = path.read_text(encoding="utf-8", errors="surrogateescape")
         if "/opt/python/" not in text:
             continue
-        new = re.sub(BUILD_PREFIX.pattern + r"/lib/python3\.\d+/site-packages/numpy/_core/include",
-                     numpy_include, text)
+        new = re.sub(
+            BUILD_PREFIX.pattern + r"/lib/python3\.\d+/site-packages/numpy/_core/include",
+            numpy_include,
+            text,
+        )
         new = re.sub(BUILD_PREFIX.pattern + r"/include/python3\.\d+", include, new)
         if new != text:
             path.write_text(new, encoding="utf-8", errors="surrogateescape")
