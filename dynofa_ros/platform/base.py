@@ -62,6 +62,8 @@ class ProcessorTelemetry:
     utilisation: float | None = None  # busy fraction in [0, 1]
     cores_online: int | None = None
     governor: str | None = None
+    # busiest core / cluster in [0, 1] (what Linux schedutil scales by); ``None`` when unknown
+    utilisation_max: float | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,9 @@ class Telemetry:
     battery: BatteryTelemetry | None = None
     power_mode: int | None = None
     throttled: bool = False
+    # what could not be read in this reading (one line each: path / field and why); the
+    # back-end also counts them (``Platform.warning_count``)
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,12 +115,16 @@ class Setting:
     governors: Mapping[str, str] = field(default_factory=_frozen)
     cores_online: int | None = None
     power_mode: int | None = None
+    # processors whose pinned frequency is released (min / max back to the whole table, the
+    # governor decides again); applied before ``frequencies_khz``
+    unpin: frozenset[str] = frozenset()
 
 
 class Platform(ABC):
     """A board the runtime reads and acts on. Back-ends take their sysfs root as a parameter."""
 
     name: str
+    warning_count: int = 0  # unreadable telemetry fields since the back-end started
 
     @abstractmethod
     def processors(self) -> tuple[Processor, ...]: ...

@@ -1,0 +1,1034 @@
+"""A simulated Jetson Xavier NX: the same :class:`Platform` interface as the real back-ends, plus
+the physics the runtime manager is developed and evaluated against in closed loop.
+
+Quick use
+---------
+::
+
+    from dynofa_ros.platform.base import Setting
+    from dynofa_ros.platform.sim import FrameRequest, SimulatedXavierNX
+    from dynofa_ros.platform.workload import PUBLISHED_GPU_FAMILY, Workload
+
+    nx = SimulatedXavierNX(seed=0)                  # 25 degC ambient, full battery, mode 2
+    w = PUBLISHED_GPU_FAMILY[1].workload            # or Workload(name, macs, layers, params)
+    nx.apply(Setting(frequencies_khz={"cuda": 1109250, "cpu": 1420800}))
+    r = nx.run_frame(w, "cuda")                     # the clock advances by r.latency_ms
+    r.latency_ms, r.energy_j                        # ~45 ms, module energy during the frame
+    nx.advance(1 / 30 - r.latency_ms / 1000)        # idle until the next camera frame
+    nx.start_corunner("gpu-app", "cuda", share=0.5) # another program takes half the GPU
+    nx.telemetry()                                  # frequencies, util, temps, rails, battery
+    nx.reference_latency_ms(w, "cuda", 510000)      # noise-free "measured" table entry
+
+Time
+----
+Simulated seconds (:attr:`SimulatedXavierNX.now_s`) move only when asked: :meth:`advance` (idle;
+co-runners keep running), :meth:`run_frame` (one inference; the clock moves to its end) and
+:meth:`run_concurrent` (several inferences started together, e.g. two perception models; the clock
+moves to the end of the longest). Power, energy, temperature, battery, governors and thermal
+throttling are integrated along the way in steps of at most :attr:`NXModel.step_s`.
+Everything is deterministic for a seed (the only randomness is the latency jitter).
+
+Processors
+----------
+``"cpu"`` (6 Carmel cores, cpufreq table in :mod:`nx_data`) and ``"cuda"`` (Volta GPU, devfreq
+table). :meth:`apply` takes the base :class:`Setting`: a frequency pins the processor (min = max,
+as on the board); governors ``schedutil`` / ``performance`` / ``powersave`` / ``userspace`` /
+``ondemand`` (CPU) and ``nvhost_podgov`` / ``performance`` / ``simple_ondemand`` / ``userspace``
+(GPU); ``cores_online`` 1..6; ``power_mode`` 0..8 (nvpmodel: caps cores and frequencies). A
+pinned frequency above the power-mode or thermal cap is accepted but runs at the cap, as on the
+board; ``telemetry()`` shows the effective frequency. The default state is the board's: mode 2,
+governors ``schedutil`` / ``nvhost_podgov`` over the whole table.
+
+Latency model (per frame, :class:`NXModel`)
+-------------------------------------------
+GPU (eager PyTorch): the host thread launches ``kernels_per_layer * layers`` kernels, costing
+``host_fixed_ms + host_per_layer_ms * layers`` at the top CPU frequency (scaling 1/f_cpu); the GPU
+runs them: ``kernels * gpu_kernel_cycles / f_gpu`` (launch floor) + ``macs / (384 * eff * f_gpu)``
+(compute-bound) + ``bytes / DRAM bandwidth`` (memory-bound, independent of f_gpu). Host and device
+overlap: latency = (host^p + device^p)^(1/p), p = 3. A GPU co-runner with share s slows the
+device part by 1/(1-s) and makes each kernel wait ``s * gpu_wait_per_kernel_ms`` for the GPU's
+time slice (calibrated on the published co-runner figure, ~46 -> ~62 ms at s = 0.5).
+CPU: serial framework overhead (1/f) + ``macs / (8 MAC/cycle * eff * f * speedup(threads))``
+(Amdahl, parallel fraction 0.85) + memory time. A CPU co-runner with share s takes that fraction
+of every online core's time, so each of our threads (the GPU host thread too) runs at (1 - s)
+speed; threads beyond the online cores cost 10 % each.
+Calibration: the published Dynamic-OFA GPU family latencies hold at 1109.25 MHz GPU with the CPU
+at 1420.8 MHz (the default mode 15W_6CORE at its caps) within 3 % (``dynofa bench nx_sim`` prints
+the table); the CPU family ends (6 threads, 1420.8 MHz) within 1 %. The host side of a GPU
+inference runs on the CPU, so a GPU model also slows down when the CPU clock drops.
+
+Power model
+-----------
+Rails as on the NX's INA3221: ``VDD_CPU_GPU_CV`` (CPU + GPU), ``VDD_SOC`` and the module input
+``VDD_IN`` (= ``total_power_w``). Dynamic power per busy core / busy GPU =
+``P_max * (f/f_max) * (V(f)/V_max)^2`` with the voltage tables :data:`CPU_VOLTAGE_TABLE` /
+:data:`GPU_VOLTAGE_TABLE`; clocked-idle units draw a fraction of it; static (leakage) power rises
+1.5 %/degC above 25 degC; DRAM traffic costs energy per byte. ``power_w`` also carries the model's
+split ``sim:cpu`` / ``sim:gpu`` (not observable on a real NX, where CPU and GPU share one rail).
+Telemetry power is the power of the last simulated instant; ``energy_j`` is exact (the integral).
+
+Thermal and battery
+-------------------
+One RC node (package + heat sink) with resistance ``r_th_c_per_w`` to ambient and capacitance
+``c_th_j_per_c``: it settles at ambient + P * R_th (zone ``AUX-therm``); ``CPU-therm`` /
+``GPU-therm`` add a hot-spot offset proportional to that unit's power. Above ``trip_c`` the
+step-wise throttle lowers the unit's frequency cap one table step per ``throttle_period_s``, and
+raises it again below ``trip_c - hysteresis_c``. The battery (capacity, pack internal resistance,
+open-circuit voltage vs charge curve) feeds ``VDD_IN / converter_efficiency + base load``; its
+state of charge falls by energy / capacity.
+
+Every constant and its source (published, or estimate) is tabled in ``docs/simulator.md``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from dynofa_ros.platform import nx_data as nx
+from dynofa_ros.platform.base import (
+    BatteryTelemetry,
+    Capabilities,
+    Platform,
+    PlatformError,
+    Processor,
+    ProcessorKind,
+    ProcessorTelemetry,
+    Setting,
+    Telemetry,
+)
+from dynofa_ros.platform.workload import Workload
+
+CPU = "cpu"
+GPU = "cuda"
+
+# ------------------------------------------------------------------------------ voltage tables
+# Estimates (no public DVFS voltage table for the Xavier NX): flat at the minimum voltage up to a
+# knee, then linear to the top step -- the usual shape of a 12 nm FinFET DVFS curve.
+_CPU_V_MIN, _CPU_V_MAX, _CPU_KNEE = 0.62, 1.05, 729600
+_GPU_V_MIN, _GPU_V_MAX, _GPU_KNEE = 0.60, 1.00, 306000
+
+
+def _volt(f: int, f_knee: int, f_max: int, v_min: float, v_max: float) -> float:
+    if f <= f_knee:
+        return v_min
+    return v_min + (v_max - v_min) * (f - f_knee) / (f_max - f_knee)
+
+
+#: (kHz, volts) for each CPU table step (estimate, see above).
+CPU_VOLTAGE_TABLE: tuple[tuple[int, float], ...] = tuple(
+    (f, round(_volt(f, _CPU_KNEE, nx.CPU_FREQUENCIES_KHZ[-1], _CPU_V_MIN, _CPU_V_MAX), 4))
+    for f in nx.CPU_FREQUENCIES_KHZ
+)
+#: (kHz, volts) for each GPU table step (estimate, see above).
+GPU_VOLTAGE_TABLE: tuple[tuple[int, float], ...] = tuple(
+    (f, round(_volt(f, _GPU_KNEE, nx.GPU_FREQUENCIES_KHZ[-1], _GPU_V_MIN, _GPU_V_MAX), 4))
+    for f in nx.GPU_FREQUENCIES_KHZ
+)
+
+#: Open-circuit voltage of one Li-ion (NMC) cell vs state of charge: typical 18650 data-sheet
+#: discharge curve at low rate (estimate; any NMC cell is within ~0.05 V of it mid-range).
+CELL_OCV_TABLE: tuple[tuple[float, float], ...] = (
+    (0.00, 3.00),
+    (0.05, 3.30),
+    (0.10, 3.45),
+    (0.20, 3.58),
+    (0.30, 3.65),
+    (0.40, 3.71),
+    (0.50, 3.77),
+    (0.60, 3.83),
+    (0.70, 3.90),
+    (0.80, 3.98),
+    (0.90, 4.07),
+    (1.00, 4.20),
+)
+
+
+@dataclass(frozen=True)
+class RuntimeCosts:
+    """Per-runtime host-side costs (at the top CPU frequency) and CPU efficiency."""
+
+    host_fixed_ms: float  # per inference: Python call tree, input upload, output sync / copy
+    host_per_layer_ms: float  # per weight layer: dispatch of its kernels (GPU) / operators
+    cpu_efficiency: float  # achieved fraction of the CPU's peak NEON MAC rate
+
+
+@dataclass(frozen=True)
+class NXModel:
+    """Every constant of the simulated NX. Sources: docs/simulator.md (table per field)."""
+
+    cpu_frequencies_khz: tuple[int, ...] = nx.CPU_FREQUENCIES_KHZ
+    gpu_frequencies_khz: tuple[int, ...] = nx.GPU_FREQUENCIES_KHZ
+    cpu_cores: int = nx.CPU_CORES
+    #: CPU frequency the host-side costs are quoted at: the cap of the default power mode
+    #: (15W_6CORE, 1420.8 MHz), where we assume the published family was measured (estimate:
+    #: the default mode with clocks at their caps, ``jetson_clocks``)
+    reference_cpu_khz: int = 1420800
+    # --- latency: GPU ------------------------------------------------------------------------
+    runtimes: Mapping[str, RuntimeCosts] = field(
+        default_factory=lambda: {
+            # calibrated: host costs on the published GPU family (least squares, 6 members);
+            # cpu_efficiency on the published CPU family ends (0.5 s / 1.85 s, 6 threads)
+            "torch-dynamic": RuntimeCosts(12.93, 0.5978, 0.00601),
+            # estimates: a static extracted network skips the per-layer weight slicing
+            # (~0.6x dispatch cost), same eager kernels
+            "torch-static": RuntimeCosts(12.93, 0.36, 0.0066),
+            # estimates: ONNX Runtime, ~55 us per kernel on the CUDA EP, MLAS NEON kernels at
+            # ~10 % of peak on Carmel
+            "onnxruntime": RuntimeCosts(2.0, 0.17, 0.10),
+        }
+    )
+    kernels_per_layer: float = 3.0  # conv + BatchNorm + activation (estimate)
+    gpu_kernel_cycles: float = 5000.0  # device-side floor per kernel (estimate, ~4.5 us @1.1 GHz)
+    gpu_macs_per_cycle: float = float(nx.GPU_CUDA_CORES)  # 384 FP32 FMA / cycle (data sheet)
+    gpu_efficiency: float = 0.08  # FP32 cuDNN, batch 1, depthwise-heavy (estimate)
+    overlap_p: float = 3.0  # host/device overlap norm (estimate)
+    gpu_wait_per_kernel_ms: float = 0.205  # time-slice wait (calibrated: 46 -> 62 ms at s = 0.5)
+    activation_macs_ratio: float = 16.0  # activations = macs / 16 when not given (estimate)
+    bytes_per_element: float = 4.0  # FP32
+    dram_efficiency: float = 0.55  # achieved fraction of 51.2 GB/s (estimate)
+    # --- latency: CPU ------------------------------------------------------------------------
+    cpu_macs_per_cycle: float = 8.0  # per core: 2 x 128-bit FP32 NEON FMA (estimate)
+    cpu_parallel_fraction: float = 0.85  # Amdahl (estimate)
+    cpu_overhead_ratio: float = 0.5  # CPU per-layer overhead vs GPU dispatch (estimate)
+    oversubscription_penalty: float = 0.10  # per extra thread per core (estimate)
+    # --- power (W) ---------------------------------------------------------------------------
+    cpu_core_dynamic_w: float = 1.20  # one busy core at 1907.2 MHz / 1.05 V (estimate)
+    gpu_dynamic_w: float = 5.00  # busy GPU at 1109.25 MHz / 1.00 V (estimate)
+    idle_clock_fraction_cpu: float = 0.05  # clocked idle core (WFI) vs busy (estimate)
+    idle_clock_fraction_gpu: float = 0.08  # clocked idle GPU vs busy (estimate)
+    cpu_static_w: float = 0.25  # cluster leakage at 25 degC (estimate)
+    cpu_static_per_core_w: float = 0.04  # per online core (estimate)
+    gpu_static_w: float = 0.35  # GPU not rail-gated, 25 degC (estimate)
+    soc_static_w: float = 1.10  # VDD_SOC floor (estimate)
+    module_base_w: float = 1.50  # rest of VDD_IN: DRAM background, IO, regulators (estimate)
+    dram_pj_per_byte_soc: float = 15.0  # memory controller share (estimate)
+    dram_pj_per_byte_dram: float = 25.0  # LPDDR4x device share (estimate, ~4-6 pJ/bit total)
+    leakage_per_c: float = 0.015  # static power growth per degC above 25 (estimate)
+    # --- thermal -----------------------------------------------------------------------------
+    r_th_c_per_w: float = 3.0  # package + dev-kit heat sink with fan, to ambient (estimate)
+    c_th_j_per_c: float = 60.0  # heat sink + module (estimate, tau = 180 s)
+    hotspot_cpu_c_per_w: float = 0.8  # CPU-therm above the package per CPU watt (estimate)
+    hotspot_gpu_c_per_w: float = 0.8  # GPU-therm above the package per GPU watt (estimate)
+    trip_c: float = 97.0  # software throttling trip point (estimate, L4T-like)
+    hysteresis_c: float = 3.0  # (estimate)
+    throttle_period_s: float = 1.0  # step-wise passive polling period (estimate)
+    # --- governors ---------------------------------------------------------------------------
+    governor_period_s: float = 0.05  # re-evaluation period (estimate)
+    schedutil_margin: float = 1.25  # Linux schedutil: f = 1.25 * f_max * util
+    util_window_s: float = 0.5  # telemetry utilisation window
+    # --- battery -----------------------------------------------------------------------------
+    battery_cells: int = 4  # 4S Li-ion pack (estimate for a small robot)
+    battery_capacity_wh: float = 72.0  # 4S x 5 Ah x 3.6 V (estimate)
+    battery_r_internal_ohm: float = 0.12  # pack (estimate)
+    converter_efficiency: float = 0.90  # battery -> module DC-DC (estimate)
+    # --- integration -------------------------------------------------------------------------
+    step_s: float = 0.05  # longest integration step
+
+    # ------------------------------------------------------------------------ voltage / power
+    def cpu_voltage(self, khz: int) -> float:
+        return _volt(khz, _CPU_KNEE, self.cpu_frequencies_khz[-1], _CPU_V_MIN, _CPU_V_MAX)
+
+    def gpu_voltage(self, khz: int) -> float:
+        return _volt(khz, _GPU_KNEE, self.gpu_frequencies_khz[-1], _GPU_V_MIN, _GPU_V_MAX)
+
+    def cpu_core_power_w(self, khz: int) -> float:
+        """Dynamic power of one busy core at ``khz``."""
+        f_max = self.cpu_frequencies_khz[-1]
+        return self.cpu_core_dynamic_w * (khz / f_max) * (self.cpu_voltage(khz) / _CPU_V_MAX) ** 2
+
+    def gpu_busy_power_w(self, khz: int) -> float:
+        """Dynamic power of the busy GPU at ``khz``."""
+        f_max = self.gpu_frequencies_khz[-1]
+        return self.gpu_dynamic_w * (khz / f_max) * (self.gpu_voltage(khz) / _GPU_V_MAX) ** 2
+
+    # ------------------------------------------------------------------------------ latency
+    def costs(self, workload: Workload) -> RuntimeCosts:
+        try:
+            return self.runtimes[workload.runtime]
+        except KeyError:
+            raise PlatformError(
+                f"workload {workload.name!r}: runtime {workload.runtime!r} has no cost model "
+                f"(one of: {', '.join(self.runtimes)})"
+            ) from None
+
+    def memory_bytes(self, workload: Workload) -> float:
+        acts = workload.activations
+        if acts is None:
+            acts = workload.macs / self.activation_macs_ratio
+        return self.bytes_per_element * (workload.params + acts)
+
+    def dram_bytes_per_s(self) -> float:
+        return nx.DRAM_PEAK_GBPS * 1e9 * self.dram_efficiency
+
+    def cpu_speed(self, threads: int, cores_online: int, cpu_share: float) -> float:
+        """Cores' worth ``threads`` threads get when other programs take ``cpu_share`` of every
+        online core's time (uniform time sharing)."""
+        return min(threads, cores_online) * max(1e-3, 1.0 - cpu_share)
+
+    def gpu_latency(
+        self,
+        workload: Workload,
+        gpu_khz: int,
+        cpu_khz: int,
+        gpu_share: float = 0.0,
+        cpu_share: float = 0.0,
+        *,
+        cores_online: int | None = None,
+    ) -> LatencyParts:
+        """One inference on the GPU: see the module docstring. ``gpu_share`` / ``cpu_share``:
+        fraction of the GPU's / of every CPU core's time other programs take."""
+        c = self.costs(workload)
+        cores = self.cpu_cores if cores_online is None else cores_online
+        f_ref = self.reference_cpu_khz
+        kernels = self.kernels_per_layer * workload.layers
+        host = (c.host_fixed_ms + c.host_per_layer_ms * workload.layers) * (f_ref / cpu_khz)
+        host /= self.cpu_speed(1, cores, cpu_share)  # the one host thread
+        f_hz = gpu_khz * 1e3
+        launch_floor = kernels * self.gpu_kernel_cycles / f_hz * 1e3
+        compute = workload.macs / (self.gpu_macs_per_cycle * self.gpu_efficiency * f_hz) * 1e3
+        mem_bytes = self.memory_bytes(workload)
+        memory = mem_bytes / self.dram_bytes_per_s() * 1e3
+        device = (launch_floor + compute + memory) / max(1e-3, 1.0 - gpu_share)
+        p = self.overlap_p
+        wait = kernels * gpu_share * self.gpu_wait_per_kernel_ms
+        total = (host**p + device**p) ** (1.0 / p) + wait
+        return LatencyParts(
+            total_ms=total,
+            cpu_busy_cores=min(1.0, host / total),
+            gpu_busy=min(1.0, device * (1.0 - gpu_share) / total),
+            memory_bytes=mem_bytes,
+            host_ms=host,
+            device_ms=device,
+        )
+
+    def cpu_latency(
+        self,
+        workload: Workload,
+        cpu_khz: int,
+        threads: int,
+        cores_online: int,
+        cpu_share: float = 0.0,
+    ) -> LatencyParts:
+        """One inference on the CPU with ``threads`` intra-op threads; ``cpu_share``: fraction
+        of every core's time other programs take."""
+        c = self.costs(workload)
+        f_ref = self.reference_cpu_khz
+        serial = c.host_fixed_ms + self.cpu_overhead_ratio * c.host_per_layer_ms * workload.layers
+        serial *= (f_ref / cpu_khz) / self.cpu_speed(1, cores_online, cpu_share)
+        used = min(threads, cores_online)
+        n_eff = self.cpu_speed(threads, cores_online, cpu_share)
+        pf = self.cpu_parallel_fraction
+        speedup = 1.0 / ((1.0 - pf) + pf / n_eff)
+        if n_eff < 1.0:
+            speedup = n_eff  # less than one core: plain time sharing
+        over = max(0, threads - cores_online)
+        rate = self.cpu_macs_per_cycle * c.cpu_efficiency * cpu_khz * 1e3  # MAC/s, one core
+        compute = workload.macs / (rate * speedup) * 1e3
+        compute *= 1.0 + self.oversubscription_penalty * over
+        mem_bytes = self.memory_bytes(workload)
+        memory = mem_bytes / self.dram_bytes_per_s() * 1e3
+        total = serial + compute + memory
+        busy = (serial + memory + compute * used) / total
+        return LatencyParts(
+            total_ms=total,
+            cpu_busy_cores=busy,
+            gpu_busy=0.0,
+            memory_bytes=mem_bytes,
+            host_ms=serial,
+            device_ms=compute,
+        )
+
+
+@dataclass(frozen=True)
+class LatencyParts:
+    total_ms: float
+    cpu_busy_cores: float  # average busy cores over the frame (this workload only)
+    gpu_busy: float  # average GPU busy fraction over the frame (this workload only)
+    memory_bytes: float
+    host_ms: float  # serial host / framework part
+    device_ms: float  # GPU device part, or CPU parallel compute part
+
+
+@dataclass(frozen=True)
+class FrameRequest:
+    """One inference to run: ``threads`` is the CPU intra-op thread count (ignored on the GPU,
+    whose host side is one thread). ``None``: all online cores."""
+
+    workload: Workload
+    processor: str
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    workload: str
+    processor: str
+    threads: int
+    start_s: float
+    end_s: float
+    latency_ms: float
+    energy_j: float  # module (VDD_IN) energy over [start_s, end_s]
+    frequency_khz: int  # the processor's effective frequency at the start
+    cpu_frequency_khz: int  # the CPU's effective frequency at the start (GPU host side)
+    throttled: bool
+
+
+@dataclass(frozen=True)
+class CoRunner:
+    """Another program on a processor: it takes ``share`` of its time (GPU: time slices; CPU:
+    that fraction of every online core's time -- a program keeping every core busy at equal
+    priority is ~0.5 under CFS, more means a higher priority) and adds ``memory_gbps`` of DRAM
+    traffic."""
+
+    name: str
+    processor: str
+    share: float
+    memory_gbps: float = 0.0
+
+
+@dataclass
+class _Unit:
+    name: str
+    table: tuple[int, ...]
+    governor: str
+    min_khz: int
+    max_khz: int
+    cur_khz: int
+    mode_cap_khz: int
+    thermal_cap_khz: int
+
+    def cap(self) -> int:
+        return min(self.mode_cap_khz, self.thermal_cap_khz)
+
+    def effective(self, wanted: int) -> int:
+        lo = min(self.min_khz, self.cap())
+        hi = min(self.max_khz, self.cap())
+        return max(lo, min(hi, wanted))
+
+
+@dataclass(frozen=True)
+class _Activity:
+    cpu_busy_cores: float = 0.0
+    gpu_busy: float = 0.0
+    bytes_per_s: float = 0.0
+
+    def __add__(self, other: _Activity) -> _Activity:
+        return _Activity(
+            self.cpu_busy_cores + other.cpu_busy_cores,
+            self.gpu_busy + other.gpu_busy,
+            self.bytes_per_s + other.bytes_per_s,
+        )
+
+
+class SimulatedXavierNX(Platform):
+    """A simulated Xavier NX (see the module docstring). Deterministic for a seed."""
+
+    name = "sim-xavier-nx"
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        model: NXModel | None = None,
+        ambient_c: float = 25.0,
+        state_of_charge: float = 1.0,
+        base_load_w: float = 0.0,
+        latency_jitter: float = 0.02,
+        power_mode: int = nx.DEFAULT_POWER_MODE,
+        start_temperature_c: float | None = None,
+    ) -> None:
+        self.model = model or NXModel()
+        m = self.model
+        self._rng = random.Random(seed)
+        self.seed = seed
+        self.latency_jitter = float(latency_jitter)
+        self.now_s = 0.0
+        self.ambient_c = float(ambient_c)
+        self.r_th_c_per_w = m.r_th_c_per_w
+        self.package_c = self.ambient_c if start_temperature_c is None else start_temperature_c
+        self.state_of_charge = _check_soc(state_of_charge)
+        self.base_load_w = float(base_load_w)
+        self.energy_j = 0.0  # module (VDD_IN) energy since construction
+        self.battery_energy_j = 0.0  # drawn from the battery since construction
+        self._corunners: dict[str, CoRunner] = {}
+        self._units = {
+            CPU: _Unit(
+                CPU,
+                m.cpu_frequencies_khz,
+                "schedutil",
+                m.cpu_frequencies_khz[0],
+                m.cpu_frequencies_khz[-1],
+                m.cpu_frequencies_khz[0],
+                m.cpu_frequencies_khz[-1],
+                m.cpu_frequencies_khz[-1],
+            ),
+            GPU: _Unit(
+                GPU,
+                m.gpu_frequencies_khz,
+                "nvhost_podgov",
+                m.gpu_frequencies_khz[0],
+                m.gpu_frequencies_khz[-1],
+                m.gpu_frequencies_khz[0],
+                m.gpu_frequencies_khz[-1],
+                m.gpu_frequencies_khz[-1],
+            ),
+        }
+        self.cores_online = m.cpu_cores
+        self.power_mode = power_mode
+        self._set_power_mode(power_mode)
+        # last-instant readings and accumulators
+        self._history: deque[tuple[float, float, float, float, float]] = deque()
+        self._gov_acc = [0.0, 0.0, 0.0, 0.0]  # dt, cpu busy core-s, cpu max-core s, gpu busy s
+        self._next_governor_s = m.governor_period_s
+        self._next_throttle_s = m.throttle_period_s
+        self._last_power = self._power(_Activity())[0]
+
+    # ================================================================ Platform interface
+    def processors(self) -> tuple[Processor, ...]:
+        m = self.model
+        return (
+            Processor(CPU, ProcessorKind.CPU, m.cpu_cores, m.cpu_frequencies_khz),
+            Processor(GPU, ProcessorKind.GPU, nx.GPU_CUDA_CORES, m.gpu_frequencies_khz),
+        )
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            frequency=frozenset({CPU, GPU}),
+            governor=frozenset({CPU, GPU}),
+            cores_online=True,
+            power_modes={i: pm.name for i, pm in nx.POWER_MODES.items()},
+        )
+
+    def telemetry(self) -> Telemetry:
+        cpu, gpu = self._units[CPU], self._units[GPU]
+        util = self._utilisation()
+        p = self._last_power
+        temps = self._temperatures(p)
+        return Telemetry(
+            stamp_s=self.now_s,
+            processors={
+                CPU: ProcessorTelemetry(
+                    cpu.cur_khz, util[0], self.cores_online, cpu.governor, utilisation_max=util[1]
+                ),
+                GPU: ProcessorTelemetry(
+                    gpu.cur_khz, util[2], None, gpu.governor, utilisation_max=util[2]
+                ),
+            },
+            temperatures_c=temps,
+            power_w=dict(p),
+            total_power_w=p[nx.RAIL_TOTAL],
+            energy_j=self.energy_j,
+            battery=self._battery_telemetry(p[nx.RAIL_TOTAL]),
+            power_mode=self.power_mode,
+            throttled=self.throttled,
+        )
+
+    def apply(self, setting: Setting) -> None:
+        """Validate the whole setting, then apply it (power mode first). Nothing changes when
+        any part is invalid."""
+        for proc, khz in setting.frequencies_khz.items():
+            self.processor(proc).check_frequency(int(khz))
+        for proc in setting.unpin:
+            self.processor(proc)
+        for proc, gov in setting.governors.items():
+            self.processor(proc)
+            allowed = nx.CPU_GOVERNORS if proc == CPU else nx.GPU_GOVERNORS
+            if gov not in allowed:
+                raise PlatformError(
+                    f"{proc} governor {gov!r} is not available (one of: {', '.join(allowed)})"
+                )
+        if setting.power_mode is not None and setting.power_mode not in nx.POWER_MODES:
+            raise PlatformError(
+                f"power mode {setting.power_mode} does not exist on the Xavier NX "
+                f"(one of: {', '.join(str(i) for i in nx.POWER_MODES)})"
+            )
+        if (
+            setting.cores_online is not None
+            and not 1 <= setting.cores_online <= self.model.cpu_cores
+        ):
+            raise PlatformError(
+                f"cores_online {setting.cores_online} is outside 1..{self.model.cpu_cores}"
+            )
+        if setting.power_mode is not None:
+            self._set_power_mode(setting.power_mode)
+        for proc, gov in setting.governors.items():
+            self._units[proc].governor = gov
+        for proc in setting.unpin:
+            u = self._units[proc]
+            u.min_khz, u.max_khz = u.table[0], u.table[-1]
+        for proc, khz in setting.frequencies_khz.items():
+            u = self._units[proc]
+            u.min_khz = u.max_khz = int(khz)
+        if setting.cores_online is not None:
+            self.cores_online = setting.cores_online
+        for u in self._units.values():
+            u.cur_khz = u.effective(self._governor_choice(u, None))
+
+    # ================================================================ simulation interface
+    @property
+    def throttled(self) -> bool:
+        return any(u.thermal_cap_khz < u.table[-1] for u in self._units.values())
+
+    def frequency_khz(self, processor: str) -> int:
+        """The processor's effective frequency now."""
+        return self._unit(processor).cur_khz
+
+    def frequency_cap_khz(self, processor: str) -> int:
+        """The lower of the power-mode cap and the thermal cap now."""
+        return self._unit(processor).cap()
+
+    def thermal_cap_khz(self, processor: str) -> int:
+        return self._unit(processor).thermal_cap_khz
+
+    @property
+    def corunners(self) -> Mapping[str, CoRunner]:
+        return dict(self._corunners)
+
+    def start_corunner(
+        self, name: str, processor: str, share: float, memory_gbps: float = 0.0
+    ) -> CoRunner:
+        """Start another program taking ``share`` (0 < share < 1) of ``processor``."""
+        self._unit(processor)
+        if not 0.0 < share < 1.0 or not math.isfinite(share):
+            raise PlatformError(f"co-runner {name!r}: share {share} must be in (0, 1)")
+        if name in self._corunners:
+            raise PlatformError(f"co-runner {name!r} is already running")
+        c = CoRunner(name, processor, float(share), float(memory_gbps))
+        self._corunners[name] = c
+        return c
+
+    def stop_corunner(self, name: str) -> None:
+        if self._corunners.pop(name, None) is None:
+            raise PlatformError(
+                f"no co-runner {name!r} (running: {', '.join(self._corunners) or 'none'})"
+            )
+
+    def set_ambient(self, celsius: float) -> None:
+        if not math.isfinite(celsius):
+            raise PlatformError(f"ambient temperature {celsius} is not a number")
+        self.ambient_c = float(celsius)
+
+    def set_thermal_resistance(self, c_per_w: float) -> None:
+        """Change the cooling (e.g. fan stopped: a higher resistance)."""
+        if not c_per_w > 0:
+            raise PlatformError(f"thermal resistance {c_per_w} must be > 0 degC/W")
+        self.r_th_c_per_w = float(c_per_w)
+
+    def set_state_of_charge(self, soc: float) -> None:
+        self.state_of_charge = _check_soc(soc)
+
+    def set_base_load(self, watts: float) -> None:
+        """Power the rest of the robot draws from the same battery."""
+        if not watts >= 0:
+            raise PlatformError(f"base load {watts} W must be >= 0")
+        self.base_load_w = float(watts)
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` of simulated time pass with no inference (co-runners keep running)."""
+        if seconds < 0 or not math.isfinite(seconds):
+            raise PlatformError(f"cannot advance by {seconds} s")
+        self._integrate(seconds, _Activity())
+
+    def advance_to(self, t_s: float) -> None:
+        if t_s > self.now_s:
+            self.advance(t_s - self.now_s)
+
+    def run_frame(
+        self, workload: Workload, processor: str, threads: int | None = None
+    ) -> FrameResult:
+        """Run one inference now; the clock moves to its end. Returns latency and energy."""
+        return self.run_concurrent([FrameRequest(workload, processor, threads)])[0]
+
+    def run_concurrent(self, requests: Sequence[FrameRequest]) -> list[FrameResult]:
+        """Start several inferences together (e.g. two models); each sees the others as
+        contention. The clock moves to the end of the longest; results in request order."""
+        if not requests:
+            return []
+        start = self.now_s
+        cpu_f, gpu_f = self._units[CPU].cur_khz, self._units[GPU].cur_khz
+        throttled = self.throttled
+        threads = [self._threads(r) for r in requests]
+        alone = [
+            self._latency(r.workload, r.processor, t, 0.0, 0.0)
+            for r, t in zip(requests, threads, strict=True)
+        ]
+        parts = []
+        for i, (r, t) in enumerate(zip(requests, threads, strict=True)):
+            gpu_other = sum(a.gpu_busy for j, a in enumerate(alone) if j != i)
+            cpu_other = sum(a.cpu_busy_cores for j, a in enumerate(alone) if j != i)
+            parts.append(
+                self._latency(
+                    r.workload,
+                    r.processor,
+                    t,
+                    min(0.9, gpu_other),
+                    min(0.9, cpu_other / self.cores_online),
+                )
+            )
+        lat_ms = [p.total_ms * self._jitter() for p in parts]
+        acts = [
+            _Activity(p.cpu_busy_cores, p.gpu_busy, p.memory_bytes / (ms / 1e3))
+            for p, ms in zip(parts, lat_ms, strict=True)
+        ]
+        # integrate segment by segment as the frames finish
+        order = sorted(range(len(requests)), key=lambda i: lat_ms[i])
+        seg_energy: list[tuple[float, float, float]] = []  # (t0, t1, energy)
+        t_prev = 0.0
+        for k, i in enumerate(order):
+            t_end = lat_ms[i] / 1e3
+            active = order[k:]
+            if t_end > t_prev:
+                act = _Activity()
+                for j in active:
+                    act = act + acts[j]
+                e0 = self.energy_j
+                self._integrate(t_end - t_prev, act)
+                seg_energy.append((t_prev, t_end, self.energy_j - e0))
+            t_prev = t_end
+        results = []
+        for i, r in enumerate(requests):
+            end = lat_ms[i] / 1e3
+            energy = sum(e for (a, b, e) in seg_energy if b <= end + 1e-12)
+            results.append(
+                FrameResult(
+                    workload=r.workload.name,
+                    processor=r.processor,
+                    threads=threads[i],
+                    start_s=start,
+                    end_s=start + end,
+                    latency_ms=lat_ms[i],
+                    energy_j=energy,
+                    frequency_khz=cpu_f if r.processor == CPU else gpu_f,
+                    cpu_frequency_khz=cpu_f,
+                    throttled=throttled,
+                )
+            )
+        return results
+
+    def reference_latency_ms(
+        self,
+        workload: Workload,
+        processor: str,
+        frequency_khz: int | None = None,
+        threads: int | None = None,
+        *,
+        cpu_frequency_khz: int | None = None,
+        cores_online: int | None = None,
+    ) -> float:
+        """Noise-free latency at nominal conditions (no co-runner, no throttling): what a
+        profiler would measure on an idle board with the frequency pinned. GPU runs assume the
+        CPU at ``cpu_frequency_khz`` for the host side (default: 1420.8 MHz, the default power
+        mode's cap, where the published family was calibrated)."""
+        return reference_latency_ms(
+            workload,
+            processor,
+            frequency_khz,
+            threads,
+            cpu_frequency_khz=cpu_frequency_khz,
+            cores_online=cores_online,
+            model=self.model,
+        )
+
+    def latency_table(
+        self, workload: Workload, processor: str, threads: int | None = None
+    ) -> dict[int, float]:
+        """``{frequency_khz: reference latency ms}`` for every step of the processor's table."""
+        table = self.processor(processor).frequencies_khz
+        return {f: self.reference_latency_ms(workload, processor, f, threads) for f in table}
+
+    # ================================================================ internals
+    def _unit(self, processor: str) -> _Unit:
+        try:
+            return self._units[processor]
+        except KeyError:
+            raise PlatformError(
+                f"processor {processor!r} is not on platform {self.name} (one of: cpu, cuda)"
+            ) from None
+
+    def _threads(self, r: FrameRequest) -> int:
+        self._unit(r.processor)
+        if r.processor == GPU:
+            return 1
+        if r.threads is None:
+            return self.cores_online
+        if r.threads < 1:
+            raise PlatformError(f"threads must be >= 1, got {r.threads}")
+        return int(r.threads)
+
+    def _corunner_share(self, processor: str) -> float:
+        return min(0.95, sum(c.share for c in self._corunners.values() if c.processor == processor))
+
+    def _latency(
+        self, w: Workload, processor: str, threads: int, gpu_extra: float, cpu_extra: float
+    ) -> LatencyParts:
+        m = self.model
+        cpu_share = min(0.95, self._corunner_share(CPU) + cpu_extra)
+        if processor == GPU:
+            gpu_share = min(0.95, self._corunner_share(GPU) + gpu_extra)
+            f_gpu, f_cpu = self._units[GPU].cur_khz, self._units[CPU].cur_khz
+            return m.gpu_latency(
+                w, f_gpu, f_cpu, gpu_share, cpu_share, cores_online=self.cores_online
+            )
+        return m.cpu_latency(w, self._units[CPU].cur_khz, threads, self.cores_online, cpu_share)
+
+    def _jitter(self) -> float:
+        if self.latency_jitter <= 0:
+            return 1.0
+        return math.exp(self._rng.gauss(0.0, self.latency_jitter))
+
+    def _set_power_mode(self, mode_id: int) -> None:
+        pm = nx.POWER_MODES[mode_id]
+        self.power_mode = mode_id
+        self.cores_online = pm.cpu_online
+        self._units[CPU].mode_cap_khz = nx.nearest_at_most(
+            self.model.cpu_frequencies_khz, pm.cpu_max_khz
+        )
+        self._units[GPU].mode_cap_khz = nx.nearest_at_most(
+            self.model.gpu_frequencies_khz, pm.gpu_max_khz
+        )
+        for u in self._units.values():
+            u.cur_khz = u.effective(u.cur_khz)
+
+    # ------------------------------------------------------------------------------ power
+    def _corunner_activity(self) -> _Activity:
+        act = _Activity()
+        for c in self._corunners.values():
+            if c.processor == GPU:
+                act = act + _Activity(0.0, c.share, c.memory_gbps * 1e9)
+            else:
+                act = act + _Activity(c.share * self.cores_online, 0.0, c.memory_gbps * 1e9)
+        return act
+
+    def _power(self, act: _Activity) -> tuple[dict[str, float], _Activity]:
+        """Rail powers for an activity (co-runners added) at the current state."""
+        m = self.model
+        total = act + self._corunner_activity()
+        busy_cores = min(float(self.cores_online), total.cpu_busy_cores)
+        gpu_busy = min(1.0, total.gpu_busy)
+        leak = 1.0 + m.leakage_per_c * (self.package_c - 25.0)
+        leak = max(0.5, leak)
+        f_cpu, f_gpu = self._units[CPU].cur_khz, self._units[GPU].cur_khz
+        core_w = m.cpu_core_power_w(f_cpu)
+        idle_cores = self.cores_online - busy_cores
+        cpu_w = core_w * (busy_cores + m.idle_clock_fraction_cpu * idle_cores)
+        cpu_w += leak * (m.cpu_static_w + m.cpu_static_per_core_w * self.cores_online)
+        gpu_dyn = m.gpu_busy_power_w(f_gpu)
+        gpu_w = gpu_dyn * (gpu_busy + m.idle_clock_fraction_gpu * (1.0 - gpu_busy))
+        gpu_w += leak * m.gpu_static_w
+        bps = min(total.bytes_per_s, m.dram_bytes_per_s())
+        soc_w = leak * m.soc_static_w + bps * m.dram_pj_per_byte_soc * 1e-12
+        rest_w = m.module_base_w + bps * m.dram_pj_per_byte_dram * 1e-12
+        cpu_gpu = cpu_w + gpu_w
+        rails = {
+            nx.RAIL_TOTAL: cpu_gpu + soc_w + rest_w,
+            nx.RAIL_CPU_GPU: cpu_gpu,
+            nx.RAIL_SOC: soc_w,
+            "sim:cpu": cpu_w,
+            "sim:gpu": gpu_w,
+        }
+        return rails, _Activity(busy_cores, gpu_busy, bps)
+
+    def _temperatures(self, rails: Mapping[str, float]) -> dict[str, float]:
+        m = self.model
+        pkg = self.package_c
+        return {
+            nx.ZONE_CPU: pkg + m.hotspot_cpu_c_per_w * rails["sim:cpu"],
+            nx.ZONE_GPU: pkg + m.hotspot_gpu_c_per_w * rails["sim:gpu"],
+            nx.ZONE_AUX: pkg,
+        }
+
+    def _battery_telemetry(self, module_w: float) -> BatteryTelemetry:
+        m = self.model
+        ocv = m.battery_cells * _interp(CELL_OCV_TABLE, self.state_of_charge)
+        current = _battery_current(ocv, m.battery_r_internal_ohm, self._battery_power(module_w))
+        return BatteryTelemetry(
+            state_of_charge=self.state_of_charge,
+            voltage_v=ocv - current * m.battery_r_internal_ohm,
+            current_a=-current,
+            capacity_wh=m.battery_capacity_wh,
+        )
+
+    def _battery_power(self, module_w: float) -> float:
+        return module_w / self.model.converter_efficiency + self.base_load_w
+
+    # -------------------------------------------------------------------------- integration
+    def _integrate(self, seconds: float, act: _Activity) -> None:
+        m = self.model
+        remaining = seconds
+        while remaining > 1e-12:
+            dt = min(
+                remaining,
+                m.step_s,
+                max(1e-9, self._next_governor_s - self.now_s),
+                max(1e-9, self._next_throttle_s - self.now_s),
+            )
+            rails, eff = self._power(act)
+            p = rails[nx.RAIL_TOTAL]
+            self.energy_j += p * dt
+            e_batt = self._battery_power(p) * dt
+            self.battery_energy_j += e_batt
+            self.state_of_charge = max(
+                0.0, self.state_of_charge - e_batt / (m.battery_capacity_wh * 3600.0)
+            )
+            # exact RC step for constant power over dt
+            t_ss = self.ambient_c + p * self.r_th_c_per_w
+            tau = self.r_th_c_per_w * m.c_th_j_per_c
+            self.package_c = t_ss + (self.package_c - t_ss) * math.exp(-dt / tau)
+            self.now_s += dt
+            remaining -= dt
+            share = self._corunner_share(CPU)
+            max_core = min(1.0, min(1.0, act.cpu_busy_cores) + share)
+            self._record(dt, eff.cpu_busy_cores / max(1, self.cores_online), max_core, eff.gpu_busy)
+            if self.now_s >= self._next_governor_s - 1e-12:
+                self._run_governors()
+                self._next_governor_s = self.now_s + m.governor_period_s
+            if self.now_s >= self._next_throttle_s - 1e-12:
+                self._run_throttle(rails)
+                self._next_throttle_s = self.now_s + m.throttle_period_s
+        # the power of the last simulated instant (after any frequency change)
+        self._last_power = self._power(act)[0]
+
+    def _record(self, dt: float, cpu_util: float, cpu_max: float, gpu_util: float) -> None:
+        self._history.append((self.now_s, dt, cpu_util, cpu_max, gpu_util))
+        horizon = self.now_s - self.model.util_window_s
+        while self._history and self._history[0][0] <= horizon:
+            self._history.popleft()
+        acc = self._gov_acc
+        acc[0] += dt
+        acc[1] += dt * cpu_util
+        acc[2] += dt * cpu_max
+        acc[3] += dt * gpu_util
+
+    def _utilisation(self) -> tuple[float | None, float | None, float | None]:
+        total = sum(h[1] for h in self._history)
+        if total <= 0:
+            return (None, None, None)
+        return (
+            sum(h[1] * h[2] for h in self._history) / total,
+            sum(h[1] * h[3] for h in self._history) / total,
+            sum(h[1] * h[4] for h in self._history) / total,
+        )
+
+    def _governor_choice(self, u: _Unit, util: float | None) -> int:
+        gov = u.governor
+        if gov == "performance":
+            return u.table[-1]
+        if gov == "powersave":
+            return u.table[0]
+        if gov == "userspace" or util is None:
+            return u.cur_khz
+        if gov == "ondemand":
+            target = u.table[-1] if util > 0.8 else u.table[-1] * util / 0.8
+        else:  # schedutil, nvhost_podgov, simple_ondemand: the schedutil rule (estimate)
+            target = self.model.schedutil_margin * u.table[-1] * util
+        i = bisect.bisect_left(u.table, math.ceil(target))
+        return u.table[min(i, len(u.table) - 1)]
+
+    def _run_governors(self) -> None:
+        dt, _cpu_busy, cpu_max, gpu_busy = self._gov_acc
+        self._gov_acc = [0.0, 0.0, 0.0, 0.0]
+        if dt <= 0:
+            return
+        cpu, gpu = self._units[CPU], self._units[GPU]
+        cpu.cur_khz = cpu.effective(self._governor_choice(cpu, cpu_max / dt))
+        gpu.cur_khz = gpu.effective(self._governor_choice(gpu, gpu_busy / dt))
+
+    def _run_throttle(self, rails: Mapping[str, float]) -> None:
+        m = self.model
+        temps = self._temperatures(rails)
+        for unit, zone in ((self._units[CPU], nx.ZONE_CPU), (self._units[GPU], nx.ZONE_GPU)):
+            t = temps[zone]
+            i = unit.table.index(unit.thermal_cap_khz)
+            if t > m.trip_c:
+                unit.thermal_cap_khz = unit.table[max(0, i - 1)]
+            elif t < m.trip_c - m.hysteresis_c:
+                unit.thermal_cap_khz = unit.table[min(len(unit.table) - 1, i + 1)]
+            unit.cur_khz = unit.effective(unit.cur_khz)
+
+
+# ---------------------------------------------------------------------------- module helpers
+def reference_latency_ms(
+    workload: Workload,
+    processor: str,
+    frequency_khz: int | None = None,
+    threads: int | None = None,
+    *,
+    cpu_frequency_khz: int | None = None,
+    cores_online: int | None = None,
+    model: NXModel | None = None,
+) -> float:
+    """Noise-free NX latency (ms) of ``workload`` on ``processor`` (``"cpu"`` / ``"cuda"``) at
+    ``frequency_khz`` (default: top step; must be a table step) with ``threads`` (CPU; default
+    all online cores), on an idle board; GPU runs put the host side on the CPU at
+    ``cpu_frequency_khz`` (default :attr:`NXModel.reference_cpu_khz`, 1420.8 MHz). The
+    profiler's "measured" table on the simulated NX."""
+    m = model or NXModel()
+    cores = m.cpu_cores if cores_online is None else cores_online
+    if processor == GPU:
+        table = m.gpu_frequencies_khz
+        f = table[-1] if frequency_khz is None else frequency_khz
+        _check_in(table, f, GPU)
+        f_cpu = m.reference_cpu_khz if cpu_frequency_khz is None else cpu_frequency_khz
+        _check_in(m.cpu_frequencies_khz, f_cpu, CPU)
+        return m.gpu_latency(workload, f, f_cpu).total_ms
+    if processor == CPU:
+        table = m.cpu_frequencies_khz
+        f = table[-1] if frequency_khz is None else frequency_khz
+        _check_in(table, f, CPU)
+        t = cores if threads is None else threads
+        if t < 1:
+            raise PlatformError(f"threads must be >= 1, got {t}")
+        return m.cpu_latency(workload, f, t, cores).total_ms
+    raise PlatformError(f"processor {processor!r} is not on the simulated NX (one of: cpu, cuda)")
+
+
+def _check_in(table: tuple[int, ...], khz: int, name: str) -> None:
+    kind = ProcessorKind.GPU if name == GPU else ProcessorKind.CPU
+    Processor(name, kind, 1, table).check_frequency(int(khz))
+
+
+def _interp(table: Sequence[tuple[float, float]], x: float) -> float:
+    xs = [a for a, _ in table]
+    i = bisect.bisect_left(xs, x)
+    if i <= 0:
+        return table[0][1]
+    if i >= len(table):
+        return table[-1][1]
+    (x0, y0), (x1, y1) = table[i - 1], table[i]
+    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+def _battery_current(ocv: float, r: float, p: float) -> float:
+    """Current (A, positive = discharge) drawing ``p`` W at the terminals: V = OCV - I R."""
+    disc = ocv * ocv - 4.0 * r * p
+    if disc <= 0:  # beyond the pack's maximum power: report the current at that maximum
+        return ocv / (2.0 * r)
+    return (ocv - math.sqrt(disc)) / (2.0 * r)
+
+
+def _check_soc(soc: float) -> float:
+    if not 0.0 <= soc <= 1.0:
+        raise PlatformError(f"state of charge {soc} must be in [0, 1]")
+    return float(soc)
+
+
+__all__ = [
+    "CELL_OCV_TABLE",
+    "CPU",
+    "CPU_VOLTAGE_TABLE",
+    "GPU",
+    "GPU_VOLTAGE_TABLE",
+    "CoRunner",
+    "FrameRequest",
+    "FrameResult",
+    "LatencyParts",
+    "NXModel",
+    "RuntimeCosts",
+    "SimulatedXavierNX",
+    "reference_latency_ms",
+]
