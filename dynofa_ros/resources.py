@@ -22,7 +22,7 @@ def share_dir() -> Path:
         from ament_index_python.packages import get_package_share_directory
 
         return Path(get_package_share_directory(PACKAGE))
-    except (ImportError, LookupError):
+    except (ImportError, LookupError, OSError):
         pass
     candidate = Path(sys.prefix) / "share" / PACKAGE
     if candidate.is_dir():

@@ -1,0 +1,71 @@
+"""ONNX export of one extracted sub-network (static graph, opset >= 17)."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dynofa_ros.fileio import atomic_write_bytes
+from dynofa_ros.supernet.config import SubnetConfig
+from dynofa_ros.supernet.network import ElasticMobileNetV3
+
+DEFAULT_OPSET = 17
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+
+
+def export_module_onnx(
+    module: nn.Module,
+    in_channels: int,
+    resolution: int,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = True,
+) -> bytes:
+    """Export a static module taking ``(B, in_channels, resolution, resolution)``; returns the
+    ONNX bytes and writes them atomically to ``path`` when given."""
+    if opset < 17:
+        raise ValueError(f"ONNX opset must be >= 17, got {opset}")
+    module = module.eval()
+    example = torch.zeros(1, in_channels, resolution, resolution)
+    buf = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        # dynamo=False is the exporter we want (static graph, ~1 s); silence its deprecation note
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            module,
+            (example,),
+            buf,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=opset,
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+            if dynamic_batch
+            else None,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    data = buf.getvalue()
+    if path is not None:
+        atomic_write_bytes(Path(path), data)
+    return data
+
+
+def export_onnx(
+    net: ElasticMobileNetV3,
+    cfg: SubnetConfig | None = None,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    opset: int = DEFAULT_OPSET,
+) -> bytes:
+    """Extract sub-network ``cfg`` (default: the active one) and export it to ONNX at its
+    resolution ``cfg.r``."""
+    cfg = net.active if cfg is None else cfg
+    static = net.extract(cfg)
+    return export_module_onnx(static, net.arch.in_channels, cfg.r, path, opset=opset)

@@ -1,0 +1,186 @@
+"""``dynofa train``: train a super-network with the sandwich rule and in-place distillation."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+# Sleeping (not spinning) OpenMP workers: on a shared 2-core machine a spinning team stalls
+# whenever another process takes a core (steps 2x slower, measured here). It must be set before
+# torch is first imported, which in the `dynofa train` process happens just below.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from dynofa_ros.supernet.network import PRESETS, preset
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dynofa train",
+        description="Train an elastic OFA-MobileNetV3 super-network (sandwich rule: largest, "
+        "smallest and N random sub-networks per step, in-place distillation from the largest). "
+        "Writes a safetensors checkpoint with the BN statistics and accuracies of the reported "
+        "sub-networks, a resumable state file and a JSON-lines log beside it.",
+    )
+    p.add_argument("--out", required=True, type=Path, help="checkpoint to write (.safetensors)")
+    p.add_argument(
+        "--preset",
+        default="fmnist-small",
+        choices=sorted(PRESETS),
+        help="super-network architecture (default: fmnist-small)",
+    )
+    data = p.add_mutually_exclusive_group()
+    data.add_argument(
+        "--fashion-mnist",
+        metavar="DIR",
+        type=Path,
+        default=Path("/usr/share/datasets/fashion-mnist"),
+        help="folder with Fashion-MNIST IDX files, gzipped or not (default: %(default)s)",
+    )
+    data.add_argument(
+        "--idx",
+        nargs=4,
+        metavar=("TRAIN_IMAGES", "TRAIN_LABELS", "TEST_IMAGES", "TEST_LABELS"),
+        type=Path,
+        help="any IDX image / label files (TEST_* may be '-' for none)",
+    )
+    data.add_argument(
+        "--image-folder",
+        metavar="DIR",
+        type=Path,
+        help="ImageFolder tree DIR/train/<class>/*.png (and optional DIR/test/...)",
+    )
+    p.add_argument("--labels", help="comma-separated class names (IDX data; default: digits)")
+    p.add_argument(
+        "--val-size",
+        type=int,
+        default=5000,
+        help="validation images carved (fixed split) from the training set",
+    )
+    p.add_argument(
+        "--train-limit",
+        type=int,
+        default=None,
+        help="use only the first N training images (quick trials)",
+    )
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (SGD, Nesterov)")
+    p.add_argument("--weight-decay", type=float, default=4e-5)
+    p.add_argument("--warmup-epochs", type=float, default=0.5)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument(
+        "--random",
+        dest="n_random",
+        type=int,
+        default=1,
+        help="random sub-networks per step besides largest and smallest",
+    )
+    p.add_argument(
+        "--kd-ratio",
+        type=float,
+        default=0.5,
+        help="weight of distillation from the largest vs labels for the others",
+    )
+    p.add_argument(
+        "--phases",
+        default="",
+        help="progressive shrinking, e.g. 'full:1,kernel:2,depth:2,expand:3' "
+        "(epochs add up to --epochs; default: whole space throughout)",
+    )
+    p.add_argument("--no-augment", action="store_true", help="no random shift / flip")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    p.add_argument(
+        "--calib-images", type=int, default=2000, help="training images per BN calibration"
+    )
+    p.add_argument(
+        "--report-random",
+        type=int,
+        default=6,
+        help="random sub-networks measured at the end besides largest, smallest, middle",
+    )
+    p.add_argument(
+        "--eval-limit",
+        type=int,
+        default=None,
+        help="validation images for the per-epoch evaluation (default: all)",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue from OUT.state.safetensors when it exists"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    import torch
+
+    from dynofa_ros.supernet import data as D
+    from dynofa_ros.supernet.train import TrainOptions, parse_phases, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    arch = preset(args.preset)
+    labels = args.labels.split(",") if args.labels else None
+    test = None
+    if args.idx:
+        full = D.load_idx_pair(args.idx[0], args.idx[1], labels)
+        if str(args.idx[2]) != "-":
+            test = D.load_idx_pair(args.idx[2], args.idx[3], full.classes)
+    elif args.image_folder:
+        size = max(arch.space.resolutions)
+        full = D.load_image_folder(args.image_folder / "train", arch.in_channels, size, labels)
+        if (args.image_folder / "test").is_dir():
+            test = D.load_image_folder(
+                args.image_folder / "test", arch.in_channels, size, full.classes
+            )
+    else:
+        full = D.load_fashion_mnist(args.fashion_mnist, "train")
+        test = D.load_fashion_mnist(args.fashion_mnist, "test")
+    if full.images.shape[1] != arch.in_channels:
+        raise ValueError(
+            f"preset {arch.name} takes {arch.in_channels}-channel images, the data has "
+            f"{full.images.shape[1]}"
+        )
+    if len(full.classes) != arch.num_classes:
+        from dataclasses import replace
+
+        arch = replace(arch, num_classes=len(full.classes))
+    train_set, val_set = D.split_validation(full, args.val_size)
+    if args.train_limit:
+        train_set = train_set.subset(torch.arange(min(args.train_limit, len(train_set))))
+    opts = TrainOptions(
+        arch=arch,
+        out=args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_epochs=args.warmup_epochs,
+        label_smoothing=args.label_smoothing,
+        n_random=args.n_random,
+        kd_ratio=args.kd_ratio,
+        phases=parse_phases(args.phases),
+        seed=args.seed,
+        augment_pad=0 if args.no_augment else 2,
+        augment_flip=not args.no_augment,
+        calib_images=args.calib_images,
+        report_random=args.report_random,
+        eval_limit=args.eval_limit,
+        resume=args.resume,
+        progress=not args.no_progress,
+        command="dynofa train " + " ".join(shlex.quote(a) for a in argv),
+    )
+    summary = train(opts, train_set, val_set, test)
+    for entry in summary["subnets"]:
+        test_acc = entry.get("test_accuracy")
+        print(
+            f"{entry['id']}  {entry['macs'] / 1e6:7.2f} MMACs  val {entry['val_accuracy']:.4f}"
+            + (f"  test {test_acc:.4f}" if test_acc is not None else "")
+        )
+    print(f"wrote {opts.out} in {summary['train_seconds']:.0f} s", file=sys.stderr)
+    return 0
