@@ -30,7 +30,8 @@ from dynofa_ros.nodes.convert import (
     topic_token,
 )
 from dynofa_ros.nodes.parameters import Param, ParameterTable
-from dynofa_ros.platform.base import PlatformError, Setting
+from dynofa_ros.perception import simulate_frame
+from dynofa_ros.platform.base import PlatformError
 from dynofa_ros.platform.sim import CPU, GPU, SimulatedXavierNX
 from dynofa_ros.platform.workload import RUNTIMES, Workload
 from dynofa_ros.srv import SimulateFrame
@@ -140,19 +141,16 @@ class SimPlatformNode(Node):
                     activations=int(request.activations) or None,
                     runtime=request.runtime or RUNTIMES[1],
                 )
-                freqs = {
-                    proc: int(khz)
-                    for proc, khz in ((CPU, request.cpu_frequency_khz),
-                                      (GPU, request.gpu_frequency_khz))
-                    if khz
-                }  # fmt: skip
-                mode = None if request.power_mode < 0 else int(request.power_mode)
                 self.board.processor(request.processor)
                 self._advance_to(to_seconds(request.stamp))
-                if freqs or mode is not None:
-                    self.board.apply(Setting(frequencies_khz=freqs, power_mode=mode))
-                result = self.board.run_frame(
-                    workload, request.processor, int(request.threads) or None
+                cost = simulate_frame(
+                    self.board,
+                    workload,
+                    request.processor,
+                    int(request.threads),
+                    cpu_frequency_khz=int(request.cpu_frequency_khz),
+                    gpu_frequency_khz=int(request.gpu_frequency_khz),
+                    power_mode=int(request.power_mode),
                 )
             except (PlatformError, ValueError) as exc:
                 response.success = False
@@ -161,12 +159,12 @@ class SimPlatformNode(Node):
                 return response
             self.frames += 1
             response.success = True
-            response.latency_ms = float(result.latency_ms)
-            response.energy_mj = float(result.energy_j * 1e3)
-            response.power_w = float(result.energy_j / max(result.latency_ms * 1e-3, 1e-9))
-            response.cpu_frequency_khz = int(result.cpu_frequency_khz)
-            response.gpu_frequency_khz = int(self.board.frequency_khz(GPU))
-            response.throttled = bool(result.throttled)
+            response.latency_ms = cost.latency_ms
+            response.energy_mj = cost.energy_j * 1e3
+            response.power_w = cost.power_w
+            response.cpu_frequency_khz = cost.cpu_frequency_khz
+            response.gpu_frequency_khz = cost.gpu_frequency_khz
+            response.throttled = cost.throttled
             return response
 
     def _reject(self, why: str) -> None:

@@ -1,0 +1,340 @@
+"""One perception model at run time: the engine, the board it runs on, and commands between frames.
+
+This is the ROS-free half of the perception node, shared with the in-process replay so that both
+make the same decisions from the same inputs. A :class:`PerceptionSession` owns
+
+* the :class:`~dynofa_ros.engine.Engine` (every family member prepared; a switch is a reference
+  swap),
+* the frequency / power-mode side of a command, applied through the platform layer only when DVFS
+  is allowed,
+* a :class:`FrameTimer` that says what a frame cost: measured on this machine
+  (:class:`MeasuredTimer`) or on a simulated Xavier NX (:class:`BoardTimer` in-process; the node
+  has a service-backed timer that asks ``sim_platform_node``).
+
+A command is validated as a whole before anything changes (:meth:`PerceptionSession.apply`
+returns the reason for a rejection and leaves the previous configuration in place).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dynofa_ros.errors import DynofaError
+from dynofa_ros.platform.base import Platform, PlatformError, ProcessorKind, Setting
+
+if TYPE_CHECKING:
+    from dynofa_ros.engine import Engine, InferenceResult
+    from dynofa_ros.platform.sim import SimulatedXavierNX
+    from dynofa_ros.platform.workload import Workload
+
+CPU = ProcessorKind.CPU.value
+GPU = ProcessorKind.GPU.value
+
+
+@dataclass(frozen=True)
+class Command:
+    """``msg/ReconfigurationCommand.msg`` without ROS: empty / zero / -1 fields mean "keep"."""
+
+    seq: int
+    target_model: str = ""
+    subnet_id: str = ""
+    processor: str = ""
+    threads: int = 0
+    cpu_frequency_khz: int = 0
+    gpu_frequency_khz: int = 0
+    power_mode: int = -1
+    latency_target_ms: float = 0.0
+    reason: str = ""
+
+    @classmethod
+    def from_fields(cls, fields: Any) -> Command:
+        """From anything with the message's attribute names (a ROS message, a manager
+        ``Decision``); ``power_mode=None`` reads as -1 (keep)."""
+        mode = getattr(fields, "power_mode", -1)
+        return cls(
+            seq=int(fields.seq),
+            target_model=str(fields.target_model),
+            subnet_id=str(fields.subnet_id),
+            processor=str(fields.processor),
+            threads=int(fields.threads),
+            cpu_frequency_khz=int(fields.cpu_frequency_khz),
+            gpu_frequency_khz=int(fields.gpu_frequency_khz),
+            power_mode=-1 if mode is None else int(mode),
+            latency_target_ms=float(fields.latency_target_ms),
+            reason=str(getattr(fields, "reason", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Active:
+    """What the next frame runs with. Frequencies are the pinned ones (0: the governor's)."""
+
+    member_id: str
+    processor: str
+    threads: int
+    cpu_frequency_khz: int = 0
+    gpu_frequency_khz: int = 0
+    power_mode: int = -1
+
+
+@dataclass(frozen=True)
+class FrameCost:
+    """What one frame cost on the board. ``simulated``: latency / energy come from the simulator,
+    not from this machine's clock."""
+
+    latency_ms: float
+    energy_j: float = 0.0
+    power_w: float = 0.0
+    cpu_frequency_khz: int = 0
+    gpu_frequency_khz: int = 0
+    throttled: bool = False
+    simulated: bool = False
+
+
+@dataclass(frozen=True)
+class FrameOutcome:
+    result: InferenceResult
+    cost: FrameCost
+    active: Active
+
+
+class FrameTimer(Protocol):
+    """Says what a frame cost. ``stamp_s`` is the frame's time on the run's clock (camera stamp)."""
+
+    simulated: bool
+
+    def cost(
+        self, workload: Workload, active: Active, result: InferenceResult, stamp_s: float
+    ) -> FrameCost: ...
+
+
+class MeasuredTimer:
+    """This machine's clock: the engine's own stage times; power from the platform when it can
+    measure it (Jetson rails, RAPL), else no energy figure."""
+
+    simulated = False
+
+    def __init__(self, platform: Platform | None = None) -> None:
+        self.platform = platform
+
+    def cost(
+        self, workload: Workload, active: Active, result: InferenceResult, stamp_s: float
+    ) -> FrameCost:
+        latency_ms = float(result.total_ms)
+        power_w, cpu_khz, gpu_khz, throttled = 0.0, 0, 0, False
+        if self.platform is not None:
+            try:
+                tele = self.platform.telemetry()
+            except PlatformError:
+                tele = None
+            if tele is not None:
+                power_w = float(tele.total_power_w or 0.0)
+                cpu_khz = _telemetry_khz(tele, CPU)
+                gpu_khz = _telemetry_khz(tele, GPU)
+                throttled = bool(tele.throttled)
+        return FrameCost(
+            latency_ms=latency_ms,
+            energy_j=power_w * latency_ms * 1e-3,
+            power_w=power_w,
+            cpu_frequency_khz=cpu_khz,
+            gpu_frequency_khz=gpu_khz,
+            throttled=throttled,
+        )
+
+
+def _telemetry_khz(tele: Any, processor: str) -> int:
+    p = tele.processors.get(processor)
+    return int(p.frequency_khz or 0) if p is not None else 0
+
+
+def simulate_frame(
+    board: SimulatedXavierNX,
+    workload: Workload,
+    processor: str,
+    threads: int,
+    *,
+    cpu_frequency_khz: int = 0,
+    gpu_frequency_khz: int = 0,
+    power_mode: int = -1,
+) -> FrameCost:
+    """Run one frame on the simulated board at its current time, after pinning the requested
+    frequencies / power mode (0 / -1: leave). The one place both the simulated platform node's
+    service and the in-process replay turn a frame into latency and energy."""
+    freqs = {
+        proc: int(khz) for proc, khz in ((CPU, cpu_frequency_khz), (GPU, gpu_frequency_khz)) if khz
+    }
+    mode = None if power_mode < 0 else int(power_mode)
+    board.processor(processor)  # unknown processor: raise before changing anything
+    if freqs or mode is not None:
+        board.apply(Setting(frequencies_khz=freqs, power_mode=mode))
+    r = board.run_frame(workload, processor, int(threads) or None)
+    return FrameCost(
+        latency_ms=float(r.latency_ms),
+        energy_j=float(r.energy_j),
+        power_w=float(r.energy_j / max(r.latency_ms * 1e-3, 1e-9)),
+        cpu_frequency_khz=int(r.cpu_frequency_khz),
+        gpu_frequency_khz=int(board.frequency_khz(GPU)),
+        throttled=bool(r.throttled),
+        simulated=True,
+    )
+
+
+class BoardTimer:
+    """A simulated Xavier NX in this process (in-process replay): the board's clock follows the
+    frames' stamps (``offset_s`` maps a stamp to simulated time)."""
+
+    simulated = True
+
+    def __init__(self, board: SimulatedXavierNX, offset_s: float = 0.0) -> None:
+        self.board = board
+        self.offset_s = offset_s
+
+    def cost(
+        self, workload: Workload, active: Active, result: InferenceResult, stamp_s: float
+    ) -> FrameCost:
+        self.board.advance_to(stamp_s - self.offset_s)
+        return simulate_frame(
+            self.board,
+            workload,
+            active.processor,
+            active.threads,
+            cpu_frequency_khz=active.cpu_frequency_khz,
+            gpu_frequency_khz=active.gpu_frequency_khz,
+            power_mode=active.power_mode,
+        )
+
+
+class PerceptionSession:
+    """Engine + board + the command rules of one perception model (see the module docstring).
+
+    ``platform`` validates frequencies / power modes (its tables) and, unless ``timer`` is
+    simulated, is where allowed settings are written. With a simulated timer the pinned
+    frequencies travel with each frame to the simulator instead.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        model_name: str,
+        timer: FrameTimer | None = None,
+        platform: Platform | None = None,
+        allow_dvfs: bool = False,
+        initial: Active | None = None,
+    ) -> None:
+        self.engine = engine
+        self.model_name = model_name
+        self.timer: FrameTimer = timer or MeasuredTimer(platform)
+        self.platform = platform
+        self.allow_dvfs = allow_dvfs
+        member, processor, threads = engine.active
+        self._active = initial or Active(member, processor, threads)
+        if initial is not None:
+            engine.switch(initial.member_id, initial.processor, initial.threads)
+        self.last_applied_seq = 0
+        self.notes: list[str] = []  # what the last accepted command could not do (e.g. DVFS off)
+
+    @property
+    def active(self) -> Active:
+        return self._active
+
+    # --------------------------------------------------------------------------- commands
+    def apply(self, cmd: Command) -> str | None:
+        """Apply a command between frames. Returns ``None`` when applied, else the reason it was
+        rejected (nothing changed). Frequency / power-mode fields are ignored, with a note, when
+        DVFS is not allowed."""
+        self.notes = []
+        try:
+            new, setting = self._validate(cmd)
+        except (DynofaError, ValueError) as exc:
+            return str(exc)
+        if setting is not None and not self.timer.simulated and self.platform is not None:
+            try:
+                self.platform.apply(setting)
+            except PlatformError as exc:
+                return f"platform refused the setting: {exc}"
+        self.engine.switch(new.member_id, new.processor, new.threads)
+        self._active = new
+        self.last_applied_seq = cmd.seq
+        return None
+
+    def _validate(self, cmd: Command) -> tuple[Active, Setting | None]:
+        if cmd.seq < 1:
+            raise ValueError(f"seq {cmd.seq} must be >= 1")
+        if cmd.seq <= self.last_applied_seq:
+            raise ValueError(
+                f"seq {cmd.seq} is not newer than the last applied command {self.last_applied_seq}"
+            )
+        if cmd.target_model and cmd.target_model != self.model_name:
+            raise ValueError(
+                f"target_model {cmd.target_model!r} is not this node's model_name "
+                f"{self.model_name!r}"
+            )
+        cur = self._active
+        member = cmd.subnet_id or cur.member_id
+        if member not in self.engine.members:
+            raise ValueError(
+                f"subnet_id {member!r} is not in the family (one of: "
+                f"{', '.join(self.engine.members)})"
+            )
+        processor = cmd.processor or cur.processor
+        if processor not in self.engine.processors:
+            raise ValueError(
+                f"processor {processor!r} is not prepared here (one of: "
+                f"{', '.join(self.engine.processors)})"
+            )
+        threads = cmd.threads or cur.threads
+        if threads not in self.engine.threads:
+            raise ValueError(
+                f"threads {threads} is not a prepared thread count (one of: "
+                f"{', '.join(str(t) for t in self.engine.threads)})"
+            )
+        new = replace(cur, member_id=member, processor=processor, threads=threads)
+        wants_dvfs = cmd.cpu_frequency_khz or cmd.gpu_frequency_khz or cmd.power_mode >= 0
+        if not wants_dvfs:
+            return new, None
+        if not self.allow_dvfs or self.platform is None:
+            why = "allow_dvfs is false" if not self.allow_dvfs else "no platform back-end"
+            self.notes.append(f"frequency / power-mode fields ignored: {why}")
+            return new, None
+        freqs: dict[str, int] = {}
+        for proc, khz, field in (
+            (CPU, cmd.cpu_frequency_khz, "cpu_frequency_khz"),
+            (GPU, cmd.gpu_frequency_khz, "gpu_frequency_khz"),
+        ):
+            if not khz:
+                continue
+            try:
+                self.platform.processor(proc).check_frequency(khz)
+            except PlatformError as exc:
+                raise ValueError(f"{field}: {exc}") from exc
+            freqs[proc] = khz
+        mode = cmd.power_mode if cmd.power_mode >= 0 else None
+        if mode is not None:
+            modes = self.platform.capabilities().power_modes
+            if mode not in modes:
+                allowed = ", ".join(str(m) for m in modes) or "none settable here"
+                raise ValueError(f"power_mode {mode} cannot be set (allowed: {allowed})")
+        new = replace(
+            new,
+            cpu_frequency_khz=freqs.get(CPU, cur.cpu_frequency_khz),
+            gpu_frequency_khz=freqs.get(GPU, cur.gpu_frequency_khz),
+            power_mode=cur.power_mode if mode is None else mode,
+        )
+        return new, Setting(frequencies_khz=freqs, power_mode=mode)
+
+    # ----------------------------------------------------------------------------- frames
+    def run(self, infer: Callable[[Engine], InferenceResult], stamp_s: float) -> FrameOutcome:
+        """Run one frame (``infer`` calls one of the engine's ``infer_*``) and cost it."""
+        active = self._active
+        result = infer(self.engine)
+        cost = self.timer.cost(self.engine.workload(result.member_id), active, result, stamp_s)
+        if not math.isfinite(cost.latency_ms) or cost.latency_ms < 0:
+            raise DynofaError(f"frame timer returned latency {cost.latency_ms} ms")
+        return FrameOutcome(result=result, cost=cost, active=active)
+
+    def close(self) -> None:
+        self.engine.close()
