@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("dynofa_ros.search.search_cli", "evolutionary search -> family file"),
     "platform": ("dynofa_ros.platform.cli", "what the platform back-end sees and can set"),
     "simulate": ("dynofa_ros.manager.simulate_cli", "run policies against the simulated NX"),
+    "launch": ("dynofa_ros.launch_cli", "run a launch file's node graph here (no ros2 launch)"),
     "bench": ("dynofa_ros.bench", "benchmarks (supernet, engine, manager, nodes)"),
     "replay": ("dynofa_ros.evaluation.replay_cli", "replay a scenario bag through the nodes"),
     "scenario": ("dynofa_ros.evaluation.scenario_cli", "generate a scenario bag from YAML"),

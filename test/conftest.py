@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ros_harness import ProcessManager, exclusive_domain
+from ros_harness import ProcessManager, exclusive_domain, ros_processes
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def processes(
 ) -> Iterator[ProcessManager]:
     """Start node processes in the test's domain; all are stopped (and their logs shown on
     failure) when the test ends."""
-    manager = ProcessManager(ros_domain, tmp_path_factory.mktemp("node-logs"))
+    manager = ros_processes(ros_domain, tmp_path_factory.mktemp("node-logs"))
     try:
         yield manager
     finally:

@@ -19,6 +19,7 @@ from rcl_interfaces.msg import (
     ParameterType,
     SetParametersResult,
 )
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -118,7 +119,11 @@ class ParameterTable:
         self._specs = {p.name: p for p in params}
         self._validate = validate
         self._listeners: list[Callable[[Mapping[str, Any]], None]] = []
-        node.declare_parameters("", [(p.name, p.default, p.descriptor()) for p in params])
+        try:
+            node.declare_parameters("", [(p.name, p.default, p.descriptor()) for p in params])
+        except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
+            # rclpy's own range / type check of a start-up override; it names the parameter
+            raise ValueError(f"invalid parameters: {exc}") from exc
         values = {p.name: node.get_parameter(p.name).value for p in params}
         problems = [r for p in params if (r := p.check(_plain(values[p.name], p))) is not None]
         if not problems and validate is not None and (r := validate(values)) is not None:

@@ -1,0 +1,546 @@
+"""Perception node: camera frames in, classification / status / diagnostics out, with the active
+family member switched between frames on the runtime manager's commands.
+
+A lifecycle node (ros2/demos ``lifecycle_py`` style): *configure* loads the super-network and
+prepares every family member for the chosen backend (so a switch is a reference swap), *activate*
+starts the frame worker, *deactivate* stops it, *cleanup* releases the model. ``auto_activate``
+(default true) walks those transitions at start-up for simple use.
+
+Threads: the executor only stores the newest camera frame (an unprocessed older one is dropped and
+counted) and queues commands; one worker thread takes the newest frame, applies every queued
+command between two frames, runs the engine and publishes. Frames are never queued, a command
+takes effect at a frame boundary and is acknowledged by ``last_command_seq`` in the next status.
+The command rules themselves live in :class:`dynofa_ros.perception.PerceptionSession`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+
+from dynofa_ros.errors import DynofaError
+from dynofa_ros.msg import ClassificationResult, PerceptionStatus, ReconfigurationCommand
+from dynofa_ros.nodes.convert import to_seconds, to_stamp
+from dynofa_ros.nodes.latest import Latest
+from dynofa_ros.nodes.parameters import Param, ParameterTable
+from dynofa_ros.perception import (
+    Active,
+    Command,
+    FrameCost,
+    FrameOutcome,
+    PerceptionSession,
+    SimulatedTarget,
+    default_family_path,
+)
+from dynofa_ros.srv import SimulateFrame
+
+BACKENDS = ("onnxruntime", "torch-static", "torch-dynamic")
+PLATFORMS = ("none", "auto", "jetson", "linux", "sim-xavier-nx")
+
+PARAMS = (
+    Param("model_name", "model", "name of this perception model; commands must target it",
+          live=False),
+    Param("checkpoint", "", "super-network checkpoint (.safetensors); '' = the embedded default",
+          live=False),
+    Param("family", "", "family file (.family.json); '' = <checkpoint stem>.<processor>"
+          ".family.json beside the checkpoint (sim-nx-<processor> on the simulated board)",
+          live=False),
+    Param("backend", "onnxruntime", "how members run; every member is prepared at configure",
+          choices=BACKENDS, live=False),
+    Param("input", "raw", "camera transport: raw sensor_msgs/Image on 'image', or "
+          "CompressedImage on 'image/compressed'", choices=("raw", "compressed"), live=False),
+    Param("processor", "cpu", "processor at start", choices=("cpu", "cuda"), live=False),
+    Param("threads", 1, "CPU inference threads at start", min=1, max=64, live=False),
+    Param("max_threads", 2, "thread counts 1..max_threads are prepared (commands may pick any)",
+          min=1, max=64, live=False),
+    Param("initial_subnet", "", "family member at start ('' = the most accurate)", live=False),
+    Param("top_k", 5, "classes reported per frame", min=1, max=20, live=False),
+    Param("center_crop", False, "crop the frame's centre square before resizing", live=False),
+    Param("publish_overlay", False, "publish 'overlay' (label, score, member, latency drawn on "
+          "the frame) while someone subscribes"),
+    Param("platform", "none", "board back-end for telemetry / DVFS; 'sim-xavier-nx' costs every "
+          "frame on the simulated board (service sim_board/simulate_frame)", choices=PLATFORMS,
+          live=False),
+    Param("sysfs_root", "/", "root of the board's sysfs (jetson / linux back-ends)", live=False),
+    Param("allow_dvfs", False, "apply the frequency / power-mode fields of commands through the "
+          "platform layer (needs write access to the board's sysfs)"),
+    Param("latency_target_ms", 0.0, "deadline reported per frame until a command sets one (0 = "
+          "none)", "ms", 0.0, 60000.0),
+    Param("max_frame_age_ms", 0.0, "drop a frame older than this when taken (0 = never)", "ms",
+          0.0, 60000.0),
+    Param("diagnostics_period_s", 1.0, "period of /diagnostics messages", "s", 0.1, 60.0,
+          live=False),
+    Param("auto_activate", True, "configure and activate at start-up", live=False),
+    Param("simulate_timeout_s", 5.0, "wait for sim_board/simulate_frame before failing a frame",
+          "s", 0.1, 60.0),
+)  # fmt: skip
+
+COMMAND_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+OUTPUT_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+
+
+@dataclass
+class Counters:
+    processed: int = 0
+    rejected: int = 0
+    energy_total_j: float = 0.0
+    last_error: str = ""
+    rejected_command_seq: int = 0
+    rejected_reason: str = ""
+    latency_target_ms: float = 0.0
+
+
+class ServiceTimer:
+    """Costs a frame on the simulated Xavier NX of ``sim_platform_node``: one service call per
+    frame carrying the workload and the pinned frequencies (the board follows the frames'
+    stamps). Called from the worker thread while the executor serves the response."""
+
+    simulated = True
+
+    def __init__(self, node: LifecycleNode, model_name: str, timeout_s: float) -> None:
+        self._node = node
+        self._model = model_name
+        self.timeout_s = timeout_s
+        self._client = node.create_client(
+            SimulateFrame, "sim_board/simulate_frame", callback_group=ReentrantCallbackGroup()
+        )
+
+    def cost(self, workload: Any, active: Active, result: Any, stamp_s: float) -> FrameCost:
+        if not self._client.wait_for_service(timeout_sec=self.timeout_s):
+            raise DynofaError(
+                f"service {self._client.srv_name} is not available after {self.timeout_s:g} s "
+                "(start sim_platform_node, or set platform to something else)"
+            )
+        request = SimulateFrame.Request(
+            stamp=to_stamp(stamp_s),
+            model_name=self._model,
+            processor=active.processor,
+            threads=active.threads,
+            cpu_frequency_khz=active.cpu_frequency_khz,
+            gpu_frequency_khz=active.gpu_frequency_khz,
+            power_mode=active.power_mode,
+            macs=workload.macs,
+            layers=workload.layers,
+            params=workload.params,
+            activations=workload.activations or 0,
+            runtime=workload.runtime,
+        )
+        done = threading.Event()
+        future = self._client.call_async(request)
+        future.add_done_callback(lambda _f: done.set())
+        if not done.wait(self.timeout_s):
+            future.cancel()
+            raise DynofaError(f"{self._client.srv_name} did not answer in {self.timeout_s:g} s")
+        response = future.result()
+        if response is None or not response.success:
+            why = response.message if response is not None else "no response"
+            raise DynofaError(f"{self._client.srv_name} refused the frame: {why}")
+        return FrameCost(
+            latency_ms=float(response.latency_ms),
+            energy_j=float(response.energy_mj) * 1e-3,
+            power_w=float(response.power_w),
+            cpu_frequency_khz=int(response.cpu_frequency_khz),
+            gpu_frequency_khz=int(response.gpu_frequency_khz),
+            throttled=bool(response.throttled),
+            simulated=True,
+        )
+
+    def close(self) -> None:
+        self._node.destroy_client(self._client)
+
+
+class PerceptionNode(LifecycleNode):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("perception", **kwargs)
+        self.params = ParameterTable(self, PARAMS)
+        self.params.on_change(self._on_params)
+        self.session: PerceptionSession | None = None
+        self._sim_timer: ServiceTimer | None = None
+        self._frames: Latest[tuple[Image | CompressedImage, float]] = Latest()
+        self._commands: deque[ReconfigurationCommand] = deque()
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.counters = Counters(latency_target_ms=self.params["latency_target_ms"])
+        self._pubs: dict[str, Any] = {}
+        self._subs: list[Any] = []
+        self._timers: list[Any] = []
+        self._boot = None
+        if self.params["auto_activate"]:
+            self._boot = self.create_timer(0.0, self._auto_activate)
+
+    # ============================================================================ lifecycle
+    def _auto_activate(self) -> None:
+        if self._boot is not None:
+            self._boot.cancel()
+            self.destroy_timer(self._boot)
+            self._boot = None
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            self.session = self._build_session()
+        except Exception as exc:  # any load failure is a failed transition, never a crash
+            self.get_logger().error(f"configure failed: {exc}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        self.counters = Counters(latency_target_ms=self.params["latency_target_ms"])
+        self._pubs = {
+            "classification": self.create_lifecycle_publisher(
+                ClassificationResult, "classification", OUTPUT_QOS
+            ),
+            "status": self.create_lifecycle_publisher(PerceptionStatus, "status", OUTPUT_QOS),
+            "overlay": self.create_lifecycle_publisher(Image, "overlay", OUTPUT_QOS),
+        }
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
+        kind, topic = (
+            (Image, "image")
+            if self.params["input"] == "raw"
+            else (CompressedImage, "image/compressed")
+        )
+        self._subs = [
+            self.create_subscription(kind, topic, self._on_frame, qos_profile_sensor_data),
+            self.create_subscription(
+                ReconfigurationCommand, "reconfigure", self._on_command, COMMAND_QOS
+            ),
+        ]
+        self._timers = [
+            self.create_timer(self.params["diagnostics_period_s"], self._publish_diagnostics)
+        ]
+        e = self.session.engine
+        self.get_logger().info(
+            f"{self.params['model_name']}: {len(e.members)} members prepared "
+            f"({self.params['backend']}, processors {', '.join(e.processors)}, threads "
+            f"{', '.join(map(str, e.threads))}, {e.rss_bytes / 2**20:.0f} MiB RSS); active "
+            f"{self.session.active.member_id}; listening on {self.resolve_topic_name(topic)}"
+        )
+        return super().on_configure(state)
+
+    def _build_session(self) -> PerceptionSession:
+        from dynofa_ros.engine import Engine
+        from dynofa_ros.platform import make_platform
+        from dynofa_ros.resources import models_dir
+
+        p = self.params
+        checkpoint = Path(p["checkpoint"] or models_dir() / "fmnist_mbv3_small.safetensors")
+        simulated = p["platform"] == "sim-xavier-nx"
+        family = Path(p["family"]) if p["family"] else default_family_path(
+            checkpoint, p["processor"], simulated
+        )  # fmt: skip
+        if p["threads"] > p["max_threads"]:
+            raise DynofaError(f"threads {p['threads']} is above max_threads {p['max_threads']}")
+        platform = None
+        if p["platform"] == "sim-xavier-nx":
+            platform = make_platform("sim-xavier-nx")  # frequency tables; frames go to the node
+        elif p["platform"] != "none":
+            platform = make_platform(p["platform"], sysfs_root=p["sysfs_root"])
+        engine = Engine.load(
+            checkpoint,
+            family,
+            backend=p["backend"],
+            processors=("cpu",) if simulated else (p["processor"],),
+            threads=tuple(range(1, p["max_threads"] + 1)),
+            top_k=p["top_k"],
+            center_crop=p["center_crop"],
+            progress=False,
+        )
+        timer = None
+        if simulated:
+            self._sim_timer = ServiceTimer(self, p["model_name"], p["simulate_timeout_s"])
+            timer = self._sim_timer
+            engine = SimulatedTarget(engine, platform)
+        members = engine.members
+        initial = p["initial_subnet"] or _most_accurate(engine)
+        if initial not in members:
+            engine.close()
+            raise DynofaError(
+                f"initial_subnet {initial!r} is not in {family.name} (one of: {', '.join(members)})"
+            )
+        return PerceptionSession(
+            engine,
+            model_name=p["model_name"],
+            timer=timer,
+            platform=platform,
+            allow_dvfs=p["allow_dvfs"],
+            initial=Active(initial, p["processor"], p["threads"]),
+        )
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._frames.reopen()
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, name="perception-worker", daemon=True)
+        self._worker.start()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._halt_worker()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._halt_worker()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._halt_worker()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _halt_worker(self) -> None:
+        self._stop.set()
+        self._frames.close()
+        if self._worker is not None:
+            self._worker.join(timeout=10.0)
+            self._worker = None
+
+    def _release(self) -> None:
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        for timer in self._timers:
+            timer.cancel()
+            self.destroy_timer(timer)
+        for pub in self._pubs.values():
+            self.destroy_lifecycle_publisher(pub)
+        if getattr(self, "_diag_pub", None) is not None:
+            self.destroy_publisher(self._diag_pub)
+            self._diag_pub = None
+        self._subs, self._timers, self._pubs = [], [], {}
+        if self._sim_timer is not None:
+            self._sim_timer.close()
+            self._sim_timer = None
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    def _on_params(self, changed: dict[str, Any]) -> None:
+        if "allow_dvfs" in changed and self.session is not None:
+            self.session.allow_dvfs = changed["allow_dvfs"]
+        if "latency_target_ms" in changed:
+            self.counters.latency_target_ms = changed["latency_target_ms"]
+        if "simulate_timeout_s" in changed and self._sim_timer is not None:
+            self._sim_timer.timeout_s = changed["simulate_timeout_s"]
+
+    # ============================================================================== worker
+    def _on_command(self, msg: ReconfigurationCommand) -> None:
+        self._commands.append(msg)
+
+    def _on_frame(self, msg: Image | CompressedImage) -> None:
+        self._frames.put((msg, time.monotonic()))
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            item = self._frames.take(timeout_s=0.05)
+            while self._commands:
+                self._apply(self._commands.popleft())
+            if item is None:
+                continue
+            msg, received = item
+            limit = self.params["max_frame_age_ms"]
+            age_ms = self._age_ms(msg)
+            if limit > 0 and age_ms > limit:
+                self._frames.dropped += 1
+                continue
+            try:
+                outcome = self.session.run(_inference_of(msg), to_seconds(msg.header.stamp))
+            except (DynofaError, ValueError) as exc:  # malformed frame / board refusal
+                self._reject_frame(msg, str(exc))
+                continue
+            except Exception as exc:  # a bug or a backend failure must not kill the worker
+                self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}")
+                self._reject_frame(msg, f"{type(exc).__name__}: {exc}")
+                continue
+            self._publish_frame(msg, outcome, received)
+
+    def _apply(self, msg: ReconfigurationCommand) -> None:
+        c = self.counters
+        try:
+            command = Command.from_fields(msg)
+        except (TypeError, ValueError) as exc:
+            reason = f"malformed command: {exc}"
+            command = None
+        else:
+            reason = self.session.apply(command)
+        if reason is None:
+            if command.latency_target_ms > 0:
+                c.latency_target_ms = command.latency_target_ms
+            if self.session.notes:
+                c.last_error = f"command {command.seq}: " + "; ".join(self.session.notes)
+            return
+        c.rejected_command_seq = int(msg.seq)
+        c.rejected_reason = reason
+        c.last_error = f"command {msg.seq} rejected: {reason}"
+        self.get_logger().warning(c.last_error)
+        self._publish_status(None, None, level=PerceptionStatus.LEVEL_WARN, message=c.last_error)
+
+    def _age_ms(self, msg: Any) -> float:
+        return (self.get_clock().now().nanoseconds * 1e-9 - to_seconds(msg.header.stamp)) * 1e3
+
+    def _publish_frame(self, msg: Any, outcome: FrameOutcome, received: float) -> None:
+        c = self.counters
+        c.processed += 1
+        c.energy_total_j += outcome.cost.energy_j
+        r = outcome.result
+        latency_ms = (
+            outcome.cost.latency_ms
+            if outcome.cost.simulated
+            else (time.monotonic() - received) * 1e3
+        )
+        self._pubs["classification"].publish(
+            ClassificationResult(
+                header=msg.header,
+                model_name=self.params["model_name"],
+                subnet_id=r.member_id,
+                frame_seq=c.processed,
+                command_seq=self.session.last_applied_seq,
+                class_ids=[int(i) for i in r.class_ids],
+                labels=list(r.labels),
+                scores=[float(s) for s in r.scores],
+                latency_ms=float(latency_ms),
+            )
+        )
+        self._publish_status(msg, outcome, latency_ms=latency_ms)
+        if self.params["publish_overlay"] and self._pubs["overlay"].get_subscription_count() > 0:
+            from dynofa_ros.nodes.overlay import overlay_image
+
+            try:
+                self._pubs["overlay"].publish(overlay_image(msg, r, latency_ms))
+            except ValueError as exc:
+                self.get_logger().warning(f"overlay: {exc}")
+
+    def _reject_frame(self, msg: Any, why: str) -> None:
+        self.counters.rejected += 1
+        self.counters.last_error = f"frame rejected: {why}"
+        self._publish_status(
+            msg, None, level=PerceptionStatus.LEVEL_ERROR, message=self.counters.last_error
+        )
+
+    # ============================================================================= outputs
+    def _publish_status(
+        self,
+        msg: Any,
+        outcome: FrameOutcome | None,
+        *,
+        latency_ms: float = 0.0,
+        level: int = PerceptionStatus.LEVEL_OK,
+        message: str = "",
+    ) -> None:
+        pub = self._pubs.get("status")
+        if pub is None or self.session is None:
+            return
+        c = self.counters
+        active = outcome.active if outcome is not None else self.session.active
+        s = PerceptionStatus()
+        s.header.stamp = msg.header.stamp if msg is not None else self.get_clock().now().to_msg()
+        s.header.frame_id = msg.header.frame_id if msg is not None else ""
+        s.model_name = self.params["model_name"]
+        s.level = level
+        s.message = message
+        s.subnet_id = active.member_id
+        s.processor = active.processor
+        s.threads = active.threads
+        s.cpu_frequency_khz = active.cpu_frequency_khz
+        s.gpu_frequency_khz = active.gpu_frequency_khz
+        s.last_command_seq = self.session.last_applied_seq
+        s.rejected_command_seq = c.rejected_command_seq
+        s.rejected_reason = c.rejected_reason
+        if outcome is not None:
+            r, cost = outcome.result, outcome.cost
+            s.subnet_id = r.member_id
+            s.preprocess_ms = float(r.preprocess_ms)
+            s.inference_ms = float(r.inference_ms)
+            s.postprocess_ms = float(r.postprocess_ms)
+            s.latency_ms = float(latency_ms)
+            s.frame_age_ms = float(max(0.0, self._age_ms(msg)))
+            s.power_w = float(cost.power_w)
+            s.energy_per_frame_mj = float(cost.energy_j * 1e3)
+            s.cpu_frequency_khz = cost.cpu_frequency_khz or s.cpu_frequency_khz
+            s.gpu_frequency_khz = cost.gpu_frequency_khz or s.gpu_frequency_khz
+        s.latency_target_ms = float(c.latency_target_ms)
+        s.frames_processed = c.processed
+        s.frames_dropped = self._frames.dropped
+        s.frames_rejected = c.rejected
+        s.energy_total_j = float(c.energy_total_j)
+        pub.publish(s)
+
+    def _publish_diagnostics(self) -> None:
+        if self._diag_pub is None or self.session is None:
+            return
+        c, active = self.counters, self.session.active
+        values = {
+            "subnet_id": active.member_id,
+            "processor": active.processor,
+            "threads": active.threads,
+            "cpu_frequency_khz": active.cpu_frequency_khz,
+            "gpu_frequency_khz": active.gpu_frequency_khz,
+            "frames_processed": c.processed,
+            "frames_dropped": self._frames.dropped,
+            "frames_rejected": c.rejected,
+            "last_command_seq": self.session.last_applied_seq,
+            "rejected_command_seq": c.rejected_command_seq,
+            "rejected_reason": c.rejected_reason,
+            "energy_total_j": f"{c.energy_total_j:.3f}",
+            "last_error": c.last_error,
+        }
+        diag = DiagnosticStatus(
+            level=DiagnosticStatus.WARN if c.last_error else DiagnosticStatus.OK,
+            name=f"{self.get_fully_qualified_name()}: perception {self.params['model_name']}",
+            message=c.last_error or "ok",
+            hardware_id=self.params["platform"],
+            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+        )
+        array = DiagnosticArray(status=[diag])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(array)
+
+
+def _most_accurate(engine: Any) -> str:
+    scored = [(engine.accuracy(m) or 0.0, i, m) for i, m in enumerate(engine.members)]
+    return max(scored)[2]
+
+
+def _inference_of(msg: Image | CompressedImage) -> Any:
+    if isinstance(msg, Image):
+        return lambda e: e.infer_raw(
+            memoryview(msg.data), msg.width, msg.height, msg.encoding, msg.step,
+            bool(msg.is_bigendian),
+        )  # fmt: skip
+    return lambda e: e.infer_compressed(memoryview(msg.data), msg.format)
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    executor = MultiThreadedExecutor(num_threads=3)
+    try:
+        node = PerceptionNode()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ValueError as exc:  # invalid parameters at start-up
+        print(f"perception_node: {exc}", flush=True)
+        return 2
+    finally:
+        if node is not None:
+            node._halt_worker()
+            node.destroy_node()
+        executor.shutdown()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

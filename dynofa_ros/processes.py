@@ -1,0 +1,106 @@
+"""Child processes in their own process groups, always stopped, output kept in files.
+
+Used by ``dynofa launch`` and the live replay to run a node graph, and by the tests' ROS harness.
+A process is stopped the way a terminal would: SIGINT (clean ``rclpy`` shutdown), then SIGTERM,
+then SIGKILL, to its whole group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+
+@dataclass
+class NodeProcess:
+    """A node (or any program) in its own process group, with its output in a file."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    popen: subprocess.Popen[bytes]
+    _log: IO[bytes]
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def send_signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, sig)
+
+    def stop(self, timeout_s: float = 10.0) -> int:
+        """SIGINT (clean shutdown), then SIGTERM, then SIGKILL; returns the exit code."""
+        steps = ((signal.SIGINT, timeout_s), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0))
+        for sig, wait_s in steps:
+            if not self.alive():
+                break
+            self.send_signal(sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(wait_s)
+        # Children of the node (if any) go with its group.
+        self.send_signal(signal.SIGKILL)
+        self._log.close()
+        return self.popen.returncode
+
+
+@dataclass
+class ProcessManager:
+    """Starts processes with a common environment and guarantees they are all stopped."""
+
+    log_dir: Path
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    processes: list[NodeProcess] = field(default_factory=list)
+
+    def start(
+        self,
+        argv: Sequence[str],
+        *,
+        name: str | None = None,
+        env: dict[str, str] | None = None,
+        cwd: str | Path | None = None,
+    ) -> NodeProcess:
+        name = name or Path(argv[0]).name
+        log_path = self.log_dir / f"{len(self.processes):02d}-{name}.log"
+        log = open(log_path, "wb")  # noqa: SIM115 - closed in NodeProcess.stop
+        popen = subprocess.Popen(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**self.env, **(env or {})},
+            cwd=cwd,
+            start_new_session=True,
+        )
+        proc = NodeProcess(name, list(argv), log_path, popen, log)
+        self.processes.append(proc)
+        return proc
+
+    def start_python(self, module_or_script: str, *args: str, **kw: Any) -> NodeProcess:
+        """``python -m module`` (dotted name) or ``python script.py`` with the test interpreter."""
+        if module_or_script.endswith(".py"):
+            argv = [sys.executable, module_or_script, *args]
+        else:
+            argv = [sys.executable, "-m", module_or_script, *args]
+        kw.setdefault("name", module_or_script.removesuffix(".py").replace("/", ".").split(".")[-1])
+        return self.start(argv, **kw)
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"----- {p.name} (rc={p.popen.returncode}) -----\n{p.output()}" for p in self.processes
+        )
