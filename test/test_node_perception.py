@@ -93,7 +93,7 @@ def test_frames_in_results_out_with_commands_between_frames(ros_node: Any, proce
     _start(processes)
     probe = Probe(ros_node, processes)
     probe.ready()
-    images, labels = fashion_images()
+    _, labels = fashion_images()
     correct = 0
     for i in range(20):
         status = probe.frame(i)
@@ -146,7 +146,7 @@ def test_compressed_input_and_live_parameters(ros_node: Any, processes: Any) -> 
     probe = Probe(ros_node, processes)
     probe.ready(probe.compressed)
     images, labels = fashion_images()
-    ok, png = cv2.imencode(".png", images[3])
+    _, png = cv2.imencode(".png", images[3])
     msg = CompressedImage(format="png", data=png.tobytes())
     msg.header.stamp = ros_node.get_clock().now().to_msg()
     status = probe.frame(msg=msg, publisher=probe.compressed)
