@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dynofa_ros.errors import DynofaError
@@ -205,6 +206,44 @@ class BoardTimer:
             gpu_frequency_khz=active.gpu_frequency_khz,
             power_mode=active.power_mode,
         )
+
+
+class SimulatedTarget:
+    """The engine as seen when frames are costed on a simulated board: the board's processors
+    and thread counts are all "prepared" (the prediction itself is still computed on this
+    machine's CPU with the nearest prepared thread count; the board says what the frame cost)."""
+
+    def __init__(self, engine: Engine, board: Platform) -> None:
+        self._engine = engine
+        procs = board.processors()
+        self.processors = tuple(p.name for p in procs)
+        cpu_cores = [p.cores for p in procs if p.kind is ProcessorKind.CPU] or [1]
+        self.threads = tuple(range(1, max(cpu_cores) + 1))
+        self._processor = CPU if CPU in self.processors else self.processors[0]
+        self._threads = engine.active[2]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    @property
+    def active(self) -> tuple[str, str, int]:
+        return self._engine.active[0], self._processor, self._threads
+
+    def switch(self, member_id: str, processor: str = CPU, threads: int | None = None) -> None:
+        local = self._engine.threads
+        t = self._threads if threads is None else threads
+        self._engine.switch(
+            member_id, CPU, max(x for x in local if x <= t) if t >= local[0] else local[0]
+        )
+        self._processor, self._threads = processor, t
+
+
+def default_family_path(checkpoint: Path, processor: str, simulated: bool) -> Path:
+    """The family ``dynofa search`` writes beside a checkpoint for this target:
+    ``<stem>.<processor>.family.json`` measured here, ``<stem>.sim-nx-<processor>.family.json``
+    on the simulated Xavier NX."""
+    target = f"sim-nx-{processor}" if simulated else processor
+    return checkpoint.with_name(f"{checkpoint.stem}.{target}.family.json")
 
 
 class PerceptionSession:

@@ -115,7 +115,7 @@ class ServiceTimer:
         self._model = model_name
         self.timeout_s = timeout_s
         self._client = node.create_client(
-            SimulateFrame, "sim_board/simulate_frame", callback_group=ReentrantCallbackGroup()
+            SimulateFrame, "/sim_board/simulate_frame", callback_group=ReentrantCallbackGroup()
         )
 
     def cost(self, workload: Any, active: Active, result: Any, stamp_s: float) -> FrameCost:
