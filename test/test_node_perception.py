@@ -22,6 +22,7 @@ class Probe:
         from sensor_msgs.msg import CompressedImage, Image
 
         from dynofa_ros.msg import ClassificationResult, PerceptionStatus, ReconfigurationCommand
+        from dynofa_ros.nodes.qos import COMMANDS
 
         self.node, self.processes = node, processes
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -32,7 +33,7 @@ class Probe:
         node.create_subscription(PerceptionStatus, f"{ns}/status", self.statuses.append, qos)
         self.images = node.create_publisher(Image, f"{ns}/image", qos)
         self.compressed = node.create_publisher(CompressedImage, f"{ns}/image/compressed", qos)
-        self.commands = node.create_publisher(ReconfigurationCommand, f"{ns}/reconfigure", qos)
+        self.commands = node.create_publisher(ReconfigurationCommand, f"{ns}/reconfigure", COMMANDS)
         self.seq = 0
 
     def ready(self, publisher: Any = None) -> None:

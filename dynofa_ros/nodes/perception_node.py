@@ -28,11 +28,11 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
 from dynofa_ros.errors import DynofaError
 from dynofa_ros.msg import ClassificationResult, PerceptionStatus, ReconfigurationCommand
+from dynofa_ros.nodes import qos
 from dynofa_ros.nodes.convert import to_seconds, to_stamp
 from dynofa_ros.nodes.latest import Latest
 from dynofa_ros.nodes.parameters import Param, ParameterTable
@@ -87,9 +87,6 @@ PARAMS = (
     Param("simulate_timeout_s", 5.0, "wait for sim_board/simulate_frame before failing a frame",
           "s", 0.1, 60.0),
 )  # fmt: skip
-
-COMMAND_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-OUTPUT_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
 
 @dataclass
@@ -200,21 +197,21 @@ class PerceptionNode(LifecycleNode):
         self.counters = Counters(latency_target_ms=self.params["latency_target_ms"])
         self._pubs = {
             "classification": self.create_lifecycle_publisher(
-                ClassificationResult, "classification", OUTPUT_QOS
+                ClassificationResult, "classification", qos.OUTPUTS
             ),
-            "status": self.create_lifecycle_publisher(PerceptionStatus, "status", OUTPUT_QOS),
-            "overlay": self.create_lifecycle_publisher(Image, "overlay", OUTPUT_QOS),
+            "status": self.create_lifecycle_publisher(PerceptionStatus, "status", qos.OUTPUTS),
+            "overlay": self.create_lifecycle_publisher(Image, "overlay", qos.OUTPUTS),
         }
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.OUTPUTS)
         kind, topic = (
             (Image, "image")
             if self.params["input"] == "raw"
             else (CompressedImage, "image/compressed")
         )
         self._subs = [
-            self.create_subscription(kind, topic, self._on_frame, qos_profile_sensor_data),
+            self.create_subscription(kind, topic, self._on_frame, qos.CAMERA),
             self.create_subscription(
-                ReconfigurationCommand, "reconfigure", self._on_command, COMMAND_QOS
+                ReconfigurationCommand, "reconfigure", self._on_command, qos.COMMANDS
             ),
         ]
         self._timers = [
