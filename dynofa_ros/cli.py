@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("dynofa_ros.manager.simulate_cli", "run policies against the simulated NX"),
     "launch": ("dynofa_ros.launch_cli", "run a launch file's node graph here (no ros2 launch)"),
     "bench": ("dynofa_ros.bench", "benchmarks (supernet, engine, manager, nodes)"),
-    "replay": ("dynofa_ros.evaluation.replay_cli", "replay a scenario bag through the nodes"),
+    "replay": ("dynofa_ros.replay_cli", "replay a scenario bag through the nodes"),
     "scenario": ("dynofa_ros.evaluation.scenario_cli", "generate a scenario bag from YAML"),
     "report": ("dynofa_ros.evaluation.report_cli", "write a report from replay results"),
 }

@@ -35,6 +35,7 @@ DECLARED = {
     "sensor_msgs": "sensor_msgs",
     "diagnostic_msgs": "diagnostic_msgs",
     "lifecycle_msgs": "lifecycle_msgs",
+    "rosgraph_msgs": "rosgraph_msgs",
     "rcl_interfaces": "rcl_interfaces",
     "builtin_interfaces": "std_msgs",
     "ament_index_python": "ament_index_python",
@@ -42,7 +43,10 @@ DECLARED = {
     "onnx": "pip:onnx",
     "jtop": "pip:jetson-stats",
 }
-CORE = ("supernet", "search", "engine", "manager", "platform", "family.py")
+CORE = (
+    "supernet", "search", "engine", "manager", "platform", "evaluation", "family.py",
+    "perception.py", "launch_graph.py", "processes.py",
+)  # fmt: skip
 NO_TORCH = ("manager", "platform", "family.py")
 
 

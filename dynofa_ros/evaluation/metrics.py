@@ -1,0 +1,256 @@
+"""Metrics of one run, per model, computed from :class:`~.records.RunResults` only.
+
+Definitions (``None`` = cannot be computed from what the run recorded):
+
+- latency p50 / p95 / p99: percentiles (linear interpolation) of ``latency_ms`` over all frames;
+- deadline-miss rate: frames with ``latency_ms > target_ms`` / frames with a target;
+- accuracy: correct frames / frames with ground truth;
+- energy: sum of the frames' energy (the perception node's per-frame estimate), J; average power:
+  energy / run duration, W; mean frame power: mean of the frames' ``power_w``; board energy (per
+  run): the ``power`` series (board power) integrated as a step function;
+- battery at end: last ``battery`` sample (else the last frame's);
+- max temperature: over ``temperature/*`` samples and frames; time throttled: total time the
+  ``throttled`` step function is 1 (else the frame intervals marked throttled), s;
+- switches: frame-to-frame changes of the sub-network; configuration changes: of any of
+  sub-network, processor, threads, CPU / GPU frequency; commands: commands sent to the model;
+- reaction to each event (per model), over the window from the event to the next event (or the
+  end): ``reconfigured_after_s`` (first frame whose configuration differs from the one before the
+  event), ``transient_frames`` (frames before the first run of ``SETTLE_FRAMES`` consecutive
+  frames within target; 0 when it never missed), ``recovered_after_s`` (time of that first settled
+  frame; 0 when the window starts within target), ``misses`` in the window, and
+  ``within_target_after`` (fraction of frames within target after the transient).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dynofa_ros.evaluation.records import Event, FrameRecord, RunResults, Sample
+
+SETTLE_FRAMES = 5
+
+
+@dataclass(frozen=True)
+class Reaction:
+    event_t_s: float
+    event: str
+    kind: str
+    model: str
+    frames: int
+    misses: int
+    reconfigured_after_s: float | None
+    transient_frames: int | None
+    recovered_after_s: float | None
+    within_target_after: float | None
+
+
+@dataclass(frozen=True)
+class ModelMetrics:
+    model: str
+    frames: int
+    target_ms: float | None  # the most common target
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    latency_mean_ms: float | None
+    miss_rate: float | None
+    accuracy: float | None
+    frames_with_ground_truth: int
+    energy_j: float | None
+    average_power_w: float | None
+    mean_frame_power_w: float | None
+    battery_end: float | None
+    max_temperature_c: float | None
+    time_throttled_s: float | None
+    switches: int
+    config_changes: int
+    commands: int
+    subnets_used: int
+    reactions: tuple[Reaction, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    name: str
+    policy: str
+    scenario: str
+    duration_s: float
+    models: tuple[ModelMetrics, ...]
+    board_energy_j: float | None = None  # the ``power`` series integrated over the run
+    board_average_power_w: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def model(self, name: str) -> ModelMetrics:
+        return next(m for m in self.models if m.model == name)
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def compute(run: RunResults) -> RunMetrics:
+    duration = run.duration_s
+    battery = run.series("battery")
+    temps = [s.value for s in run.samples if s.series.startswith("temperature/")]
+    throttle = sorted(run.series("throttled"), key=lambda s: s.t_s)
+    models = []
+    for model in run.models:
+        frames = sorted(run.frames_of(model), key=lambda f: f.t_s)
+        lat = [f.latency_ms for f in frames if math.isfinite(f.latency_ms)]
+        with_target = [f for f in frames if f.deadline_missed is not None]
+        with_gt = [f for f in frames if f.correct is not None]
+        energies = [f.energy_j for f in frames if f.energy_j is not None]
+        energy = float(sum(energies)) if energies else None
+        powers = [f.power_w for f in frames if f.power_w is not None]
+        targets = [f.target_ms for f in frames if f.target_ms is not None]
+        frame_temps = [f.max_temperature_c for f in frames if f.max_temperature_c is not None]
+        all_temps = temps + frame_temps
+        if battery:
+            battery_end: float | None = max(battery, key=lambda s: s.t_s).value
+        else:
+            known = [f.battery for f in frames if f.battery is not None]
+            battery_end = known[-1] if known else None
+        switches = sum(1 for a, b in itertools.pairwise(frames) if a.subnet_id != b.subnet_id)
+        changes = sum(1 for a, b in itertools.pairwise(frames) if a.config != b.config)
+        models.append(
+            ModelMetrics(
+                model=model,
+                frames=len(frames),
+                target_ms=max(set(targets), key=targets.count) if targets else None,
+                latency_p50_ms=_pct(lat, 50),
+                latency_p95_ms=_pct(lat, 95),
+                latency_p99_ms=_pct(lat, 99),
+                latency_mean_ms=float(np.mean(lat)) if lat else None,
+                miss_rate=(
+                    sum(bool(f.deadline_missed) for f in with_target) / len(with_target)
+                    if with_target
+                    else None
+                ),
+                accuracy=(
+                    sum(bool(f.correct) for f in with_gt) / len(with_gt) if with_gt else None
+                ),
+                frames_with_ground_truth=len(with_gt),
+                energy_j=energy,
+                average_power_w=(
+                    energy / duration if energy is not None and duration > 0 else None
+                ),
+                mean_frame_power_w=float(np.mean(powers)) if powers else None,
+                battery_end=battery_end,
+                max_temperature_c=max(all_temps) if all_temps else None,
+                time_throttled_s=_time_throttled(throttle, frames, duration),
+                switches=switches,
+                config_changes=changes,
+                commands=sum(1 for c in run.commands if c.model == model),
+                subnets_used=len({f.subnet_id for f in frames}),
+                reactions=tuple(reactions(run.events, frames, model, duration)),
+            )
+        )
+    board = board_energy_j(run.series("power"), duration)
+    return RunMetrics(
+        run.info.name,
+        run.info.policy,
+        run.info.scenario,
+        duration,
+        tuple(models),
+        board_energy_j=board,
+        board_average_power_w=board / duration if board is not None and duration > 0 else None,
+    )
+
+
+def board_energy_j(power: list[Sample], duration: float) -> float | None:
+    """Board energy: the ``power`` step function (each sample holds until the next, the last
+    until the end of the run) integrated over [first sample, duration]."""
+    ps = sorted(power, key=lambda s: s.t_s)
+    if not ps:
+        return None
+    total = 0.0
+    for a, b in zip(ps, [*ps[1:], None], strict=False):
+        end = b.t_s if b is not None else max(duration, a.t_s)
+        total += a.value * max(0.0, end - a.t_s)
+    return total
+
+
+def _time_throttled(
+    throttle: list[Any], frames: list[FrameRecord], duration: float
+) -> float | None:
+    if throttle:
+        total = 0.0
+        for a, b in zip(throttle, [*throttle[1:], None], strict=False):
+            end = b.t_s if b is not None else max(duration, a.t_s)
+            if a.value > 0.5:
+                total += max(0.0, end - a.t_s)
+        return total
+    known = [f for f in frames if f.throttled is not None]
+    if not known:
+        return None
+    total = 0.0
+    for a, b in zip(known, [*known[1:], None], strict=False):
+        end = b.t_s if b is not None else max(duration, a.t_s)
+        if a.throttled:
+            total += max(0.0, end - a.t_s)
+    return total
+
+
+def reactions(
+    events: list[Event], frames: list[FrameRecord], model: str, duration: float
+) -> list[Reaction]:
+    out: list[Reaction] = []
+    evs = sorted((e for e in events if e.model in (None, model)), key=lambda e: e.t_s)
+    first_t = frames[0].t_s if frames else 0.0
+    for i, ev in enumerate(evs):
+        if ev.t_s < first_t:
+            continue
+        end = evs[i + 1].t_s if i + 1 < len(evs) else math.inf
+        before = [f for f in frames if f.t_s < ev.t_s]
+        window = [f for f in frames if ev.t_s <= f.t_s < end]
+        reconfigured = None
+        if before:
+            ref = before[-1].config
+            changed = next((f for f in window if f.config != ref), None)
+            if changed is not None:
+                reconfigured = changed.t_s - ev.t_s
+        known = [f for f in window if f.deadline_missed is not None]
+        transient = recovered = within = None
+        if known:
+            k = _settle_index(known)
+            if k is not None:
+                transient = k
+                recovered = 0.0 if k == 0 else known[k].t_s - ev.t_s
+                after = known[k:]
+                within = sum(not f.deadline_missed for f in after) / len(after)
+        out.append(
+            Reaction(
+                event_t_s=ev.t_s,
+                event=ev.label,
+                kind=ev.kind,
+                model=model,
+                frames=len(window),
+                misses=sum(bool(f.deadline_missed) for f in known),
+                reconfigured_after_s=reconfigured,
+                transient_frames=transient,
+                recovered_after_s=recovered,
+                within_target_after=within,
+            )
+        )
+    return out
+
+
+def _settle_index(frames: list[FrameRecord]) -> int | None:
+    """Index of the first frame of the first run of SETTLE_FRAMES frames within target (a shorter
+    run is enough when it reaches the end of the window)."""
+    run = 0
+    for i, f in enumerate(frames):
+        if f.deadline_missed:
+            run = 0
+            continue
+        run += 1
+        if run == SETTLE_FRAMES or i == len(frames) - 1:
+            return i - run + 1
+    return None

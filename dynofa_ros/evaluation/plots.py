@@ -1,0 +1,388 @@
+"""Matplotlib figures of the report (Agg backend; no display needed)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from dynofa_ros.evaluation.metrics import RunMetrics
+from dynofa_ros.evaluation.records import RunResults, subnets_of
+
+MODEL_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+RUN_COLORS = (
+    "#4c72b0",
+    "#dd8452",
+    "#55a868",
+    "#c44e52",
+    "#8172b3",
+    "#937860",
+    "#da8bc3",
+    "#8c8c8c",
+)
+EVENT_COLORS = {"priority": "#7b3294", "corunner": "#e66101", "battery_threshold": "#1a9641"}
+MISS_COLOR = "#d62728"
+
+
+def _step(ax: Any, t: Sequence[float], v: Sequence[float], **kw: Any) -> None:
+    if len(t):
+        ax.step(t, v, where="post", **kw)
+
+
+def _from_zero(ax: Any) -> None:
+    """y from 0 with headroom above the highest value (lines never sit on the frame)."""
+    lines = [ln for ln in ax.get_lines() if len(ln.get_ydata())]
+    top = max((float(np.nanmax(np.asarray(ln.get_ydata(), float))) for ln in lines), default=1.0)
+    ax.set_ylim(0, top * 1.12 if top > 0 else 1.0)
+
+
+def _throttle_spans(run: RunResults) -> list[tuple[float, float]]:
+    samples = sorted(run.series("throttled"), key=lambda s: s.t_s)
+    spans: list[tuple[float, float]] = []
+    end_of_run = run.duration_s
+    for a, b in zip(samples, [*samples[1:], None], strict=False):
+        if a.value > 0.5:
+            spans.append((a.t_s, b.t_s if b is not None else max(end_of_run, a.t_s)))
+    if not samples:
+        frames = sorted((f for f in run.frames if f.throttled is not None), key=lambda f: f.t_s)
+        for a, b in zip(frames, [*frames[1:], None], strict=False):
+            if a.throttled:
+                spans.append((a.t_s, b.t_s if b is not None else a.t_s))
+    return spans
+
+
+def subnet_order(run: RunResults) -> tuple[list[str], list[str], bool]:
+    """Sub-networks used in ``run``, fastest first, with their tick labels, and whether the
+    order is the family's (``RunInfo.extra["subnets"]``) rather than the observed latency's."""
+    used: dict[str, list[float]] = {}
+    for f in run.frames:
+        used.setdefault(f.subnet_id or "?", []).append(f.latency_ms)
+    known = [s for s in subnets_of(run.info) if s["id"] in used]
+    info = {s["id"]: s for s in known}
+    rest = sorted(
+        (sid for sid in used if sid not in info), key=lambda sid: float(np.median(used[sid]))
+    )
+    order = [s["id"] for s in known] + rest
+
+    def label(sid: str) -> str:
+        text = sid[:12]
+        acc = info.get(sid, {}).get("accuracy")
+        return f"{text} ({100 * acc:.1f}%)" if isinstance(acc, int | float) else text
+
+    return order, [label(sid) for sid in order], bool(known) and not rest
+
+
+def timeline(run: RunResults) -> Any:
+    models = run.models
+    frames = {m: sorted(run.frames_of(m), key=lambda f: f.t_s) for m in models}
+    all_frames = sorted(run.frames, key=lambda f: f.t_s)
+    temps = sorted({s.series for s in run.samples if s.series.startswith("temperature/")})
+    ambient = run.series("ambient")
+    battery = sorted(run.series("battery"), key=lambda s: s.t_s)
+    panels = ["subnet", "latency"]
+    if any(f.cpu_frequency_khz or f.gpu_frequency_khz for f in all_frames):
+        panels.append("freq")
+    board_power = sorted(run.series("power"), key=lambda s: s.t_s)
+    if board_power or any(f.power_w is not None for f in all_frames):
+        panels.append("power")
+    if temps or ambient or any(f.max_temperature_c is not None for f in all_frames):
+        panels.append("temp")
+    if battery or any(f.battery is not None for f in all_frames):
+        panels.append("battery")
+    heights = {
+        "subnet": 1.6,
+        "latency": 2.4,
+        "freq": 1.5,
+        "power": 1.4,
+        "temp": 1.5,
+        "battery": 1.3,
+    }
+    fig, axes = plt.subplots(
+        len(panels),
+        1,
+        sharex=True,
+        figsize=(12, 0.9 + sum(heights[p] for p in panels)),
+        gridspec_kw={"height_ratios": [heights[p] for p in panels]},
+        squeeze=False,
+    )
+    ax_of = dict(zip(panels, axes[:, 0], strict=True))
+    color = {m: MODEL_COLORS[i % len(MODEL_COLORS)] for i, m in enumerate(models)}
+
+    # sub-network: the family's order (fast at the bottom) when the run names it, else by the
+    # median latency observed
+    ax = ax_of["subnet"]
+    order, labels, known_order = subnet_order(run)
+    index = {sid: i for i, sid in enumerate(order)}
+    for m in models:
+        fs = frames[m]
+        _step(
+            ax,
+            [f.t_s for f in fs],
+            [index[f.subnet_id or "?"] for f in fs],
+            color=color[m],
+            lw=1.6,
+            label=m,
+        )
+    ax.set_yticks(range(len(order)))
+    step = max(1, math.ceil(len(order) / 10))
+    ax.set_yticklabels([lab if i % step == 0 else "" for i, lab in enumerate(labels)], fontsize=7)
+    ax.set_ylabel(
+        "sub-network\n" + ("(fast → slow)" if known_order else "(by median latency)"), fontsize=8
+    )
+    ax.set_ylim(-0.5, max(len(order) - 0.5, 0.5))
+
+    # latency vs target, misses marked
+    ax = ax_of["latency"]
+    top = 0.0
+    for m in models:
+        fs = frames[m]
+        t = [f.t_s for f in fs]
+        lat = [f.latency_ms for f in fs]
+        ax.plot(t, lat, color=color[m], lw=1.0, marker=".", ms=3, label=f"{m} latency")
+        tg = [(f.t_s, f.target_ms) for f in fs if f.target_ms is not None]
+        if tg:
+            _step(
+                ax,
+                [a for a, _ in tg],
+                [b for _, b in tg],
+                color=color[m],
+                lw=1.4,
+                ls="--",
+                label=f"{m} target",
+            )
+            top = max(top, max(b for _, b in tg) * 1.35)
+        miss = [f for f in fs if f.deadline_missed]
+        if miss:
+            ax.plot(
+                [f.t_s for f in miss],
+                [f.latency_ms for f in miss],
+                ls="none",
+                marker="x",
+                ms=5,
+                color=MISS_COLOR,
+                label=f"{m} missed ({len(miss)})",
+            )
+        if lat:
+            top = max(top, float(np.percentile(lat, 99.5)) * 1.15)
+    if top > 0:
+        ax.set_ylim(0, top)
+    ax.set_ylabel("latency (ms)", fontsize=8)
+
+    if "freq" in ax_of:
+        ax = ax_of["freq"]
+        t = [f.t_s for f in all_frames]
+        cpu = [f.cpu_frequency_khz / 1000 for f in all_frames]
+        gpu = [f.gpu_frequency_khz / 1000 for f in all_frames]
+        if any(cpu):
+            _step(ax, t, cpu, color="#ff7f0e", lw=1.4, label="CPU")
+        if any(gpu):
+            _step(ax, t, gpu, color="#17becf", lw=1.4, label="GPU")
+        ax.set_ylabel("frequency\n(MHz)", fontsize=8)
+        _from_zero(ax)
+
+    if "power" in ax_of:
+        ax = ax_of["power"]
+        for m in models:
+            fs = [f for f in frames[m] if f.power_w is not None]
+            ax.plot(
+                [f.t_s for f in fs], [f.power_w for f in fs], color=color[m], lw=1.0, label=f"{m}"
+            )
+        if board_power:
+            ax.plot(
+                [s.t_s for s in board_power],
+                [s.value for s in board_power],
+                color="black",
+                lw=1.0,
+                alpha=0.7,
+                label="board",
+            )
+        ax.set_ylabel("power (W)", fontsize=8)
+        _from_zero(ax)
+
+    if "temp" in ax_of:
+        ax = ax_of["temp"]
+        for i, series in enumerate(temps):
+            ss = sorted(run.series(series), key=lambda s: s.t_s)
+            ax.plot(
+                [s.t_s for s in ss],
+                [s.value for s in ss],
+                lw=1.2,
+                color=plt.cm.autumn(i / max(1, len(temps))),
+                label=series.split("/", 1)[1],
+            )
+        if not temps:
+            fs = [f for f in all_frames if f.max_temperature_c is not None]
+            ax.plot(
+                [f.t_s for f in fs],
+                [f.max_temperature_c for f in fs],
+                lw=1.2,
+                color="#d62728",
+                label="max",
+            )
+        if ambient:
+            ss = sorted(ambient, key=lambda s: s.t_s)
+            ax.plot(
+                [s.t_s for s in ss],
+                [s.value for s in ss],
+                lw=1.0,
+                ls="--",
+                color="grey",
+                label="ambient",
+            )
+        spans = _throttle_spans(run)
+        for i, (a, b) in enumerate(spans):
+            ax.axvspan(
+                a, b, color=MISS_COLOR, alpha=0.15, lw=0, label="throttled" if i == 0 else None
+            )
+        ax.set_ylabel("temperature\n(°C)", fontsize=8)
+
+    if "battery" in ax_of:
+        ax = ax_of["battery"]
+        if battery:
+            ax.plot(
+                [s.t_s for s in battery],
+                [100 * s.value for s in battery],
+                color="#2ca02c",
+                lw=1.4,
+                label="state of charge",
+            )
+        else:
+            fs = [f for f in all_frames if f.battery is not None]
+            ax.plot(
+                [f.t_s for f in fs],
+                [100 * f.battery for f in fs],
+                color="#2ca02c",
+                lw=1.4,
+                label="state of charge",
+            )
+        ax.set_ylabel("battery (%)", fontsize=8)
+        ax.set_ylim(0, 105)
+
+    # events: vertical lines on every panel, labels above the top panel
+    events = sorted(run.events, key=lambda e: e.t_s)
+    for ax in axes[:, 0]:
+        for ev in events:
+            ax.axvline(ev.t_s, color=EVENT_COLORS.get(ev.kind, "black"), lw=1.0, ls=":", alpha=0.9)
+        ax.grid(True, alpha=0.3)
+        ax.tick_params(labelsize=8)
+        handles, labels = ax.get_legend_handles_labels()
+        if handles:
+            ax.legend(
+                handles,
+                labels,
+                loc="upper left",
+                bbox_to_anchor=(1.005, 1.0),
+                fontsize=7,
+                frameon=False,
+                borderaxespad=0,
+            )
+    top_ax = axes[0, 0]
+    duration = max(run.duration_s, max((f.t_s for f in all_frames), default=0.0), 1e-3)
+    top_ax.set_xlim(0, duration)
+    for i, ev in enumerate(events):
+        top_ax.annotate(
+            ev.label,
+            xy=(ev.t_s, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(2, 2 + 9 * (i % 3)),
+            textcoords="offset points",
+            fontsize=7,
+            color=EVENT_COLORS.get(ev.kind, "black"),
+            annotation_clip=False,
+        )
+    axes[-1, 0].set_xlabel("time (s)", fontsize=9)
+    title = run.info.name + (f" — scenario {run.info.scenario}" if run.info.scenario else "")
+    fig.suptitle(title, fontsize=11, x=0.02, ha="left")
+    fig.subplots_adjust(
+        left=0.115,
+        right=0.84,
+        top=1 - 0.75 / fig.get_figheight(),
+        bottom=0.45 / fig.get_figheight(),
+        hspace=0.12,
+    )
+    return fig
+
+
+def comparison(metrics: Sequence[RunMetrics]) -> Any:
+    runs = [m.name for m in metrics]
+    models = list(dict.fromkeys(mm.model for m in metrics for mm in m.models))
+    panels = (
+        ("energy_j", "energy (J)", 1.0, "{:.1f}"),
+        ("latency_p95_ms", "p95 latency (ms)", 1.0, "{:.1f}"),
+        ("miss_rate", "deadline misses (%)", 100.0, "{:.1f}"),
+        ("accuracy", "accuracy (%)", 100.0, "{:.1f}"),
+    )
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
+    x = np.arange(len(runs))
+    width = 0.8 / max(1, len(models))
+    for ax, (key, label, scale, fmt) in zip(axes.ravel(), panels, strict=True):
+        for j, model in enumerate(models):
+            offs = x - 0.4 + width * (j + 0.5)
+            for i, rm in enumerate(metrics):
+                mm = next((a for a in rm.models if a.model == model), None)
+                value = getattr(mm, key) if mm is not None else None
+                c = (
+                    RUN_COLORS[i % len(RUN_COLORS)]
+                    if len(models) == 1
+                    else MODEL_COLORS[j % len(MODEL_COLORS)]
+                )
+                if value is None:
+                    ax.text(offs[i], 0, "n/a", ha="center", va="bottom", fontsize=8, color="grey")
+                    continue
+                ax.bar(
+                    offs[i],
+                    value * scale,
+                    width * 0.9,
+                    color=c,
+                    label=model if (i == 0 and len(models) > 1) else None,
+                )
+                ax.text(
+                    offs[i],
+                    value * scale,
+                    fmt.format(value * scale),
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+                )
+            if key == "latency_p95_ms":
+                targets = {
+                    mm.target_ms
+                    for rm in metrics
+                    for mm in rm.models
+                    if mm.model == model and mm.target_ms is not None
+                }
+                for t in targets:
+                    ax.axhline(
+                        t,
+                        color=MODEL_COLORS[j % len(MODEL_COLORS)] if len(models) > 1 else "black",
+                        ls="--",
+                        lw=1.0,
+                        label=f"target {model} {t:g} ms" if len(models) > 1 else f"target {t:g} ms",
+                    )
+        ax.set_title(label, fontsize=10)
+        ax.set_xticks(x)
+        ax.set_xticklabels(
+            runs,
+            rotation=15 if len(runs) > 3 else 0,
+            ha="right" if len(runs) > 3 else "center",
+            fontsize=8,
+        )
+        ax.tick_params(axis="y", labelsize=8)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.margins(y=0.15)
+        if key in ("miss_rate", "accuracy"):
+            ax.set_ylim(0, 105)
+        ax.set_ylim(bottom=0)
+        handles, _ = ax.get_legend_handles_labels()
+        if handles:
+            ax.legend(fontsize=7, loc="best", framealpha=0.9)
+    fig.suptitle("Policy comparison", fontsize=12)
+    fig.tight_layout()
+    return fig

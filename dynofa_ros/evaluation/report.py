@@ -1,0 +1,426 @@
+"""Report of one or more runs (policies side by side): Markdown, HTML, PNG plots, per-frame CSV.
+
+``write_report(runs, out_dir)`` writes into ``out_dir``:
+
+- ``report.md`` and ``report.html`` (self-contained page; images and CSV referenced relatively),
+- ``comparison.png``: energy, p95 latency against the target, deadline-miss rate, accuracy per
+  run (and model),
+- ``timeline_<run>.png`` per run: sub-network, latency vs target (misses marked), CPU / GPU
+  frequencies, power, temperatures (throttled time shaded), battery; events as vertical lines,
+- ``frames_<run>.csv`` per run (:data:`~.records.CSV_COLUMNS`), ``metrics.json``.
+
+Every file is written atomically; ``report.md`` / ``report.html`` come last, so their presence
+means the report is complete. RESULTS may be results files (``*.results.jsonl``), result bags, or
+directories holding results files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import html
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dynofa_ros.evaluation.metrics import ModelMetrics, Reaction, RunMetrics, compute
+from dynofa_ros.evaluation.records import (
+    RESULTS_SUFFIX,
+    ResultsError,
+    RunInfo,
+    RunResults,
+    frames_csv,
+    read_frames_csv,
+    read_results,
+)
+from dynofa_ros.fileio import atomic_path, atomic_write_text
+
+# ------------------------------------------------------------------------------- loading
+
+
+def load_run(path: str | os.PathLike[str], name: str | None = None) -> RunResults:
+    """One run from a results file (``*.results.jsonl``), a result bag, or a per-frame CSV
+    (frames only; the run is named after the file)."""
+    p = Path(path)
+    if not p.exists():
+        raise ResultsError(f"results {p} do not exist")
+    from dynofa_ros.evaluation.result_bag import is_result_bag, load_result_bag
+
+    if is_result_bag(p):
+        return load_result_bag(p, name=name)
+    if p.is_file() and p.suffix.lower() == ".csv":
+        stem = p.stem[len("frames_") :] if p.stem.startswith("frames_") else p.stem
+        return RunResults(RunInfo(name=name or stem, source=str(p)), read_frames_csv(p))
+    if p.is_file():
+        run = read_results(p)
+        if name is not None:
+            run.info = dataclasses.replace(run.info, name=name)
+        return run
+    raise ResultsError(
+        f"{p} is neither a results file ({RESULTS_SUFFIX}), a per-frame CSV nor a rosbag2 bag"
+    )
+
+
+def expand(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Directories that are not bags stand for the results files in them."""
+    from dynofa_ros.evaluation.result_bag import is_result_bag
+
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir() and not is_result_bag(p):
+            found = sorted(p.glob(f"*{RESULTS_SUFFIX}"))
+            if not found:
+                raise ResultsError(
+                    f"{p} holds no results files (*{RESULTS_SUFFIX}) and is not a rosbag2 bag"
+                )
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+def load_runs(paths: Iterable[str | os.PathLike[str]]) -> list[RunResults]:
+    runs = [load_run(p) for p in expand(paths)]
+    if not runs:
+        raise ResultsError("no results given")
+    seen: dict[str, int] = {}
+    for run in runs:  # names label plots and files: make them unique
+        n = seen.get(run.info.name, 0)
+        seen[run.info.name] = n + 1
+        if n:
+            run.info = dataclasses.replace(run.info, name=f"{run.info.name} ({n + 1})")
+    return runs
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "run"
+
+
+# ------------------------------------------------------------------------------ document
+@dataclass(frozen=True)
+class _Block:
+    kind: str  # h1 h2 h3 p table img list
+    text: str = ""
+    rows: tuple[tuple[str, ...], ...] = ()
+    src: str = ""
+
+
+def _fmt(x: Any, digits: int = 1, scale: float = 1.0, unit: str = "") -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x}{unit}"
+    return f"{x * scale:.{digits}f}{unit}"
+
+
+SUMMARY_HEADER = (
+    "run",
+    "model",
+    "frames",
+    "target ms",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "miss %",
+    "accuracy %",
+    "energy J",
+    "avg power W",
+    "battery end %",
+    "max temp °C",
+    "throttled s",
+    "switches",
+    "config changes",
+    "commands",
+)
+
+
+def _summary_row(rm: RunMetrics, m: ModelMetrics) -> tuple[str, ...]:
+    return (
+        rm.name,
+        m.model,
+        str(m.frames),
+        _fmt(m.target_ms, 0),
+        _fmt(m.latency_p50_ms),
+        _fmt(m.latency_p95_ms),
+        _fmt(m.latency_p99_ms),
+        _fmt(m.miss_rate, 1, 100),
+        _fmt(m.accuracy, 1, 100),
+        _fmt(m.energy_j, 2),
+        _fmt(m.average_power_w, 2),
+        _fmt(m.battery_end, 1, 100),
+        _fmt(m.max_temperature_c, 1),
+        _fmt(m.time_throttled_s, 1),
+        str(m.switches),
+        str(m.config_changes),
+        str(m.commands),
+    )
+
+
+REACTION_HEADER = (
+    "t s",
+    "event",
+    "model",
+    "frames",
+    "misses",
+    "reconfigured after s",
+    "transient frames",
+    "recovered after s",
+    "within target after %",
+)
+
+
+def _reaction_row(r: Reaction) -> tuple[str, ...]:
+    # no settled run of frames although the window had frames with a target: it never recovered
+    never = r.transient_frames is None and r.misses > 0
+    return (
+        f"{r.event_t_s:.2f}",
+        r.event,
+        r.model,
+        str(r.frames),
+        str(r.misses),
+        _fmt(r.reconfigured_after_s, 3) if r.reconfigured_after_s is not None else "no change",
+        "never" if never else _fmt(r.transient_frames),
+        "never" if never else _fmt(r.recovered_after_s, 3),
+        _fmt(r.within_target_after, 1, 100),
+    )
+
+
+DEFINITIONS = (
+    "Latency percentiles over all frames of the model; a frame misses its deadline when its "
+    "latency exceeds the target in force.",
+    "Accuracy: top-1 against the ground-truth label, over frames that have one.",
+    "Energy: the perception node's per-frame estimate summed over the run; average power: "
+    "energy / run duration. Board energy: the board's power telemetry integrated over the run.",
+    "Switches: frame-to-frame sub-network changes; configuration changes also count processor, "
+    "threads and CPU / GPU frequency.",
+    "Reaction to an event (window: until the next event): reconfigured after = first frame with "
+    "a different configuration; transient = frames before the first 5 consecutive frames within "
+    "target; recovered after = time of that frame; within target after = share of the window's "
+    "frames after the transient that meet the target.",
+)
+
+
+def _document(
+    runs: list[RunResults], metrics: list[RunMetrics], files: dict[str, dict[str, str]], title: str
+) -> list[_Block]:
+    b: list[_Block] = [_Block("h1", title)]
+    now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    scen = sorted({r.info.scenario for r in runs if r.info.scenario})
+    b.append(
+        _Block(
+            "p",
+            f"{len(runs)} run(s)"
+            + (f" of scenario {', '.join(scen)}" if scen else "")
+            + f"; written {now}.",
+        )
+    )
+    b.append(_Block("h2", "Summary"))
+    rows = [SUMMARY_HEADER]
+    for rm in metrics:
+        rows.extend(_summary_row(rm, m) for m in rm.models)
+    b.append(_Block("table", rows=tuple(rows)))
+    b.append(_Block("h2", "Policy comparison"))
+    b.append(
+        _Block(
+            "img",
+            "Energy, p95 latency, deadline-miss rate and accuracy per run",
+            src="comparison.png",
+        )
+    )
+    b.append(_Block("h2", "Runs"))
+    for run, rm in zip(runs, metrics, strict=True):
+        f = files[run.info.name]
+        b.append(_Block("h3", run.info.name))
+        facts = [
+            ("policy", run.info.policy or "n/a"),
+            ("scenario", run.info.scenario or "n/a"),
+            ("mode", run.info.mode or "n/a"),
+            ("duration", f"{rm.duration_s:.1f} s"),
+            ("source", run.info.source or "n/a"),
+        ]
+        if rm.board_energy_j is not None:
+            facts.append(
+                (
+                    "board energy",
+                    f"{rm.board_energy_j:.1f} J (average {_fmt(rm.board_average_power_w, 2)} W)",
+                )
+            )
+        b.append(_Block("p", "; ".join(f"{k}: {v}" for k, v in facts) + "."))
+        settings = run.info.extra.get("settings") if isinstance(run.info.extra, Mapping) else None
+        if isinstance(settings, Mapping) and settings:
+            b.append(
+                _Block(
+                    "p", "Settings: " + "; ".join(f"{k} = {v}" for k, v in settings.items()) + "."
+                )
+            )
+        b.append(_Block("img", f"Timeline of {run.info.name}", src=f["timeline"]))
+        reactions = [r for m in rm.models for r in m.reactions]
+        if reactions:
+            b.append(
+                _Block("table", rows=(REACTION_HEADER, *(_reaction_row(r) for r in reactions)))
+            )
+        else:
+            b.append(_Block("p", "No events in this run."))
+        b.append(_Block("p", f"Per-frame data: {f['csv']}", src=f["csv"]))
+    b.append(_Block("h2", "Definitions"))
+    b.append(_Block("list", rows=tuple((d,) for d in DEFINITIONS)))
+    b.append(_Block("p", "Machine-readable metrics: metrics.json", src="metrics.json"))
+    return b
+
+
+def _md_cell(s: str) -> str:
+    return s.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(blocks: Sequence[_Block]) -> str:
+    out: list[str] = []
+    for blk in blocks:
+        if blk.kind in ("h1", "h2", "h3"):
+            out.append("#" * int(blk.kind[1]) + " " + blk.text)
+        elif blk.kind == "p":
+            if blk.src:
+                label = blk.text.rsplit(blk.src, 1)[0]
+                out.append(f"{label}[{blk.src}]({blk.src})")
+            else:
+                out.append(blk.text)
+        elif blk.kind == "img":
+            out.append(f"![{blk.text}]({blk.src})")
+        elif blk.kind == "table":
+            head, *body = blk.rows
+            out.append("| " + " | ".join(_md_cell(c) for c in head) + " |")
+            out.append("|" + "|".join("---" for _ in head) + "|")
+            out.extend("| " + " | ".join(_md_cell(c) for c in row) + " |" for row in body)
+        elif blk.kind == "list":
+            out.extend(f"- {row[0]}" for row in blk.rows)
+        out.append("")
+    return "\n".join(out)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
+max-width:1200px;color:#222;padding:0 1em}
+h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #bbb;margin-top:2em}
+table{border-collapse:collapse;margin:1em 0;font-size:0.9em}
+th,td{border:1px solid #ccc;padding:0.3em 0.6em;text-align:right}
+th{background:#f0f0f0}td:first-child,td:nth-child(2),th:first-child{text-align:left}
+tr:nth-child(even){background:#fafafa}img{max-width:100%;border:1px solid #ddd}
+"""
+
+
+def render_html(blocks: Sequence[_Block], title: str) -> str:
+    e = html.escape
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
+    ]
+    for blk in blocks:
+        if blk.kind in ("h1", "h2", "h3"):
+            out.append(f"<{blk.kind}>{e(blk.text)}</{blk.kind}>")
+        elif blk.kind == "p":
+            if blk.src:
+                label = blk.text.rsplit(blk.src, 1)[0]
+                out.append(f'<p>{e(label)}<a href="{e(blk.src)}">{e(blk.src)}</a></p>')
+            else:
+                out.append(f"<p>{e(blk.text)}</p>")
+        elif blk.kind == "img":
+            out.append(f'<p><img src="{e(blk.src)}" alt="{e(blk.text)}"></p>')
+        elif blk.kind == "table":
+            head, *body = blk.rows
+            out.append(
+                "<table><thead><tr>"
+                + "".join(f"<th>{e(c)}</th>" for c in head)
+                + "</tr></thead><tbody>"
+            )
+            out.extend("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in body)
+            out.append("</tbody></table>")
+        elif blk.kind == "list":
+            out.append("<ul>" + "".join(f"<li>{e(r[0])}</li>" for r in blk.rows) + "</ul>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------------ writing
+@dataclass(frozen=True)
+class ReportFiles:
+    directory: Path
+    markdown: Path
+    html: Path
+    comparison: Path
+    timelines: dict[str, Path]
+    csvs: dict[str, Path]
+    metrics: Path
+
+
+def write_report(
+    runs: Sequence[RunResults], out_dir: str | os.PathLike[str], title: str | None = None
+) -> ReportFiles:
+    from dynofa_ros.evaluation import plots
+
+    if not runs:
+        raise ResultsError("no runs to report")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = list(runs)
+    metrics = [compute(r) for r in runs]
+    files: dict[str, dict[str, str]] = {}
+    used: set[str] = set()
+    for run in runs:
+        s = slug(run.info.name)
+        base, k = s, 2
+        while s in used:
+            s, k = f"{base}_{k}", k + 1
+        used.add(s)
+        files[run.info.name] = {"timeline": f"timeline_{s}.png", "csv": f"frames_{s}.csv"}
+    for run in runs:
+        f = files[run.info.name]
+        atomic_write_text(out / f["csv"], frames_csv(run.frames))
+        fig = plots.timeline(run)
+        _save(fig, out / f["timeline"])
+    _save(plots.comparison(metrics), out / "comparison.png")
+    atomic_write_text(
+        out / "metrics.json",
+        json.dumps(_finite([m.to_dict() for m in metrics]), indent=2, allow_nan=False) + "\n",
+    )
+    title = title or "dynofa evaluation report"
+    blocks = _document(runs, metrics, files, title)
+    atomic_write_text(out / "report.md", render_markdown(blocks))
+    atomic_write_text(out / "report.html", render_html(blocks, title))
+    return ReportFiles(
+        directory=out,
+        markdown=out / "report.md",
+        html=out / "report.html",
+        comparison=out / "comparison.png",
+        timelines={n: out / f["timeline"] for n, f in files.items()},
+        csvs={n: out / f["csv"] for n, f in files.items()},
+        metrics=out / "metrics.json",
+    )
+
+
+def _finite(o: Any) -> Any:
+    """JSON has no NaN / inf: they become null."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_finite(v) for v in o]
+    return o
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(fig)

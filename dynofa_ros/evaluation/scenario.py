@@ -1,0 +1,712 @@
+"""Scenario model: what a scenario YAML may say, validated, with defaults filled in.
+
+A scenario describes a run independent of the policy that will face it: the camera(s), the
+perception models and their targets, and a timeline of mission priority, battery, ambient
+temperature and co-runner load. ``dynofa scenario generate`` turns it into a rosbag2 bag; the
+bag stores the normalised scenario (:meth:`Scenario.to_yaml`) so a replay knows the targets.
+
+Format (every key optional unless marked; times ``t`` in seconds from the start)::
+
+    name: corunner_interference          # required; [A-Za-z0-9_-]
+    description: free text
+    duration_s: 40                       # required; (0, 3600]
+    seed: 7                              # int >= 0; frames and noise are deterministic for it
+    start_stamp_s: 1700000000            # bag time of t = 0 (stamps of every message)
+    platform: sim_xavier_nx              # informative: the board the scenario is meant for
+    camera:                              # one camera named "camera"
+                                         # (or `cameras:`, a list of these with a `name` each)
+      source: fashion_mnist              # fashion_mnist | video
+      path: null                         # IDX dir (fashion_mnist) or video file (video, required)
+      split: test                        # test | train (fashion_mnist)
+      fps: 15                            # [0.1, 120]
+      width: 128                         # [16, 4096]
+      height: 128                        # [16, 4096]
+      encoding: rgb8                     # rgb8 | bgr8 | mono8
+      compressed: false                  # true: /<camera>/image_raw/compressed, jpeg
+      jpeg_quality: 90                   # [1, 100]
+      item_scale: [0.8, 0.95]            # item side / min(width, height), each in (0, 1]
+      background: noise                  # noise | texture | flat
+      background_level: 6                # mean grey level [0, 255]
+      noise_amplitude: 6                 # [0, 255]
+    models:                              # default: one model "classifier" on the first camera
+      - name: classifier                 # required; the perception node's model_name
+        camera: camera                   # a camera name
+        latency_target_ms: 60            # (0, 60000]; default: the camera's frame period
+        min_accuracy: 0.0                # [0, 1]
+        priority: 1.0                    # (0, 1000]; weight against other models
+    mission:                             # priority changes; a NORMAL entry at t=0 if none there
+      - {t: 0, level: NORMAL, latency_target_ms: 0, min_accuracy: 0, energy_budget_j: 0,
+         mission_duration_s: 0, reason: start}
+    battery:                             # absent: the simulated board drains its own battery
+      rate_hz: 1                         # (0, 100]
+      capacity_wh: 50                    # (0, 10000]
+      thresholds: [0.5, 0.2, 0.1]        # events for the report, each in (0, 1)
+      timeline: [{t: 0, soc: 0.9}, {t: 40, soc: 0.1}]   # soc in [0, 1], linear in between
+    ambient:                             # absent: the simulated board's default ambient
+      rate_hz: 1
+      timeline: [{t: 0, celsius: 25}]    # [-40, 125] °C, linear in between
+    corunners:                           # co-runner load changes (CoRunnerLoad)
+      - {t: 15, name: gpu_app, processor: cuda, share: 0.35}   # processor cpu | cuda; share [0, 1]
+    replay: {}                           # free mapping for the replay (policy-independent knobs)
+
+The camera defaults give frames the embedded Fashion-MNIST network still reads (dark, mildly
+noisy background, square frame: ~84 % top-1 for its largest sub-network, ~75 % for its smallest);
+brighter or noisier backgrounds and non-square frames (stretched by the node's resize) cost it
+much more, since it was trained on clean black backgrounds.
+
+A replay should start the simulated board in the scenario's t = 0 state (ambient, battery) and
+then follow the timeline; without a ``battery`` section the board drains its own battery.
+
+Every error is a :class:`ScenarioError` naming the file, the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from dynofa_ros.errors import DynofaError
+
+FORMAT_VERSION = 1
+DEFAULT_START_STAMP_S = 1_700_000_000.0
+LEVELS = {"LOW": 0, "NORMAL": 1, "HIGH": 2, "CRITICAL": 3}
+LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
+SOURCES = ("fashion_mnist", "video")
+ENCODINGS = ("rgb8", "bgr8", "mono8")
+BACKGROUNDS = ("noise", "texture", "flat")
+PROCESSORS = ("cpu", "cuda")
+SPLITS = ("test", "train")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_SCENARIO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ScenarioError(DynofaError):
+    """A scenario that cannot be used; names the file, the field, the value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    name: str = "camera"
+    source: str = "fashion_mnist"
+    path: str | None = None
+    split: str = "test"
+    fps: float = 15.0
+    width: int = 128
+    height: int = 128
+    encoding: str = "rgb8"
+    compressed: bool = False
+    jpeg_quality: int = 90
+    item_scale: tuple[float, float] = (0.8, 0.95)
+    background: str = "noise"
+    background_level: int = 6
+    noise_amplitude: int = 6
+
+    @property
+    def period_ms(self) -> float:
+        return 1000.0 / self.fps
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return self.source == "fashion_mnist"
+
+    def frame_times(self, duration_s: float) -> list[float]:
+        """Seconds from t = 0 of every frame: ``i / fps`` for ``i / fps < duration``."""
+        n = math.ceil(duration_s * self.fps - 1e-9)
+        return [i / self.fps for i in range(max(n, 0))]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    camera: str
+    latency_target_ms: float
+    min_accuracy: float = 0.0
+    priority: float = 1.0
+
+
+@dataclass(frozen=True)
+class PriorityChange:
+    t: float
+    level: int = 1
+    latency_target_ms: float = 0.0
+    min_accuracy: float = 0.0
+    energy_budget_j: float = 0.0
+    mission_duration_s: float = 0.0
+    reason: str = ""
+
+    @property
+    def level_name(self) -> str:
+        return LEVEL_NAMES[self.level]
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    t: float
+    value: float
+
+
+@dataclass(frozen=True)
+class BatterySpec:
+    timeline: tuple[Keyframe, ...]
+    rate_hz: float = 1.0
+    capacity_wh: float = 50.0
+    thresholds: tuple[float, ...] = (0.5, 0.2, 0.1)
+
+    def at(self, t: float) -> float:
+        return interpolate(self.timeline, t)
+
+
+@dataclass(frozen=True)
+class AmbientSpec:
+    timeline: tuple[Keyframe, ...]
+    rate_hz: float = 1.0
+
+    def at(self, t: float) -> float:
+        return interpolate(self.timeline, t)
+
+
+@dataclass(frozen=True)
+class CoRunnerEvent:
+    t: float
+    name: str
+    processor: str
+    share: float
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    duration_s: float
+    cameras: tuple[CameraSpec, ...]
+    models: tuple[ModelSpec, ...]
+    mission: tuple[PriorityChange, ...]
+    description: str = ""
+    seed: int = 0
+    start_stamp_s: float = DEFAULT_START_STAMP_S
+    platform: str = "sim_xavier_nx"
+    battery: BatterySpec | None = None
+    ambient: AmbientSpec | None = None
+    corunners: tuple[CoRunnerEvent, ...] = ()
+    replay: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def start_ns(self) -> int:
+        return round(self.start_stamp_s * 1e9)
+
+    def camera(self, name: str) -> CameraSpec:
+        for cam in self.cameras:
+            if cam.name == name:
+                return cam
+        raise KeyError(name)
+
+    def model(self, name: str) -> ModelSpec:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalised scenario (every default filled in); :func:`parse` reads it back."""
+        out: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "description": self.description,
+            "duration_s": self.duration_s,
+            "seed": self.seed,
+            "start_stamp_s": self.start_stamp_s,
+            "platform": self.platform,
+            "cameras": [{**asdict(c), "item_scale": list(c.item_scale)} for c in self.cameras],
+            "models": [asdict(m) for m in self.models],
+            "mission": [{**asdict(p), "level": p.level_name} for p in self.mission],
+            "corunners": [asdict(c) for c in self.corunners],
+            "replay": dict(self.replay),
+        }
+        if self.battery is not None:
+            out["battery"] = {
+                "rate_hz": self.battery.rate_hz,
+                "capacity_wh": self.battery.capacity_wh,
+                "thresholds": list(self.battery.thresholds),
+                "timeline": [{"t": k.t, "soc": k.value} for k in self.battery.timeline],
+            }
+        if self.ambient is not None:
+            out["ambient"] = {
+                "rate_hz": self.ambient.rate_hz,
+                "timeline": [{"t": k.t, "celsius": k.value} for k in self.ambient.timeline],
+            }
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+def interpolate(timeline: tuple[Keyframe, ...], t: float) -> float:
+    """Piecewise-linear value at ``t``; constant before the first and after the last keyframe."""
+    if t <= timeline[0].t:
+        return timeline[0].value
+    for a, b in itertools.pairwise(timeline):
+        if t <= b.t:
+            if b.t == a.t:
+                return b.value
+            return a.value + (b.value - a.value) * (t - a.t) / (b.t - a.t)
+    return timeline[-1].value
+
+
+# ------------------------------------------------------------------------------- loading
+def load(path: str | os.PathLike[str]) -> Scenario:
+    """Read and validate a scenario YAML file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"cannot read scenario {p}: {exc.strerror or exc}") from None
+    return parse(text, source=p.name)
+
+
+def parse(text: str, source: str = "<scenario>") -> Scenario:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"scenario {source}: not valid YAML ({exc})") from None
+    return from_dict(data, source=source)
+
+
+def from_dict(data: Any, source: str = "<scenario>") -> Scenario:
+    v = _Validator(source)
+    if not isinstance(data, Mapping):
+        raise ScenarioError(
+            f"scenario {source}: expected a mapping at the top level, got {type(data).__name__}"
+        )
+    v.keys(
+        data,
+        "",
+        {
+            "format_version",
+            "name",
+            "description",
+            "duration_s",
+            "seed",
+            "start_stamp_s",
+            "platform",
+            "camera",
+            "cameras",
+            "models",
+            "mission",
+            "battery",
+            "ambient",
+            "corunners",
+            "replay",
+        },
+    )
+    version = data.get("format_version", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        v.fail("format_version", version, f"{FORMAT_VERSION}")
+    name = v.string(
+        data,
+        "name",
+        required=True,
+        pattern=_SCENARIO_NAME,
+        allowed="letters, digits, '_', '-', '.'",
+    )
+    duration = v.number(data, "duration_s", required=True, lo=0.0, hi=3600.0, lo_open=True)
+    seed = v.integer(data, "seed", default=0, lo=0, hi=2**32 - 1)
+    start = v.number(data, "start_stamp_s", default=DEFAULT_START_STAMP_S, lo=0.0, hi=4e9)
+    platform = v.string(data, "platform", default="sim_xavier_nx")
+    description = v.string(data, "description", default="")
+
+    if "camera" in data and "cameras" in data:
+        raise ScenarioError(f"scenario {source}: give 'camera' or 'cameras', not both")
+    if "cameras" in data:
+        items = v.sequence(data, "cameras", min_len=1)
+        cameras = tuple(_camera(v, item, f"cameras[{i}]", None) for i, item in enumerate(items))
+    else:
+        cameras = (_camera(v, data.get("camera", {}), "camera", "camera"),)
+    names = [c.name for c in cameras]
+    for i, n in enumerate(names):
+        if n in names[:i]:
+            v.fail(f"cameras[{i}].name", n, "a name not used by another camera")
+
+    if "models" in data:
+        items = v.sequence(data, "models", min_len=1)
+        models = tuple(_model(v, item, f"models[{i}]", cameras) for i, item in enumerate(items))
+    else:
+        models = (ModelSpec("classifier", cameras[0].name, cameras[0].period_ms),)
+    mnames = [m.name for m in models]
+    for i, n in enumerate(mnames):
+        if n in mnames[:i]:
+            v.fail(f"models[{i}].name", n, "a name not used by another model")
+
+    mission_items = v.sequence(data, "mission", default=[])
+    mission = [
+        _priority(v, item, f"mission[{i}]", duration) for i, item in enumerate(mission_items)
+    ]
+    _ordered(v, mission, "mission")
+    if not mission or mission[0].t > 0:
+        mission.insert(0, PriorityChange(0.0, LEVELS["NORMAL"], reason="scenario start"))
+
+    battery = _battery(v, data["battery"], duration) if data.get("battery") is not None else None
+    ambient = _ambient(v, data["ambient"], duration) if data.get("ambient") is not None else None
+    corunner_items = v.sequence(data, "corunners", default=[])
+    corunners = [
+        _corunner(v, item, f"corunners[{i}]", duration) for i, item in enumerate(corunner_items)
+    ]
+    _ordered(v, corunners, "corunners")
+    replay = data.get("replay") or {}
+    if not isinstance(replay, Mapping):
+        v.fail("replay", replay, "a mapping")
+    return Scenario(
+        name=name,
+        description=description,
+        duration_s=duration,
+        seed=seed,
+        start_stamp_s=start,
+        platform=platform,
+        cameras=cameras,
+        models=models,
+        mission=tuple(mission),
+        battery=battery,
+        ambient=ambient,
+        corunners=tuple(corunners),
+        replay=dict(replay),
+    )
+
+
+def _camera(v: _Validator, data: Any, where: str, fixed_name: str | None) -> CameraSpec:
+    if not isinstance(data, Mapping):
+        v.fail(where, data, "a mapping")
+    keys = set(CameraSpec.__dataclass_fields__)
+    if fixed_name is not None:
+        keys.discard("name")
+    v.keys(data, where, keys)
+    d = CameraSpec()
+    name = fixed_name or v.string(
+        data,
+        "name",
+        where,
+        required=True,
+        pattern=_NAME,
+        allowed="a letter, then letters, digits, '_'",
+    )
+    source = v.choice(data, "source", where, SOURCES, d.source)
+    path = v.string(data, "path", where, default=None)
+    if source == "video" and not path:
+        v.fail(f"{where}.path", path, "a video file path (source: video needs one)")
+    scale = data.get("item_scale", list(d.item_scale))
+    if (
+        not isinstance(scale, list | tuple)
+        or len(scale) != 2
+        or not all(_is_number(s) and 0 < s <= 1 for s in scale)
+        or scale[0] > scale[1]
+    ):
+        v.fail(f"{where}.item_scale", scale, "[min, max] with 0 < min <= max <= 1")
+    return CameraSpec(
+        name=name,
+        source=source,
+        path=path,
+        split=v.choice(data, "split", where, SPLITS, d.split),
+        fps=v.number(data, "fps", where, default=d.fps, lo=0.1, hi=120.0),
+        width=v.integer(data, "width", where, default=d.width, lo=16, hi=4096),
+        height=v.integer(data, "height", where, default=d.height, lo=16, hi=4096),
+        encoding=v.choice(data, "encoding", where, ENCODINGS, d.encoding),
+        compressed=v.boolean(data, "compressed", where, d.compressed),
+        jpeg_quality=v.integer(data, "jpeg_quality", where, default=d.jpeg_quality, lo=1, hi=100),
+        item_scale=(float(scale[0]), float(scale[1])),
+        background=v.choice(data, "background", where, BACKGROUNDS, d.background),
+        background_level=v.integer(
+            data, "background_level", where, default=d.background_level, lo=0, hi=255
+        ),
+        noise_amplitude=v.integer(
+            data, "noise_amplitude", where, default=d.noise_amplitude, lo=0, hi=255
+        ),
+    )
+
+
+def _model(v: _Validator, data: Any, where: str, cameras: tuple[CameraSpec, ...]) -> ModelSpec:
+    if not isinstance(data, Mapping):
+        v.fail(where, data, "a mapping")
+    v.keys(data, where, set(ModelSpec.__dataclass_fields__))
+    name = v.string(
+        data,
+        "name",
+        where,
+        required=True,
+        pattern=_NAME,
+        allowed="a letter, then letters, digits, '_'",
+    )
+    cam_names = [c.name for c in cameras]
+    camera = data.get("camera", cam_names[0])
+    if camera not in cam_names:
+        v.fail(f"{where}.camera", camera, "one of " + ", ".join(cam_names))
+    period = next(c.period_ms for c in cameras if c.name == camera)
+    return ModelSpec(
+        name=name,
+        camera=camera,
+        latency_target_ms=v.number(
+            data, "latency_target_ms", where, default=period, lo=0.0, hi=60000.0, lo_open=True
+        ),
+        min_accuracy=v.number(data, "min_accuracy", where, default=0.0, lo=0.0, hi=1.0),
+        priority=v.number(data, "priority", where, default=1.0, lo=0.0, hi=1000.0, lo_open=True),
+    )
+
+
+def _time(v: _Validator, data: Mapping, where: str, duration: float) -> float:
+    return v.number(data, "t", where, required=True, lo=0.0, hi=duration)
+
+
+def _priority(v: _Validator, data: Any, where: str, duration: float) -> PriorityChange:
+    if not isinstance(data, Mapping):
+        v.fail(where, data, "a mapping")
+    v.keys(data, where, set(PriorityChange.__dataclass_fields__))
+    level = data.get("level", "NORMAL")
+    if isinstance(level, str) and level.upper() in LEVELS:
+        level_id = LEVELS[level.upper()]
+    elif isinstance(level, int) and not isinstance(level, bool) and level in LEVEL_NAMES:
+        level_id = level
+    else:
+        v.fail(f"{where}.level", level, "one of LOW, NORMAL, HIGH, CRITICAL (or 0..3)")
+    return PriorityChange(
+        t=_time(v, data, where, duration),
+        level=level_id,
+        latency_target_ms=v.number(
+            data, "latency_target_ms", where, default=0.0, lo=0.0, hi=60000.0
+        ),
+        min_accuracy=v.number(data, "min_accuracy", where, default=0.0, lo=0.0, hi=1.0),
+        energy_budget_j=v.number(data, "energy_budget_j", where, default=0.0, lo=0.0, hi=1e9),
+        mission_duration_s=v.number(data, "mission_duration_s", where, default=0.0, lo=0.0, hi=1e9),
+        reason=v.string(data, "reason", where, default=""),
+    )
+
+
+def _timeline(  # noqa: PLR0917 - private helper, one call per timeline kind
+    v: _Validator, data: Mapping, where: str, key: str, lo: float, hi: float, duration: float
+) -> tuple[Keyframe, ...]:
+    items = v.sequence(data, "timeline", where, min_len=1, required=True)
+    frames: list[Keyframe] = []
+    for i, item in enumerate(items):
+        w = f"{where}.timeline[{i}]"
+        if not isinstance(item, Mapping):
+            v.fail(w, item, f"a mapping {{t: seconds, {key}: value}}")
+        v.keys(item, w, {"t", key})
+        frames.append(
+            Keyframe(
+                _time(v, item, w, duration), v.number(item, key, w, required=True, lo=lo, hi=hi)
+            )
+        )
+    _ordered(v, frames, f"{where}.timeline")
+    return tuple(frames)
+
+
+def _battery(v: _Validator, data: Any, duration: float) -> BatterySpec:
+    if not isinstance(data, Mapping):
+        v.fail("battery", data, "a mapping")
+    v.keys(data, "battery", {"timeline", "rate_hz", "capacity_wh", "thresholds"})
+    thresholds = data.get("thresholds", [0.5, 0.2, 0.1])
+    if not isinstance(thresholds, list) or not all(_is_number(x) and 0 < x < 1 for x in thresholds):
+        v.fail("battery.thresholds", thresholds, "a list of fractions, each in (0, 1)")
+    return BatterySpec(
+        timeline=_timeline(v, data, "battery", "soc", 0.0, 1.0, duration),
+        rate_hz=v.number(data, "rate_hz", "battery", default=1.0, lo=0.0, hi=100.0, lo_open=True),
+        capacity_wh=v.number(
+            data, "capacity_wh", "battery", default=50.0, lo=0.0, hi=10000.0, lo_open=True
+        ),
+        thresholds=tuple(sorted((float(x) for x in thresholds), reverse=True)),
+    )
+
+
+def _ambient(v: _Validator, data: Any, duration: float) -> AmbientSpec:
+    if not isinstance(data, Mapping):
+        v.fail("ambient", data, "a mapping")
+    v.keys(data, "ambient", {"timeline", "rate_hz"})
+    return AmbientSpec(
+        timeline=_timeline(v, data, "ambient", "celsius", -40.0, 125.0, duration),
+        rate_hz=v.number(data, "rate_hz", "ambient", default=1.0, lo=0.0, hi=100.0, lo_open=True),
+    )
+
+
+def _corunner(v: _Validator, data: Any, where: str, duration: float) -> CoRunnerEvent:
+    if not isinstance(data, Mapping):
+        v.fail(where, data, "a mapping")
+    v.keys(data, where, set(CoRunnerEvent.__dataclass_fields__))
+    return CoRunnerEvent(
+        t=_time(v, data, where, duration),
+        name=v.string(data, "name", where, required=True),
+        processor=v.choice(data, "processor", where, PROCESSORS, None, required=True),
+        share=v.number(data, "share", where, required=True, lo=0.0, hi=1.0),
+    )
+
+
+def _ordered(v: _Validator, items: list[Any], where: str) -> None:
+    for i in range(1, len(items)):
+        if items[i].t < items[i - 1].t:
+            v.fail(
+                f"{where}[{i}].t",
+                items[i].t,
+                f"a time >= the previous entry's ({items[i - 1].t}); list entries in time order",
+            )
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+class _Validator:
+    """Field checks that raise :class:`ScenarioError` naming source, field, value, allowed."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, field_name: str, value: Any, allowed: str) -> NoReturn:
+        raise ScenarioError(
+            f"scenario {self.source}: field '{field_name}' = {value!r} is invalid; "
+            f"allowed: {allowed}"
+        )
+
+    @staticmethod
+    def _name(where: str, key: str) -> str:
+        return f"{where}.{key}" if where else key
+
+    def keys(self, data: Mapping, where: str, allowed: set[str]) -> None:
+        for key in data:
+            if key not in allowed:
+                name = self._name(where, str(key))
+                raise ScenarioError(
+                    f"scenario {self.source}: unknown field '{name}'; allowed here: "
+                    + ", ".join(sorted(allowed))
+                )
+
+    def _get(self, data: Mapping, key: str, where: str, default: Any, required: bool) -> Any:
+        if key not in data or data[key] is None:
+            if required:
+                raise ScenarioError(
+                    f"scenario {self.source}: field '{self._name(where, key)}' is required"
+                )
+            return default
+        return data[key]
+
+    def number(
+        self,
+        data: Mapping,
+        key: str,
+        where: str = "",
+        *,
+        default: float | None = None,
+        required: bool = False,
+        lo: float,
+        hi: float,
+        lo_open: bool = False,
+    ) -> float:
+        value = self._get(data, key, where, default, required)
+        low = f"{lo} < " if lo_open else f"{lo} <= "
+        allowed = f"a number, {low}{key} <= {hi}"
+        if not _is_number(value):
+            self.fail(self._name(where, key), value, allowed)
+        if value < lo or value > hi or (lo_open and value == lo):
+            self.fail(self._name(where, key), value, allowed)
+        return float(value)
+
+    def integer(
+        self,
+        data: Mapping,
+        key: str,
+        where: str = "",
+        *,
+        default: int | None = None,
+        required: bool = False,
+        lo: int,
+        hi: int,
+    ) -> int:
+        value = self._get(data, key, where, default, required)
+        if not isinstance(value, int) or isinstance(value, bool) or value < lo or value > hi:
+            self.fail(self._name(where, key), value, f"an integer, {lo} <= {key} <= {hi}")
+        return int(value)
+
+    def string(
+        self,
+        data: Mapping,
+        key: str,
+        where: str = "",
+        *,
+        default: str | None = None,
+        required: bool = False,
+        pattern: re.Pattern[str] | None = None,
+        allowed: str = "text",
+    ) -> Any:
+        value = self._get(data, key, where, default, required)
+        if value is None:
+            return None
+        if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
+            self.fail(self._name(where, key), value, allowed)
+        return value
+
+    def boolean(self, data: Mapping, key: str, where: str, default: bool) -> bool:
+        value = self._get(data, key, where, default, False)
+        if not isinstance(value, bool):
+            self.fail(self._name(where, key), value, "true or false")
+        return value
+
+    def choice(  # noqa: PLR0917 - private validator helper
+        self,
+        data: Mapping,
+        key: str,
+        where: str,
+        choices: tuple[str, ...],
+        default: str | None,
+        required: bool = False,
+    ) -> str:
+        value = self._get(data, key, where, default, required)
+        if value not in choices:
+            self.fail(self._name(where, key), value, "one of " + ", ".join(choices))
+        return value
+
+    def sequence(
+        self,
+        data: Mapping,
+        key: str,
+        where: str = "",
+        *,
+        default: Any = None,
+        min_len: int = 0,
+        required: bool = False,
+    ) -> list[Any]:
+        value = self._get(data, key, where, default, required)
+        if not isinstance(value, list) or len(value) < min_len:
+            more = (
+                f" with at least {min_len} entr{'y' if min_len == 1 else 'ies'}" if min_len else ""
+            )
+            self.fail(self._name(where, key), value, f"a list{more}")
+        return value
+
+
+# ----------------------------------------------------------------------------- bundled
+def bundled_dir() -> Path:
+    from dynofa_ros.resources import config_dir
+
+    return config_dir() / "scenarios"
+
+
+def bundled() -> dict[str, Path]:
+    """Bundled scenarios by name (``config/scenarios/*.yaml``)."""
+    d = bundled_dir()
+    return {p.stem: p for p in sorted(d.glob("*.yaml"))} if d.is_dir() else {}
+
+
+def resolve(spec: str | os.PathLike[str]) -> Path:
+    """A scenario file path, or the name of a bundled scenario."""
+    p = Path(spec)
+    if p.exists():
+        return p
+    found = bundled().get(str(spec))
+    if found is not None:
+        return found
+    raise ScenarioError(
+        f"scenario {str(spec)!r}: no such file, and not a bundled scenario (bundled: "
+        + ", ".join(bundled())
+        + ")"
+    )

@@ -1,0 +1,360 @@
+"""Validated, timestamped inputs: the one place bad telemetry is caught.
+
+Every reading goes through :meth:`InputStore.offer` (or :meth:`InputStore.offer_telemetry` for a
+platform :class:`~dynofa_ros.platform.base.Telemetry`). A reading that is NaN, negative, out of
+range, for an unknown model / processor / member, older than the newest one of its kind, or
+already stale when it arrives is dropped: a counted, logged warning (:attr:`InputStore.warnings`,
+keyed ``"<field>: <why>"``), and the previous good value stays in force until it is stale itself.
+A value older than ``stale_after_s`` at decision time reads as unknown (``None``); the policies
+then hold their current decision for what depends on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dynofa_ros.manager.config import ManagerConfig
+from dynofa_ros.manager.model import Board
+from dynofa_ros.manager.types import (
+    BatteryReading,
+    LatencyObservation,
+    Mission,
+    ModelSpec,
+    PowerReading,
+    PriorityLevel,
+    ProcessorLoad,
+    Requirements,
+    TemperatureReading,
+)
+from dynofa_ros.platform.base import ProcessorKind, Telemetry
+
+log = logging.getLogger("dynofa_ros.manager")
+
+Reading = (
+    Mission
+    | Requirements
+    | BatteryReading
+    | TemperatureReading
+    | ProcessorLoad
+    | PowerReading
+    | LatencyObservation
+)
+
+
+class Rejected(ValueError):
+    """Why one reading was dropped (internal: turned into a counted warning)."""
+
+    def __init__(self, field: str, why: str) -> None:
+        super().__init__(f"{field}: {why}")
+        self.key = f"{field}: {why}"
+
+
+def _finite(value: Any, field: str, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Rejected(field, "not a number")
+    if math.isnan(value):
+        raise Rejected(field, "NaN")
+    if not math.isfinite(value):
+        raise Rejected(field, "infinite")
+    if value < 0 <= lo:
+        raise Rejected(field, "negative")
+    if not lo <= value <= hi:
+        raise Rejected(field, "out of range")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Effective:
+    """One model's requirements in force, after mission level, overrides and defaults."""
+
+    latency_target_ms: float
+    period_ms: float
+    min_accuracy: float
+    priority: float
+    level: PriorityLevel
+
+
+class InputStore:
+    def __init__(self, models: Sequence[ModelSpec], board: Board, config: ManagerConfig) -> None:
+        self.models = {m.name: m for m in models}
+        self.board = board
+        self.config = config
+        self.warnings: Counter[str] = Counter()
+        self.clock_s = -math.inf  # newest accepted stamp
+        self.mission: Mission | None = None
+        self._requirements: dict[str, Requirements] = {}
+        self._battery: BatteryReading | None = None
+        self._temps: dict[str, TemperatureReading] = {}
+        self._loads: dict[str, ProcessorLoad] = {}
+        self._power: PowerReading | None = None
+        self._latest: dict[str, LatencyObservation] = {}
+        self._recent: dict[str, deque[LatencyObservation]] = {
+            name: deque(maxlen=64) for name in self.models
+        }
+        self._pending: list[LatencyObservation] = []
+        self._expired: dict[str, float] = {}  # what -> stamp of the reading already warned of
+
+    # ---- intake ---------------------------------------------------------------------------
+    def warn(self, key: str) -> None:
+        self.warnings[key] += 1
+        n = self.warnings[key]
+        if n == 1 or n % 100 == 0:
+            log.warning("ignored input (%s), seen %d time(s); holding the last good value", key, n)
+
+    def offer(self, item: Reading) -> bool:
+        """Validate and store one reading; ``False`` (and a counted warning) when dropped."""
+        try:
+            self._offer(item)
+        except Rejected as exc:
+            self.warn(exc.key)
+            return False
+        return True
+
+    def offer_telemetry(self, t: Telemetry) -> tuple[int, int]:
+        """Split a platform telemetry snapshot into readings: (kept, offered)."""
+        items: list[Reading] = []
+        for name, pt in t.processors.items():
+            if pt.utilisation is not None:
+                items.append(
+                    ProcessorLoad(
+                        t.stamp_s, name, pt.utilisation, pt.frequency_khz, pt.utilisation_max
+                    )
+                )
+        for zone, celsius in t.temperatures_c.items():
+            items.append(TemperatureReading(t.stamp_s, zone, celsius))
+        if t.total_power_w is not None:
+            items.append(PowerReading(t.stamp_s, t.total_power_w))
+        if t.battery is not None:
+            items.append(
+                BatteryReading(t.stamp_s, t.battery.state_of_charge, t.battery.capacity_wh)
+            )
+        return sum(self.offer(i) for i in items), len(items)
+
+    def _stamp(self, item: Reading, kind: str, previous: Any) -> float:
+        stamp = item.stamp_s
+        if (
+            isinstance(stamp, bool)
+            or not isinstance(stamp, (int, float))
+            or not math.isfinite(stamp)
+        ):
+            raise Rejected(f"{kind}.stamp_s", "not a finite time")
+        if stamp < self.clock_s - self.config.stale_after_s:
+            raise Rejected(f"{kind}.stamp_s", "stale")
+        if previous is not None and stamp < previous.stamp_s:
+            raise Rejected(f"{kind}.stamp_s", "older than the reading in force")
+        return float(stamp)
+
+    def _accept_clock(self, stamp: float) -> None:
+        self.clock_s = max(self.clock_s, stamp)
+
+    def _offer(self, item: Reading) -> None:
+        cfg = self.config
+        if isinstance(item, LatencyObservation):
+            self._check_observation(item)
+            self._latest[item.model] = item
+            self._recent[item.model].append(item)
+            self._pending.append(item)
+            self._accept_clock(item.stamp_s)
+        elif isinstance(item, BatteryReading):
+            self._stamp(item, "battery", self._battery)
+            _finite(item.state_of_charge, "battery.state_of_charge", 0.0, 1.0)
+            if item.capacity_wh is not None:
+                if _finite(item.capacity_wh, "battery.capacity_wh", 0.0, 1e6) == 0.0:
+                    raise Rejected("battery.capacity_wh", "out of range")
+            self._battery = item
+            self._accept_clock(item.stamp_s)
+        elif isinstance(item, TemperatureReading):
+            kind = f"temperature[{item.zone}]"
+            if not isinstance(item.zone, str) or not item.zone:
+                raise Rejected("temperature.zone", "empty")
+            self._stamp(item, kind, self._temps.get(item.zone))
+            lo, hi = cfg.temperature_range_c
+            v = item.celsius
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                if not lo <= v <= hi:
+                    raise Rejected(f"{kind}.celsius", "out of range")
+            else:
+                _finite(v, f"{kind}.celsius", lo, hi)
+            self._temps[item.zone] = item
+            self._accept_clock(item.stamp_s)
+        elif isinstance(item, ProcessorLoad):
+            proc = self.board.resolve(item.processor)
+            if proc is None:
+                raise Rejected("load.processor", f"unknown processor {item.processor!r}")
+            self._stamp(item, f"load[{proc.name}]", self._loads.get(proc.name))
+            _finite(item.utilisation, f"load[{proc.name}].utilisation", 0.0, 1.0)
+            if item.utilisation_max is not None:
+                _finite(item.utilisation_max, f"load[{proc.name}].utilisation_max", 0.0, 1.0)
+            if item.frequency_khz and proc.frequencies_khz:
+                if item.frequency_khz not in proc.frequencies_khz:
+                    raise Rejected(f"load[{proc.name}].frequency_khz", "not in the table")
+            self._loads[proc.name] = item
+            self._accept_clock(item.stamp_s)
+        elif isinstance(item, PowerReading):
+            self._stamp(item, "power", self._power)
+            _finite(item.total_w, "power.total_w", 0.0, 10_000.0)
+            self._power = item
+            self._accept_clock(item.stamp_s)
+        elif isinstance(item, Mission):
+            self._stamp(item, "mission", self.mission)
+            try:
+                PriorityLevel(item.level)
+            except ValueError:
+                raise Rejected("mission.level", "out of range") from None
+            _finite(item.latency_target_ms, "mission.latency_target_ms", 0.0, cfg.max_latency_ms)
+            _finite(item.min_accuracy, "mission.min_accuracy", 0.0, 1.0)
+            _finite(item.energy_budget_j, "mission.energy_budget_j", 0.0, math.inf)
+            _finite(item.mission_duration_s, "mission.mission_duration_s", 0.0, math.inf)
+            self.mission = item
+            self._accept_clock(item.stamp_s)
+        elif isinstance(item, Requirements):
+            names = [item.model] if item.model is not None else list(self.models)
+            if item.model is not None and item.model not in self.models:
+                raise Rejected("requirements.model", f"unknown model {item.model!r}")
+            for name in names:
+                self._stamp(item, "requirements", self._requirements.get(name))
+            if item.latency_target_ms is not None:
+                if (
+                    _finite(
+                        item.latency_target_ms,
+                        "requirements.latency_target_ms",
+                        0.0,
+                        cfg.max_latency_ms,
+                    )
+                    == 0
+                ):
+                    raise Rejected("requirements.latency_target_ms", "out of range")
+            if item.frame_rate_hz is not None:
+                if _finite(item.frame_rate_hz, "requirements.frame_rate_hz", 0.0, 10_000.0) == 0:
+                    raise Rejected("requirements.frame_rate_hz", "out of range")
+            if item.min_accuracy is not None:
+                _finite(item.min_accuracy, "requirements.min_accuracy", 0.0, 1.0)
+            if item.priority is not None:
+                if _finite(item.priority, "requirements.priority", 0.0, 1e6) == 0:
+                    raise Rejected("requirements.priority", "out of range")
+            for name in names:
+                self._requirements[name] = item
+            self._accept_clock(item.stamp_s)
+        else:
+            raise Rejected("input", f"unknown kind {type(item).__name__}")
+
+    def _check_observation(self, obs: LatencyObservation) -> None:
+        spec = self.models.get(obs.model)
+        if spec is None:
+            raise Rejected("observation.model", f"unknown model {obs.model!r}")
+        kind = f"observation[{obs.model}]"
+        self._stamp(obs, kind, self._latest.get(obs.model))
+        _finite(obs.latency_ms, f"{kind}.latency_ms", 0.0, self.config.max_latency_ms)
+        if obs.latency_ms == 0:
+            raise Rejected(f"{kind}.latency_ms", "out of range")
+        if obs.subnet_id not in spec.family.ids:
+            raise Rejected(f"{kind}.subnet_id", "not in the family")
+        if self.board.resolve(obs.processor) is None:
+            raise Rejected(f"{kind}.processor", "not on this board")
+        if isinstance(obs.threads, bool) or not isinstance(obs.threads, int) or obs.threads < 0:
+            raise Rejected(f"{kind}.threads", "out of range")
+        for key, pk in (
+            ("cpu_frequency_khz", ProcessorKind.CPU),
+            ("gpu_frequency_khz", ProcessorKind.GPU),
+        ):
+            khz = getattr(obs, key)
+            proc = self.board.first(pk)
+            if isinstance(khz, bool) or not isinstance(khz, int) or khz < 0:
+                raise Rejected(f"{kind}.{key}", "out of range")
+            if (
+                khz
+                and proc is not None
+                and proc.frequencies_khz
+                and khz not in proc.frequencies_khz
+            ):
+                raise Rejected(f"{kind}.{key}", "not in the table")
+
+    # ---- reading back ---------------------------------------------------------------------
+    def _fresh(self, reading: Any, now_s: float, what: str) -> Any:
+        if reading is None:
+            return None
+        if now_s - reading.stamp_s > self.config.stale_after_s:
+            if self._expired.get(what) != reading.stamp_s:
+                self._expired[what] = reading.stamp_s
+                self.warn(f"{what}: stale")
+            return None
+        return reading
+
+    def stale(self, what: str, now_s: float) -> bool:
+        """Whether the input named ``what`` (``battery``, ``power``, ``temperature[zone]``,
+        ``load[processor]``, ``observation[model]``) was received once and is now stale. An
+        input never received is not stale: the manager starts from its priors."""
+        kind, _, key = what.partition("[")
+        key = key.rstrip("]")
+        reading = {
+            "battery": lambda: self._battery,
+            "power": lambda: self._power,
+            "temperature": lambda: self._temps.get(key),
+            "load": lambda: self._loads.get(key),
+            "observation": lambda: self._latest.get(key),
+        }[kind]()
+        return reading is not None and self._fresh(reading, now_s, what) is None
+
+    def battery(self, now_s: float) -> BatteryReading | None:
+        return self._fresh(self._battery, now_s, "battery")
+
+    def temperature(self, zone: str, now_s: float) -> float | None:
+        r = self._fresh(self._temps.get(zone), now_s, f"temperature[{zone}]")
+        return None if r is None else r.celsius
+
+    def load(self, processor: str, now_s: float) -> ProcessorLoad | None:
+        return self._fresh(self._loads.get(processor), now_s, f"load[{processor}]")
+
+    def power(self, now_s: float) -> PowerReading | None:
+        return self._fresh(self._power, now_s, "power")
+
+    def latest(self, model: str, now_s: float) -> LatencyObservation | None:
+        return self._fresh(self._latest.get(model), now_s, f"observation[{model}]")
+
+    def recent(self, model: str) -> deque[LatencyObservation]:
+        return self._recent[model]
+
+    def drain(self) -> list[LatencyObservation]:
+        """Observations accepted since the last call (each handed out once)."""
+        out, self._pending = self._pending, []
+        return out
+
+    def effective(self, model: str, level: PriorityLevel | None = None) -> Effective:
+        """The model's requirements in force; ``level`` overrides the mission's level (battery
+        saving mode)."""
+        spec = self.models[model]
+        mission = self.mission
+        lvl = level if level is not None else (mission.level if mission else PriorityLevel.NORMAL)
+        policy = self.config.levels[PriorityLevel(lvl)]
+        req = self._requirements.get(model)
+        frame_rate = spec.frame_rate_hz
+        target = spec.latency_target_ms
+        min_acc = spec.min_accuracy
+        prio = spec.priority
+        if req is not None:
+            frame_rate = req.frame_rate_hz if req.frame_rate_hz is not None else frame_rate
+            target = req.latency_target_ms if req.latency_target_ms is not None else target
+            min_acc = req.min_accuracy if req.min_accuracy is not None else min_acc
+            prio = req.priority if req.priority is not None else prio
+        period = 1000.0 / frame_rate if frame_rate else None
+        if target is None:
+            assert period is not None
+            target = period
+        target *= policy.latency_scale
+        if mission is not None and mission.latency_target_ms > 0:
+            target = mission.latency_target_ms
+        if mission is not None and mission.min_accuracy > 0:
+            min_acc = mission.min_accuracy
+        min_acc = max(min_acc, policy.min_accuracy)
+        return Effective(
+            latency_target_ms=float(target),
+            period_ms=float(period if period is not None else target),
+            min_accuracy=float(min_acc),
+            priority=float(prio),
+            level=PriorityLevel(lvl),
+        )

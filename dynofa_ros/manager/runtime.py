@@ -1,0 +1,166 @@
+"""The runtime manager facade: inputs in, numbered decisions out, one policy inside.
+
+The manager never acts on the platform: it reads its processors, frequency tables and
+capabilities once, and returns :class:`~dynofa_ros.manager.types.Decision` values that the
+caller (the ROS manager node, the perception runtime, ``dynofa simulate``) applies when allowed.
+It is pure Python and deterministic: the same inputs at the same times give the same decisions.
+
+Calling pattern: :meth:`RuntimeManager.observe` every reading as it arrives (telemetry, latency
+observations, mission, requirements), and :meth:`RuntimeManager.step` either at every
+observation (event-driven) or periodically. ``step`` plans only when something new arrived and
+the policy's dwell time has passed since the last change, so calling it often is cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+
+from dynofa_ros.manager.config import ManagerConfig
+from dynofa_ros.manager.context import Context
+from dynofa_ros.manager.inputs import InputStore, Reading
+from dynofa_ros.manager.model import Board
+from dynofa_ros.manager.policies import make_policy
+from dynofa_ros.manager.policy import Policy
+from dynofa_ros.manager.types import Choice, Decision, ModelSpec, PowerReading
+from dynofa_ros.platform.base import Platform, Telemetry
+
+
+class RuntimeManager:
+    """Chooses, per perception model, the family member, processor, threads and frequencies.
+
+    ``policy`` is a name from :data:`~dynofa_ros.manager.policies.POLICIES` or a
+    :class:`~dynofa_ros.manager.policy.Policy` instance (not shared between managers).
+    """
+
+    def __init__(
+        self,
+        models: Sequence[ModelSpec],
+        platform: Platform,
+        policy: str | Policy = "dynofa",
+        config: ManagerConfig | None = None,
+    ) -> None:
+        self.config = config or ManagerConfig()
+        self.board = Board.from_platform(platform)
+        self.context = Context(models, self.board, self.config)
+        self.inputs = InputStore(models, self.board, self.config)
+        self.policy = make_policy(policy) if isinstance(policy, str) else policy
+        self.policy.bind(self.context)
+        self._choices: dict[str, Choice] = {}
+        self._current: dict[str, Decision] = {}
+        self._seq = 0
+        self._last_change_s = -math.inf
+        self._dirty = True
+        self._holding: tuple[str, ...] = ()
+        self.plans = 0  # times the policy was asked for a plan
+
+    # ---- read-only state --------------------------------------------------------------------
+    @property
+    def policy_name(self) -> str:
+        return self.policy.name
+
+    @property
+    def warnings(self) -> Mapping[str, int]:
+        """Ignored inputs so far, by ``"<field>: <why>"``."""
+        return MappingProxyType(dict(self.inputs.warnings))
+
+    @property
+    def holding(self) -> tuple[str, ...]:
+        """The stale inputs the manager is holding its decisions for (empty when planning)."""
+        return self._holding
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(self.context.specs)
+
+    def current(self, model: str) -> Decision | None:
+        """The decision in force for ``model`` (``None`` before the first one)."""
+        return self._current.get(model)
+
+    # ---- inputs -----------------------------------------------------------------------------
+    def observe(self, reading: Reading | Telemetry) -> bool:
+        """Take one reading; ``False`` (and a counted warning) when it, or part of a telemetry
+        snapshot, was rejected: NaN, negative, out of range, stale, unknown model / member /
+        processor, or older than the reading in force."""
+        if isinstance(reading, Telemetry):
+            kept, offered = self.inputs.offer_telemetry(reading)
+            ok = kept == offered
+            if kept:
+                self._dirty = True
+            if reading.total_power_w is not None and ok:
+                self.policy.observe_power(
+                    PowerReading(reading.stamp_s, reading.total_power_w), self._choices
+                )
+            return ok
+        ok = self.inputs.offer(reading)
+        if ok:
+            self._dirty = True
+            if isinstance(reading, PowerReading):
+                self.policy.observe_power(reading, self._choices)
+        return ok
+
+    # ---- decisions --------------------------------------------------------------------------
+    def step(self, now_s: float) -> list[Decision]:
+        """Decisions that change something, each with a new sequence number (often none)."""
+        if isinstance(now_s, bool) or not isinstance(now_s, (int, float)) or not math.isfinite(now_s):
+            raise ValueError(f"step: now_s must be a finite time in seconds, got {now_s!r}")
+        for obs in self.inputs.drain():
+            self.policy.observe(obs, self.inputs, self._choices)
+        if self._choices:
+            stale = tuple(n for n in self.policy.needs(self.inputs) if self.inputs.stale(n, now_s))
+            if stale:
+                return self._hold(stale, now_s)
+            if self._holding:
+                self._holding = ()
+                self._dirty = True
+        if not self._dirty:
+            return []
+        if now_s - self._last_change_s < self.policy.dwell_s:
+            return []
+        self._dirty = False
+        self.plans += 1
+        plan = self.policy.plan(self.inputs, float(now_s), dict(self._choices))
+        if plan is None:
+            return []
+        out: list[Decision] = []
+        for model in self.context.specs:
+            choice = plan[model]
+            cur = self._choices.get(model)
+            self._choices[model] = choice
+            if cur is not None and cur.config == choice.config:
+                continue
+            out.append(self._decide(model, choice, now_s))
+        if out:
+            self._last_change_s = now_s
+        return out
+
+    def _decide(self, model: str, choice: Choice, now_s: float) -> Decision:
+        self._seq += 1
+        d = Decision.from_choice(self._seq, float(now_s), model, choice)
+        self._current[model] = d
+        return d
+
+    def _hold(self, stale: tuple[str, ...], now_s: float) -> list[Decision]:
+        """Keep the decisions in force while an input the policy needs is stale; say so once."""
+        if stale == self._holding:
+            return []
+        self._holding = stale
+        why = (
+            f"hold: {', '.join(stale)} stale (nothing for > {self.config.stale_after_s:g} s); "
+            "keeping the last decision"
+        )
+        out = []
+        for model, choice in self._choices.items():
+            held = Choice(
+                config=choice.config,
+                predicted_latency_ms=choice.predicted_latency_ms,
+                predicted_accuracy=choice.predicted_accuracy,
+                predicted_power_w=choice.predicted_power_w,
+                latency_target_ms=choice.latency_target_ms,
+                reason=why,
+                contention=choice.contention,
+            )
+            self._choices[model] = held
+            out.append(self._decide(model, held, now_s))
+        return out

@@ -1,0 +1,330 @@
+"""Manager node: the hierarchical runtime manager on a live graph.
+
+Inputs: ``battery`` (sensor_msgs/BatteryState), every ``temperature/*`` topic
+(sensor_msgs/Temperature; found by graph discovery, or listed in ``temperature_topics``),
+``/mission_priority`` and each managed model's ``/<model>/status``. Output: one
+``/<model>/reconfigure`` command stream per model. The policy runs on events (each status, each
+priority change) and at ``rate_hz``; it only publishes when its decision changes. Everything the
+policy decides lives in :mod:`dynofa_ros.manager` (no ROS there): this node converts messages.
+Bad or stale inputs are counted and ignored by the manager, which then falls back to a safe
+decision; the counts are in ``/diagnostics``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import BatteryState, Temperature
+
+from dynofa_ros.errors import DynofaError
+from dynofa_ros.msg import MissionPriority, PerceptionStatus, ReconfigurationCommand
+from dynofa_ros.nodes import qos
+from dynofa_ros.nodes.convert import to_seconds
+from dynofa_ros.nodes.parameters import Param, ParameterTable
+
+PLATFORMS = ("sim-xavier-nx", "auto", "jetson", "linux")
+QOS = qos.OUTPUTS
+TEMPERATURE_TYPE = "sensor_msgs/msg/Temperature"
+
+
+def _policies() -> tuple[str, ...]:
+    from dynofa_ros.manager import POLICIES
+
+    return tuple(POLICIES)
+
+
+def node_params() -> tuple[Param, ...]:
+    return (
+        Param("models", ["model"], "perception models managed, by model_name (= namespace)",
+              live=False),
+        Param("policy", "dynofa", "decision policy (the hierarchical manager or a baseline)",
+              choices=_policies()),
+        Param("rate_hz", 5.0, "periodic decisions besides the event-driven ones", "Hz", 0.1,
+              100.0),
+        Param("platform", "sim-xavier-nx", "board whose processors / frequency tables the "
+              "decisions use", choices=PLATFORMS, live=False),
+        Param("sysfs_root", "/", "root of the board's sysfs (jetson / linux)", live=False),
+        Param("checkpoint", "", "super-network checkpoint whose families are used ('' = the "
+              "embedded default)", live=False),
+        Param("processor", "cuda", "processor whose family a model uses when '<model>.family' "
+              "is ''", choices=("cpu", "cuda"), live=False),
+        Param("config_file", "", "YAML with the manager's tuning (margins, dwell, thermal, "
+              "priority weights); '' = defaults", live=False),
+        Param("temperature_topics", [""], "Temperature topics; [''] = discover every "
+              "'temperature/*' topic", live=False),
+        Param("stale_after_s", 5.0, "an input older than this no longer counts", "s", 0.1,
+              3600.0),
+    )  # fmt: skip
+
+
+def model_params(model: str) -> tuple[Param, ...]:
+    return (
+        Param(f"{model}.family", "", "family file ('' = the checkpoint's for 'processor')",
+              live=False),
+        Param(f"{model}.latency_target_ms", 50.0, "per-frame latency target", "ms", 0.1,
+              60000.0),
+        Param(f"{model}.frame_rate_hz", 0.0, "camera frame rate (0 = one frame per target)",
+              "Hz", 0.0, 1000.0),
+        Param(f"{model}.min_accuracy", 0.0, "minimum top-1 accuracy", "", 0.0, 1.0),
+        Param(f"{model}.priority", 1.0, "weight against the other models", "", 0.01, 100.0),
+    )  # fmt: skip
+
+
+class ManagerNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("manager", **kwargs)
+        self.params = ParameterTable(self, node_params())
+        models = [m for m in self.params["models"] if m]
+        if not models or len(set(models)) != len(models):
+            raise ValueError(f"models must be a non-empty list of distinct names, got {models}")
+        self.models = models
+        self.model_params = {m: ParameterTable(self, model_params(m)) for m in models}
+        self._lock = threading.Lock()
+        self.manager = self._build_manager()
+        self.rejected_inputs = 0
+        self.last_error = ""
+        self._cmd_pubs = {
+            m: self.create_publisher(ReconfigurationCommand, f"/{m}/reconfigure", qos.COMMANDS)
+            for m in models
+        }
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QOS)
+        self.create_subscription(BatteryState, "battery", self._on_battery, QOS)
+        self.create_subscription(MissionPriority, "/mission_priority", self._on_mission, QOS)
+        for m in models:
+            self.create_subscription(
+                PerceptionStatus, f"/{m}/status", lambda msg, m=m: self._on_status(m, msg), QOS
+            )
+        self._temperature_subs: dict[str, Any] = {}
+        listed = [t for t in self.params["temperature_topics"] if t]
+        for topic in listed:
+            self._subscribe_temperature(topic)
+        if not listed:
+            self._discover_temperatures()
+            self.create_timer(2.0, self._discover_temperatures)
+        self._tick = self.create_timer(1.0 / self.params["rate_hz"], self._on_tick)
+        self.create_timer(1.0, self._publish_diagnostics)
+        self.params.on_change(self._on_params)
+        self.get_logger().info(
+            f"managing {', '.join(models)} with policy {self.params['policy']} at "
+            f"{self.params['rate_hz']:g} Hz on {self.params['platform']}"
+        )
+
+    # ------------------------------------------------------------------------- building
+    def _build_manager(self, policy: str | None = None) -> Any:
+        from dynofa_ros.family import load_family
+        from dynofa_ros.manager import ManagerConfig, ModelSpec, RuntimeManager, config_from_dict
+        from dynofa_ros.perception import default_family_path
+        from dynofa_ros.platform import make_platform
+        from dynofa_ros.resources import models_dir
+
+        p = self.params
+        checkpoint = Path(p["checkpoint"] or models_dir() / "fmnist_mbv3_small.safetensors")
+        simulated = p["platform"] == "sim-xavier-nx"
+        kw = {} if simulated else {"sysfs_root": p["sysfs_root"]}
+        self.platform = make_platform(p["platform"], **kw)
+        specs = []
+        for m in self.models:
+            mp = self.model_params[m]
+            path = mp[f"{m}.family"] or default_family_path(checkpoint, p["processor"], simulated)
+            rate = mp[f"{m}.frame_rate_hz"]
+            specs.append(
+                ModelSpec(
+                    name=m,
+                    family=load_family(path),
+                    latency_target_ms=mp[f"{m}.latency_target_ms"],
+                    frame_rate_hz=rate or None,
+                    min_accuracy=mp[f"{m}.min_accuracy"],
+                    priority=mp[f"{m}.priority"],
+                )
+            )
+        config = ManagerConfig()
+        if p["config_file"]:
+            import yaml
+
+            try:
+                raw = yaml.safe_load(Path(p["config_file"]).read_text())
+            except (OSError, yaml.YAMLError) as exc:
+                raise DynofaError(f"config_file {p['config_file']!r}: {exc}") from exc
+            config = config_from_dict(raw or {})
+        config = _with_staleness(config, p["stale_after_s"])
+        return RuntimeManager(specs, self.platform, policy or p["policy"], config)
+
+    def _on_params(self, changed: dict[str, Any]) -> None:
+        if "policy" in changed:
+            with self._lock:
+                self.manager = self._build_manager(changed["policy"])
+            self.get_logger().info(f"policy is now {changed['policy']}")
+        if "rate_hz" in changed:
+            self._tick.cancel()
+            self.destroy_timer(self._tick)
+            self._tick = self.create_timer(1.0 / changed["rate_hz"], self._on_tick)
+
+    # --------------------------------------------------------------------------- inputs
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _offer(self, reading: Any, what: str) -> None:
+        with self._lock:
+            accepted = self.manager.observe(reading)
+        if not accepted:
+            self.rejected_inputs += 1
+            self.last_error = f"{what} rejected (see manager warnings)"
+
+    def _on_battery(self, msg: BatteryState) -> None:
+        from dynofa_ros.manager import BatteryReading
+
+        soc = float(msg.percentage)
+        capacity = None
+        if math.isfinite(msg.capacity) and msg.capacity > 0 and math.isfinite(msg.voltage):
+            capacity = float(msg.capacity) * float(msg.voltage) or None
+        self._offer(BatteryReading(to_seconds(msg.header.stamp), soc, capacity), "battery")
+        self._decide()
+
+    def _on_temperature(self, msg: Temperature, topic: str) -> None:
+        from dynofa_ros.manager import TemperatureReading
+
+        zone = msg.header.frame_id or topic.rsplit("/", 1)[-1]
+        reading = TemperatureReading(to_seconds(msg.header.stamp), zone, float(msg.temperature))
+        self._offer(reading, f"temperature {topic}")
+
+    def _on_mission(self, msg: MissionPriority) -> None:
+        from dynofa_ros.manager import Mission, PriorityLevel
+
+        try:
+            level = PriorityLevel(int(msg.level))
+        except ValueError:
+            self.rejected_inputs += 1
+            self.last_error = f"mission_priority level {msg.level} is not one of 0..3"
+            self.get_logger().warning(self.last_error)
+            return
+        self._offer(
+            Mission(
+                stamp_s=to_seconds(msg.header.stamp),
+                level=level,
+                latency_target_ms=float(msg.latency_target_ms),
+                min_accuracy=float(msg.min_accuracy),
+                energy_budget_j=float(msg.energy_budget_j),
+                mission_duration_s=float(msg.mission_duration_s),
+                reason=msg.reason,
+            ),
+            "mission_priority",
+        )
+        self._decide()
+
+    def _on_status(self, model: str, msg: PerceptionStatus) -> None:
+        from dynofa_ros.manager import LatencyObservation
+
+        if msg.level == PerceptionStatus.LEVEL_ERROR or msg.latency_ms <= 0.0:
+            return  # a rejected frame or a command acknowledgement: no latency to learn from
+        self._offer(
+            LatencyObservation(
+                stamp_s=to_seconds(msg.header.stamp),
+                model=model,
+                latency_ms=float(msg.latency_ms),
+                subnet_id=msg.subnet_id,
+                processor=msg.processor,
+                threads=int(msg.threads),
+                cpu_frequency_khz=int(msg.cpu_frequency_khz),
+                gpu_frequency_khz=int(msg.gpu_frequency_khz),
+                command_seq=int(msg.last_command_seq),
+            ),
+            f"/{model}/status",
+        )
+        self._decide()
+
+    def _subscribe_temperature(self, topic: str) -> None:
+        name = self.resolve_topic_name(topic)
+        if name in self._temperature_subs:
+            return
+        self._temperature_subs[name] = self.create_subscription(
+            Temperature, name, lambda msg, t=name: self._on_temperature(msg, t), QOS
+        )
+
+    def _discover_temperatures(self) -> None:
+        prefix = self.resolve_topic_name("temperature") + "/"
+        for name, types in self.get_topic_names_and_types():
+            if name.startswith(prefix) and TEMPERATURE_TYPE in types:
+                self._subscribe_temperature(name)
+
+    # -------------------------------------------------------------------------- outputs
+    def _on_tick(self) -> None:
+        self._decide()
+
+    def _decide(self) -> None:
+        with self._lock:
+            try:
+                decisions = self.manager.step(self._now())
+            except DynofaError as exc:
+                self.last_error = f"decision failed: {exc}"
+                self.get_logger().error(self.last_error)
+                return
+        for d in decisions:
+            fields = d.message_fields()
+            cmd = ReconfigurationCommand()
+            cmd.header.stamp = self.get_clock().now().to_msg()
+            for key, value in fields.items():
+                if key != "header":
+                    setattr(cmd, key, value)
+            self._cmd_pubs[d.target_model].publish(cmd)
+
+    def _publish_diagnostics(self) -> None:
+        with self._lock:
+            warnings = dict(self.manager.warnings)
+            current = {m: self.manager.current(m) for m in self.models}
+        values = [
+            KeyValue(key="policy", value=self.params["policy"]),
+            KeyValue(key="rejected_inputs", value=str(self.rejected_inputs)),
+        ]
+        values += [KeyValue(key=f"warning.{k}", value=str(v)) for k, v in sorted(warnings.items())]
+        for m, d in current.items():
+            text = "none yet" if d is None else f"{d.subnet_id} on {d.processor} ({d.reason})"
+            values.append(KeyValue(key=f"decision.{m}", value=text))
+        status = DiagnosticStatus(
+            level=DiagnosticStatus.WARN if self.last_error else DiagnosticStatus.OK,
+            name=f"{self.get_fully_qualified_name()}: runtime manager",
+            message=self.last_error or "ok",
+            hardware_id=self.params["platform"],
+            values=values,
+        )
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(array)
+
+
+def _with_staleness(config: Any, stale_after_s: float) -> Any:
+    from dataclasses import fields, replace
+
+    names = {f.name for f in fields(config)}
+    return replace(config, stale_after_s=stale_after_s) if "stale_after_s" in names else config
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    executor = SingleThreadedExecutor()
+    try:
+        node = ManagerNode()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ValueError, DynofaError) as exc:  # invalid parameters / families at start-up
+        print(f"manager_node: {exc}", flush=True)
+        return 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        executor.shutdown()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""The whole loop over real DDS: simulated board, perception node and manager node.
+
+A battery drop makes the manager command a lower-energy configuration, which the perception
+node acknowledges in the next frame's status; a mission-priority change to CRITICAL raises the
+accuracy within the latency target; the policy is a live parameter; bad inputs are counted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from node_inputs import fashion_images, image_message
+from ros_harness import spin_until, wait_for_subscribers
+
+pytestmark = pytest.mark.ros
+
+
+class Loop:
+    def __init__(self, node: Any, processes: Any, *extra_manager: str) -> None:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import BatteryState, Image
+
+        from dynofa_ros.msg import MissionPriority, PerceptionStatus, ReconfigurationCommand
+        from dynofa_ros.nodes.qos import COMMANDS
+
+        self.node, self.processes = node, processes
+        processes.start_python("dynofa_ros.nodes.sim_platform_node", "--ros-args",
+                               "-p", "publish_period_s:=0.1")  # fmt: skip
+        processes.start_python(
+            "dynofa_ros.nodes.perception_node", "--ros-args", "-r", "__ns:=/model",
+            "-p", "model_name:=model", "-p", "platform:=sim-xavier-nx", "-p", "processor:=cuda",
+            "-p", "allow_dvfs:=true",
+        )  # fmt: skip
+        processes.start_python(
+            "dynofa_ros.nodes.manager_node", "--ros-args", "-p", "models:=[model]",
+            "-p", "model.latency_target_ms:=100.0", "-p", "model.frame_rate_hz:=10.0",
+            *extra_manager,
+        )  # fmt: skip
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.commands: list[Any] = []
+        self.statuses: list[Any] = []
+        node.create_subscription(ReconfigurationCommand, "/model/reconfigure",
+                                 self.commands.append, COMMANDS)  # fmt: skip
+        node.create_subscription(PerceptionStatus, "/model/status", self.statuses.append, qos)
+        self.images = node.create_publisher(Image, "/model/image", qos)
+        self.battery = node.create_publisher(BatteryState, "/scenario/battery", qos)
+        self.mission = node.create_publisher(MissionPriority, "/mission_priority", qos)
+        for pub in (self.images, self.battery, self.mission):
+            wait_for_subscribers(node, pub, processes=processes, timeout_s=60.0)
+        self.i = 0
+
+    def frames_until(self, predicate: Any, what: str, limit: int = 80) -> None:
+        """Feed frames (each waits for its status) until ``predicate()`` holds."""
+        images, _ = fashion_images()
+        for _ in range(limit):
+            if predicate():
+                return
+            n = len(self.statuses)
+            self.i += 1
+            msg = image_message(images[self.i % 64], self.node.get_clock().now().to_msg())
+            self.images.publish(msg)
+            spin_until(self.node, lambda n=n: len(self.statuses) > n, 30.0,
+                       what="status", processes=self.processes)  # fmt: skip
+        assert predicate(), f"{what} did not happen within {limit} frames"
+
+    def acknowledged(self, seq: int) -> bool:
+        return any(s.last_command_seq >= seq and s.latency_ms > 0 for s in self.statuses)
+
+
+def _energy_mj(cmd: Any) -> float:
+    return cmd.predicted_power_w * cmd.predicted_latency_ms
+
+
+def test_battery_drop_and_mission_priority(ros_node: Any, processes: Any) -> None:
+    from sensor_msgs.msg import BatteryState
+
+    from dynofa_ros.msg import MissionPriority
+
+    loop = Loop(ros_node, processes)
+    high = MissionPriority(level=MissionPriority.LEVEL_HIGH, reason="accuracy first")
+    high.header.stamp = ros_node.get_clock().now().to_msg()
+    loop.mission.publish(high)
+    loop.frames_until(lambda: loop.commands, "a first command")
+    loop.frames_until(lambda: loop.acknowledged(loop.commands[-1].seq), "first acknowledgement")
+    first = loop.commands[-1]
+    assert first.target_model == "model" and first.latency_target_ms == pytest.approx(100.0)
+
+    low = BatteryState(percentage=0.08, present=True)
+    low.header.stamp = ros_node.get_clock().now().to_msg()
+    n = len(loop.commands)
+    loop.battery.publish(low)
+    loop.frames_until(lambda: len(loop.commands) > n, "a command after the battery drop")
+    saving = loop.commands[-1]
+    assert _energy_mj(saving) < _energy_mj(first), (first, saving)
+    # Acknowledged by the very next frame's status.
+    before = len(loop.statuses)
+    loop.frames_until(lambda: len(loop.statuses) > before, "next frame", limit=2)
+    assert loop.statuses[-1].last_command_seq >= saving.seq
+
+    full = BatteryState(percentage=1.0, present=True)
+    full.header.stamp = ros_node.get_clock().now().to_msg()
+    loop.battery.publish(full)
+    critical = MissionPriority(level=MissionPriority.LEVEL_CRITICAL, reason="test")
+    critical.header.stamp = ros_node.get_clock().now().to_msg()
+    n = len(loop.commands)
+    loop.mission.publish(critical)
+    loop.frames_until(
+        lambda: (
+            len(loop.commands) > n
+            and loop.commands[-1].predicted_accuracy > saving.predicted_accuracy
+        ),
+        "a more accurate configuration at CRITICAL",
+    )
+    best = loop.commands[-1]
+    assert best.predicted_latency_ms <= 100.0
+    loop.frames_until(lambda: loop.acknowledged(best.seq), "acknowledgement")
+    assert all(p.alive() for p in processes.processes)
