@@ -275,6 +275,7 @@ class PerceptionSession:
             engine.switch(initial.member_id, initial.processor, initial.threads)
         self.last_applied_seq = 0
         self.notes: list[str] = []  # what the last accepted command could not do (e.g. DVFS off)
+        self.busy_until_s = -math.inf  # simulated board: when the last frame's compute ends
 
     @property
     def active(self) -> Active:
@@ -366,6 +367,12 @@ class PerceptionSession:
         return new, Setting(frequencies_khz=freqs, power_mode=mode)
 
     # ----------------------------------------------------------------------------- frames
+    def busy(self, stamp_s: float) -> bool:
+        """Whether a frame stamped ``stamp_s`` finds the simulated board still computing the
+        previous one (it is then dropped, like a camera driver with no buffer). On real hardware
+        the node's newest-frame slot does this by itself, so this is always ``False`` there."""
+        return self.timer.simulated and stamp_s < self.busy_until_s
+
     def run(self, infer: Callable[[Engine], InferenceResult], stamp_s: float) -> FrameOutcome:
         """Run one frame (``infer`` calls one of the engine's ``infer_*``) and cost it."""
         active = self._active
@@ -373,6 +380,8 @@ class PerceptionSession:
         cost = self.timer.cost(self.engine.workload(result.member_id), active, result, stamp_s)
         if not math.isfinite(cost.latency_ms) or cost.latency_ms < 0:
             raise DynofaError(f"frame timer returned latency {cost.latency_ms} ms")
+        if cost.simulated:
+            self.busy_until_s = stamp_s + cost.latency_ms * 1e-3
         return FrameOutcome(result=result, cost=cost, active=active)
 
     def close(self) -> None:

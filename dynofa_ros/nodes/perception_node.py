@@ -347,7 +347,7 @@ class PerceptionNode(LifecycleNode):
             msg, received = item
             limit = self.params["max_frame_age_ms"]
             age_ms = self._age_ms(msg)
-            if limit > 0 and age_ms > limit:
+            if (limit > 0 and age_ms > limit) or self.session.busy(to_seconds(msg.header.stamp)):
                 self._frames.dropped += 1
                 continue
             try:

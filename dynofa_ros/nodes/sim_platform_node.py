@@ -49,6 +49,8 @@ PARAMS = (
     Param("publish_period_s", 0.5, "period of battery / temperature / diagnostics messages", "s",
           0.01, 60.0, live=False),
     Param("battery_frame_id", "battery", "frame_id of the BatteryState messages"),
+    Param("epoch_s", 0.0, "ROS time that is simulated time 0 (0 = the first time seen; a replay "
+          "sets the scenario's start stamp)", "s", 0.0, 4e9, live=False),
 )  # fmt: skip
 
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -69,7 +71,7 @@ class SimPlatformNode(Node):
         )
         self.params.on_change(self._on_params)
         self._lock = threading.Lock()  # the service and the subscriptions share the board
-        self._t0: float | None = None  # ROS time that is simulated time 0
+        self._t0: float | None = p["epoch_s"] or None  # ROS time that is simulated time 0
         self.frames = 0
         self.rejected = 0
         self._battery_pub = self.create_publisher(BatteryState, "battery", QOS)

@@ -30,7 +30,7 @@ from dynofa_ros.search.evolution import (
     EvolutionOptions,
     EvolutionSearch,
     RolloutResult,
-    SubnetSpace,
+    config_space,
     limit_range,
 )
 from dynofa_ros.search.lut import TableSet
@@ -133,7 +133,7 @@ class AccuracySource:
 def predictor_accuracy(predictor: Any, report: Mapping[str, Any] | None = None) -> AccuracySource:
     return AccuracySource(
         lambda cfgs: list(predictor.predict(list(cfgs))),
-        "accuracy predictor (once-for-all MLP over one-hot ks/e/d/r)",
+        "accuracy predictor (once-for-all MLP over a one-hot architecture encoding)",
         "predicted",
         dict(report or {}),
     )
@@ -158,7 +158,7 @@ def train_predictor(
 ) -> tuple[Any, dict[str, Any], list[tuple[Any, float]]]:
     """Measure ``n_samples`` sub-networks (largest, smallest and random ones), fit the predictor,
     return it with its report (held-out rank correlation) and the samples."""
-    from dynofa_ros.search.predictor import ArchEncoder, fit_predictor
+    from dynofa_ros.search.predictor import encoder_for_space, fit_predictor
     from dynofa_ros.search.profile import random_configs
 
     space = net.space
@@ -170,7 +170,7 @@ def train_predictor(
     configs = list(cfgs.values())
     accs = meter.measure_many(configs, progress=progress, desc="accuracy samples")
     predictor, report = fit_predictor(
-        configs, accs, ArchEncoder.for_space(space), epochs=epochs, seed=seed
+        configs, accs, encoder_for_space(space), epochs=epochs, seed=seed
     )
     return predictor, report.to_dict(), list(zip(configs, accs, strict=True))
 
@@ -197,7 +197,7 @@ def run_search(
     """Roll-outs under each latency limit (default: ``n_limits`` spread from the fastest to the
     largest sub-network's latency); the front of every evaluated candidate."""
     search = EvolutionSearch(
-        SubnetSpace(net.space),
+        config_space(net.space),
         latency,
         accuracy,
         options,
@@ -295,7 +295,6 @@ def load_bn_statistics(family: Family, net: Any | None = None) -> dict[str, Any]
 
     from dynofa_ros.family import FamilyError
     from dynofa_ros.supernet.bnstats import install_all, stats_from_tensors
-    from dynofa_ros.supernet.config import SubnetConfig
 
     if family.bn_statistics is None:
         raise FamilyError(f"family {family.name} stores no BN statistics")
@@ -304,14 +303,23 @@ def load_bn_statistics(family: Family, net: Any | None = None) -> dict[str, Any]
         tensors = load_file(str(p))
     except (SafetensorError, OSError, ValueError) as exc:
         raise FamilyError(f"cannot read BN statistics {p}: {exc}") from exc
-    configs = {m.id: SubnetConfig.from_dict(m.config) for m in family.members}
     try:
+        configs = {m.id: _member_config(net, m.config) for m in family.members}
         stats = stats_from_tensors(tensors, configs)
         if net is not None:
             install_all(net, stats, configs)
     except ValueError as exc:
         raise FamilyError(f"BN statistics {p}: {exc}") from exc
     return stats
+
+
+def _member_config(net: Any, raw: Mapping[str, Any]) -> Any:
+    """A member's config, of the network's config type (the MobileNetV3's without a network)."""
+    if net is not None:
+        return net.space.parse(raw)
+    from dynofa_ros.supernet.config import SubnetConfig
+
+    return SubnetConfig.from_dict(raw)
 
 
 def family_paths(checkpoint: Path, target: str, out: Path | None = None) -> tuple[Path, Path]:
@@ -339,15 +347,23 @@ def make_family(
     out_bn: Path,
     provenance: Mapping[str, Any],
     progress: bool = True,
+    workload_runtime: str | None = None,
 ) -> tuple[Family, dict[str, float]]:
     """Re-measure ``chosen`` (accuracy with BN calibrated and kept, latency on every record
-    setting), write the BN statistics and the family; return it with the measured accuracies."""
+    setting), write the BN statistics and the family; return it with the measured accuracies.
+
+    ``workload_runtime``: a family for a simulated board stores each member's workload with
+    this runtime cost model, so whoever runs the member on the simulator (the engine, the
+    manager's closed-loop simulation) costs it exactly as the search did."""
+    from dynofa_ros.platform.workload import workload_from_layer_specs
+
     cfgs = [c.config for c in chosen]
     accs = {}
     for c in cfgs:
         accs[c.id] = meter.measure(c, keep_bn=True)
     lat = measure_records(net, cfgs, records, timing, progress)
-    save_bn_statistics(out_bn, net, [c.id for c in cfgs])
+    if net.uses_batchnorm:
+        save_bn_statistics(out_bn, net, [c.id for c in cfgs])
     members = []
     for c in cfgs:
         members.append(
@@ -359,6 +375,11 @@ def make_family(
                 params=int(net.params(c)),
                 latency=tuple(lat[c.id]),
                 accuracy_source="measured",
+                workload=None
+                if workload_runtime is None
+                else workload_from_layer_specs(
+                    c.id, net.layer_specs(c), runtime=workload_runtime
+                ).to_dict(),
             )
         )
 
@@ -377,7 +398,11 @@ def make_family(
         },
         members=tuple(members),
         provenance=dict(provenance),
-        bn_statistics=out_bn.name if out_bn.parent == out_json.parent else str(out_bn),
+        bn_statistics=None
+        if not net.uses_batchnorm
+        else out_bn.name
+        if out_bn.parent == out_json.parent
+        else str(out_bn),
     )
     fam.save(out_json)
     return load_family(out_json), accs

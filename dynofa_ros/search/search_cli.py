@@ -431,6 +431,7 @@ def main(argv: list[str]) -> int:
         out_bn=out_bn,
         provenance=prov,
         progress=progress,
+        workload_runtime=args.sim_runtime if simulated else None,
     )
 
     # --- plot

@@ -1,0 +1,436 @@
+"""The fast replay: the whole closed loop in one process, in simulated time, without DDS.
+
+It runs the same core objects as the live graph, wired the way the nodes wire them:
+
+* per model a :class:`~dynofa_ros.perception.PerceptionSession` over the real
+  :class:`~dynofa_ros.engine.Engine` (every frame really classified on this machine) whose frames
+  are costed on one :class:`~dynofa_ros.platform.sim.SimulatedXavierNX` (as ``perception_node``
+  with ``platform: sim-xavier-nx`` asks ``sim_platform_node``);
+* the board takes the scenario's battery / ambient / co-runner events and reports telemetry every
+  ``telemetry_period_s`` (as ``sim_platform_node`` publishes ``battery`` and ``temperature/*``);
+* one :class:`~dynofa_ros.manager.RuntimeManager` observes the same readings (battery,
+  temperatures, mission priority, every frame's status) and decides on each of them and at
+  ``manager_rate_hz`` (as ``manager_node``); a decision reaches its model before its next frame
+  (the node applies queued commands between frames).
+
+Time is the frames' stamps (bag time); nothing sleeps, so a sweep over policies takes seconds
+per simulated minute. For a deterministic scenario the live replay makes the same decisions.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from dynofa_ros.errors import DynofaError
+from dynofa_ros.evaluation.records import RecordBuilder, RunResults
+from dynofa_ros.evaluation.scenario import Scenario
+from dynofa_ros.evaluation.timeline import (
+    AmbientItem,
+    BatteryItem,
+    CoRunnerItem,
+    FrameItem,
+    PriorityItem,
+    iter_timeline,
+)
+
+DEFAULT_CHECKPOINT = "fmnist_mbv3_small.safetensors"
+TELEMETRY_PERIOD_S = 0.5  # sim_platform_node's publish_period_s default
+MANAGER_RATE_HZ = 5.0  # manager_node's rate_hz default
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """What a replay runs, besides the scenario (the nodes' parameters of the same names)."""
+
+    policy: str = "dynofa"
+    checkpoint: Path | None = None  # None: the embedded default
+    families: dict[str, Path] = field(default_factory=dict)  # per model; default: sim-nx-<proc>
+    processor: str = "cuda"  # start processor and family processor on the simulated board
+    backend: str = "onnxruntime"
+    manager_rate_hz: float = MANAGER_RATE_HZ
+    telemetry_period_s: float = TELEMETRY_PERIOD_S
+    stale_after_s: float = 5.0
+    manager_config: Any = None  # a ManagerConfig; None: defaults
+
+    def checkpoint_path(self) -> Path:
+        from dynofa_ros.resources import models_dir
+
+        return Path(self.checkpoint) if self.checkpoint else models_dir() / DEFAULT_CHECKPOINT
+
+    def family_path(self, model: str) -> Path:
+        from dynofa_ros.perception import default_family_path
+
+        if model in self.families:
+            return Path(self.families[model])
+        return default_family_path(self.checkpoint_path(), self.processor, simulated=True)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A camera frame to classify: ``infer`` calls one of the engine's ``infer_*``."""
+
+    stamp_ns: int
+    camera: str
+    infer: Callable[[Any], Any]
+    label: int | None = None
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The ground-truth label of a camera frame (its own message in a bag)."""
+
+    stamp_ns: int
+    camera: str
+    label: int
+
+
+Item = Frame | Truth | PriorityItem | BatteryItem | AmbientItem | CoRunnerItem
+
+
+def scenario_items(scenario: Scenario) -> Iterator[Item]:
+    """The scenario's timeline, frames composed on the fly (no bag needed)."""
+    for item in iter_timeline(scenario):
+        if isinstance(item, FrameItem):
+            pixels, encoding = item.pixels, item.encoding
+            yield Frame(
+                item.stamp_ns,
+                item.camera,
+                lambda e, p=pixels, enc=encoding: e.infer_raw(
+                    p, p.shape[1], p.shape[0], enc, p.strides[0]
+                ),
+                item.label,
+            )
+        else:
+            yield item
+
+
+def bag_items(path: str | Path) -> tuple[Scenario, Iterator[Item]]:
+    """A scenario bag's scenario and its messages as replay items (frames decoded lazily).
+
+    Camera frames (raw or compressed) and their ground truth, mission priority, and the
+    ``/scenario/*`` timelines for the simulated board are used; other topics are ignored."""
+    from dynofa_ros.evaluation import topics as T
+    from dynofa_ros.evaluation.bagio import BagError, BagReader, stamp_ns
+    from dynofa_ros.evaluation.scenario import CoRunnerEvent, PriorityChange
+    from dynofa_ros.evaluation.scenario_bag import inspect_bag
+
+    info = inspect_bag(path)
+    scenario = info.scenario
+    if scenario is None:
+        raise BagError(
+            f"bag {path} has no scenario description (custom_data {T.CUSTOM_DATA_SCENARIO} or "
+            f"{T.DESCRIPTION}): generate it with `dynofa scenario generate`, or pass --scenario"
+        )
+    used = {c.topic: c.name for c in info.cameras}
+    truth = {c.ground_truth_topic: c.name for c in info.cameras if c.ground_truth_topic}
+    events = [t for t in (T.MISSION_PRIORITY, T.SCENARIO_BATTERY, T.SCENARIO_AMBIENT,
+                          T.SCENARIO_CORUNNER) if t in info.topics]  # fmt: skip
+    t0 = scenario.start_ns
+
+    def items() -> Iterator[Item]:
+        with BagReader(path) as reader:
+            for topic, _, msg in reader.messages([*used, *truth, *events]):
+                ns = stamp_ns(msg)
+                t = (ns - t0) / 1e9
+                if topic in truth:
+                    if len(msg.class_ids):
+                        yield Truth(ns, truth[topic], int(msg.class_ids[0]))
+                elif topic in used:
+                    yield Frame(ns, used[topic], _infer_of(msg))
+                elif topic == T.MISSION_PRIORITY:
+                    change = PriorityChange(
+                        t, int(msg.level), float(msg.latency_target_ms), float(msg.min_accuracy),
+                        float(msg.energy_budget_j), float(msg.mission_duration_s), msg.reason,
+                    )  # fmt: skip
+                    yield PriorityItem(t, ns, change)
+                elif topic == T.SCENARIO_BATTERY:
+                    yield BatteryItem(t, ns, float(msg.percentage), float(msg.capacity))
+                elif topic == T.SCENARIO_AMBIENT:
+                    yield AmbientItem(t, ns, float(msg.temperature))
+                elif topic == T.SCENARIO_CORUNNER:
+                    ev = CoRunnerEvent(t, msg.name, msg.processor, float(msg.share))
+                    yield CoRunnerItem(t, ns, ev)
+
+    return scenario, items()
+
+
+def _infer_of(msg: Any) -> Callable[[Any], Any]:
+    data = msg.data
+    if hasattr(msg, "encoding"):
+        w, h, enc, step, big = msg.width, msg.height, msg.encoding, msg.step, msg.is_bigendian
+        return lambda e: e.infer_raw(data, w, h, enc, step, bool(big))
+    fmt = msg.format
+    return lambda e: e.infer_compressed(data, fmt)
+
+
+class _Model:
+    """One perception model: its session and the node-side counters."""
+
+    def __init__(self, name: str, camera: str, session: Any, target_ms: float) -> None:
+        self.name = name
+        self.camera = camera
+        self.session = session
+        self.target_ms = target_ms
+        self.pending: list[tuple[float, Any]] = []  # (decided at, command)
+        self.processed = 0
+        self.dropped = 0
+        self.energy_total_j = 0.0
+
+
+def run_inprocess(
+    scenario: Scenario,
+    options: ReplayOptions | None = None,
+    *,
+    items: Iterable[Item] | None = None,
+    name: str | None = None,
+    source: str = "",
+    progress: bool = True,
+) -> RunResults:
+    """Replay ``scenario`` (its own timeline, or ``items`` read from its bag) under a policy."""
+    from tqdm import tqdm
+
+    from dynofa_ros.engine import Engine
+    from dynofa_ros.family import load_family
+    from dynofa_ros.manager import (
+        BatteryReading,
+        LatencyObservation,
+        ManagerConfig,
+        ModelSpec,
+        RuntimeManager,
+        TemperatureReading,
+    )
+    from dynofa_ros.perception import (
+        Active,
+        BoardTimer,
+        Command,
+        PerceptionSession,
+        SimulatedTarget,
+    )
+    from dynofa_ros.platform.sim import SimulatedXavierNX
+
+    opt = options or ReplayOptions()
+    t0_s = scenario.start_stamp_s
+    board = SimulatedXavierNX(
+        seed=scenario.seed,
+        ambient_c=scenario.ambient.at(0.0) if scenario.ambient else 25.0,
+        state_of_charge=scenario.battery.at(0.0) if scenario.battery else 1.0,
+    )
+    checkpoint = opt.checkpoint_path()
+    models: dict[str, _Model] = {}
+    specs = []
+    try:
+        for m in scenario.models:
+            family_path = opt.family_path(m.name)
+            family = load_family(family_path)
+            engine = Engine.load(
+                checkpoint, family, backend=opt.backend, processors=("cpu",), threads=(1,),
+                progress=False,
+            )  # fmt: skip
+            target = SimulatedTarget(engine, board)
+            if opt.processor not in target.processors:
+                raise DynofaError(
+                    f"processor {opt.processor!r} is not on the simulated board (one of: "
+                    f"{', '.join(target.processors)})"
+                )
+            session = PerceptionSession(
+                target,
+                model_name=m.name,
+                timer=BoardTimer(board, offset_s=t0_s),
+                platform=board,
+                allow_dvfs=True,
+                initial=Active(_most_accurate(target), opt.processor, 1),
+            )
+            models[m.name] = _Model(m.name, m.camera, session, m.latency_target_ms)
+            specs.append(
+                ModelSpec(
+                    name=m.name,
+                    family=family,
+                    latency_target_ms=m.latency_target_ms,
+                    frame_rate_hz=scenario.camera(m.camera).fps,
+                    min_accuracy=m.min_accuracy,
+                    priority=m.priority,
+                )
+            )
+        config = opt.manager_config or ManagerConfig()
+        config = replace(config, stale_after_s=opt.stale_after_s)
+        manager = RuntimeManager(specs, board, opt.policy, config)
+        builder = RecordBuilder.for_scenario(
+            scenario,
+            name or f"{scenario.name}-{opt.policy}",
+            policy=opt.policy,
+            mode="fast",
+            source=source,
+            extra={"checkpoint": checkpoint.name, "processor": opt.processor},
+        )
+
+        def decide(now_s: float) -> None:
+            for d in manager.step(now_s):
+                model = models[d.target_model]
+                model.pending.append((now_s, Command.from_fields(d)))
+                builder.command(
+                    round(now_s * 1e9), d.target_model, seq=d.seq, subnet_id=d.subnet_id,
+                    processor=d.processor, threads=d.threads,
+                    cpu_frequency_khz=d.cpu_frequency_khz, gpu_frequency_khz=d.gpu_frequency_khz,
+                    power_mode=d.power_mode, latency_target_ms=d.latency_target_ms,
+                    reason=d.reason,
+                )  # fmt: skip
+
+        def telemetry(now_s: float) -> None:
+            board.advance_to(now_s - t0_s)
+            tele = board.telemetry()
+            ns = round(now_s * 1e9)
+            for zone, celsius in tele.temperatures_c.items():
+                manager.observe(TemperatureReading(now_s, zone, float(celsius)))
+                builder.temperature(ns, zone, float(celsius))
+            if tele.total_power_w is not None:
+                builder.power(ns, float(tele.total_power_w))
+            builder.throttled(ns, bool(tele.throttled))
+            if tele.battery is not None:
+                builder.battery(ns, float(tele.battery.state_of_charge))
+                manager.observe(
+                    BatteryReading(now_s, tele.battery.state_of_charge, tele.battery.capacity_wh)
+                )
+                decide(now_s)
+
+        def frame(f: Frame) -> None:
+            stamp_s = f.stamp_ns * 1e-9
+            if f.label is not None:
+                builder.ground_truth(f.camera, f.stamp_ns, f.label)
+            for model in models.values():
+                if model.camera != f.camera:
+                    continue
+                s = model.session
+                # between frames, in order; a command decided at this very stamp (on this
+                # frame's events) reaches the node after the frame, as on a live graph
+                due = [c for t, c in model.pending if t < stamp_s]
+                model.pending = [(t, c) for t, c in model.pending if t >= stamp_s]
+                for cmd in due:
+                    if s.apply(cmd) is None and cmd.latency_target_ms > 0:
+                        model.target_ms = cmd.latency_target_ms
+                if s.busy(stamp_s):
+                    model.dropped += 1
+                    continue
+                out = s.run(f.infer, stamp_s)
+                model.processed += 1
+                model.energy_total_j += out.cost.energy_j
+                r, cost, active = out.result, out.cost, out.active
+                builder.classification(
+                    model.name, f.stamp_ns, frame_seq=model.processed, subnet_id=r.member_id,
+                    class_ids=r.class_ids, latency_ms=cost.latency_ms,
+                    command_seq=s.last_applied_seq,
+                )  # fmt: skip
+                builder.status(
+                    model.name, model.processed, subnet_id=r.member_id,
+                    processor=active.processor, threads=active.threads,
+                    cpu_frequency_khz=cost.cpu_frequency_khz or active.cpu_frequency_khz,
+                    gpu_frequency_khz=cost.gpu_frequency_khz or active.gpu_frequency_khz,
+                    latency_ms=cost.latency_ms, latency_target_ms=model.target_ms,
+                    power_w=cost.power_w, energy_per_frame_mj=cost.energy_j * 1e3,
+                    energy_total_j=model.energy_total_j, last_command_seq=s.last_applied_seq,
+                )  # fmt: skip
+                manager.observe(
+                    LatencyObservation(
+                        stamp_s=stamp_s, model=model.name, latency_ms=cost.latency_ms,
+                        subnet_id=r.member_id, processor=active.processor, threads=active.threads,
+                        cpu_frequency_khz=cost.cpu_frequency_khz,
+                        gpu_frequency_khz=cost.gpu_frequency_khz,
+                        command_seq=s.last_applied_seq,
+                    )
+                )  # fmt: skip
+                decide(stamp_s)
+
+        def event(item: Item) -> None:
+            now_s = item.stamp_ns * 1e-9
+            board.advance_to(now_s - t0_s)
+            if isinstance(item, PriorityItem):
+                manager.observe(_mission(item, now_s))
+                decide(now_s)
+            elif isinstance(item, BatteryItem):
+                board.set_state_of_charge(item.soc)
+            elif isinstance(item, AmbientItem):
+                board.set_ambient(item.celsius)
+            elif isinstance(item, CoRunnerItem):
+                ev = item.event
+                if ev.name in board.corunners:
+                    board.stop_corunner(ev.name)
+                if ev.share > 0:
+                    board.start_corunner(ev.name, ev.processor, ev.share)
+
+        end_s = t0_s + scenario.duration_s
+        total = sum(math.ceil(scenario.duration_s * c.fps - 1e-9) for c in scenario.cameras)
+        bar = tqdm(
+            total=total, unit="frame", desc=f"{scenario.name} [{opt.policy}]",
+            disable=not progress, leave=False,
+        )  # fmt: skip
+        for kind, t_s, payload in _merge(
+            items if items is not None else scenario_items(scenario),
+            _ticks(t0_s, end_s, opt.telemetry_period_s, "telemetry"),
+            _ticks(t0_s, end_s, 1.0 / opt.manager_rate_hz, "tick"),
+        ):
+            if kind == "telemetry":
+                telemetry(t_s)
+            elif kind == "tick":
+                decide(t_s)
+            elif isinstance(payload, Truth):
+                builder.ground_truth(payload.camera, payload.stamp_ns, payload.label)
+            elif isinstance(payload, Frame):
+                frame(payload)
+                bar.update(1)
+            else:
+                event(payload)
+        bar.close()
+        run = builder.build()
+        run.info.extra.update(
+            {
+                "dropped": {m.name: m.dropped for m in models.values()},
+                "manager_warnings": dict(manager.warnings),
+                "board_energy_j": float(board.telemetry().energy_j or 0.0),
+            }
+        )
+        return run
+    finally:
+        for model in models.values():
+            model.session.close()
+
+
+def _mission(item: PriorityItem, now_s: float) -> Any:
+    from dynofa_ros.manager import Mission, PriorityLevel
+
+    c = item.change
+    return Mission(
+        stamp_s=now_s,
+        level=PriorityLevel(int(c.level)),
+        latency_target_ms=float(c.latency_target_ms),
+        min_accuracy=float(c.min_accuracy),
+        energy_budget_j=float(c.energy_budget_j),
+        mission_duration_s=float(c.mission_duration_s),
+        reason=c.reason,
+    )
+
+
+def _most_accurate(engine: Any) -> str:
+    scored = [(engine.accuracy(m) or 0.0, i, m) for i, m in enumerate(engine.members)]
+    return max(scored)[2]
+
+
+def _ticks(start_s: float, end_s: float, period_s: float, kind: str) -> Iterator[tuple]:
+    k = 1
+    while start_s + k * period_s < end_s - 1e-9:
+        yield kind, start_s + k * period_s, None
+        k += 1
+
+
+def _merge(items: Iterable[Item], *ticks: Iterator[tuple]) -> Iterator[tuple[str, float, Any]]:
+    """Scenario items and periodic ticks, lazily, in time order (items first at equal times)."""
+    streams: list[Iterator[tuple[float, int, int, tuple[str, float, Any]]]] = [
+        ((it.stamp_ns * 1e-9, 0, n, ("item", it.stamp_ns * 1e-9, it)) for n, it in enumerate(items))
+    ]
+    for rank, source in enumerate(ticks, start=1):
+        streams.append(((t, rank, n, (k, t, p)) for n, (k, t, p) in enumerate(source)))
+    for key in heapq.merge(*streams, key=lambda k: k[:3]):
+        yield key[3]

@@ -1,0 +1,148 @@
+"""Replay node: plays a scenario bag into a live graph on its own clock and records the outputs.
+
+The nodes under test run with ``use_sim_time``; this node publishes ``/clock`` from the bag's
+time line, each input message at its recorded time (scaled by ``rate``), raw CDR bytes straight
+from the bag (no decode / encode). Everything the graph publishes about the run
+(``/<model>/classification``, ``/<model>/status``, ``/<model>/reconfigure``, ``/battery``,
+``/temperature/*``, ``/diagnostics``) is written, as received, into a result bag stamped with the
+replay clock, together with the bag's own events and ground truth (not its images).
+
+It is driven by :func:`dynofa_ros.replay.run_live` (``dynofa replay``), not launched on its own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+
+from dynofa_ros.evaluation import topics as T
+from dynofa_ros.nodes import qos
+from dynofa_ros.nodes.convert import to_stamp
+
+INPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+CLOCK_PERIOD_S = 0.01  # wall seconds between /clock messages while waiting for the next input
+
+
+def message_class(msgtype: str) -> Any:
+    """``sensor_msgs/msg/Image`` -> the rclpy class."""
+    package, kind, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{package}.{kind}"), name)
+
+
+class ReplayNode(Node):
+    """Player + recorder. ``record(topic, msgtype, stamp_ns, data)`` receives every recorded
+    message (called from the executor thread)."""
+
+    def __init__(
+        self,
+        inputs: dict[str, str],
+        models: Sequence[str],
+        record: Callable[[str, str, int, bytes], None],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__("replay", **kwargs)
+        self._record = record
+        self._now_ns = 0
+        self._lock = threading.Lock()
+        self._clock_pub = self.create_publisher(Clock, "/clock", 10)
+        self._pubs = {
+            topic: self.create_publisher(message_class(msgtype), topic, self._qos_of(topic))
+            for topic, msgtype in inputs.items()
+        }
+        self.received: dict[str, int] = {}
+        self._subs: dict[str, Any] = {}
+        for m in models:
+            for suffix, msgtype in (
+                (T.CLASSIFICATION_SUFFIX, T.CLASSIFICATION_RESULT),
+                (T.STATUS_SUFFIX, T.PERCEPTION_STATUS),
+            ):
+                self._subscribe(f"/{m}{suffix}", msgtype, qos.OUTPUTS)
+            self._subscribe(f"/{m}{T.RECONFIGURE_SUFFIX}", T.RECONFIGURATION_COMMAND, qos.COMMANDS)
+        self._subscribe(T.BATTERY, T.BATTERY_STATE, INPUT_QOS)
+        self._subscribe(T.DIAGNOSTICS, T.DIAGNOSTIC_ARRAY, qos.OUTPUTS)
+        self.discover()
+
+    @staticmethod
+    def _qos_of(topic: str) -> QoSProfile:
+        if topic.endswith((T.IMAGE_SUFFIX, T.COMPRESSED_SUFFIX)):
+            return qos.CAMERA
+        return INPUT_QOS
+
+    def _subscribe(self, topic: str, msgtype: str, profile: QoSProfile) -> None:
+        if topic in self._subs:
+            return
+        self._subs[topic] = self.create_subscription(
+            message_class(msgtype),
+            topic,
+            lambda data, t=topic, k=msgtype: self._on_output(t, k, data),
+            profile,
+            raw=True,
+        )
+
+    def discover(self) -> None:
+        """Subscribe to every ``/temperature/*`` topic that has appeared."""
+        for name, types in self.get_topic_names_and_types():
+            if name.startswith(T.TEMPERATURE_PREFIX) and T.TEMPERATURE in types:
+                self._subscribe(name, T.TEMPERATURE, INPUT_QOS)
+
+    def _on_output(self, topic: str, msgtype: str, data: bytes) -> None:
+        with self._lock:
+            self.received[topic] = self.received.get(topic, 0) + 1
+            self._record(topic, msgtype, self._now_ns, bytes(data))
+
+    # ----------------------------------------------------------------------------- playing
+    def subscribers(self, topic: str) -> int:
+        return self._pubs[topic].get_subscription_count() if topic in self._pubs else 0
+
+    def set_clock(self, ns: int) -> None:
+        with self._lock:
+            self._now_ns = max(self._now_ns, int(ns))
+            now = self._now_ns
+        self._clock_pub.publish(Clock(clock=to_stamp(now * 1e-9)))
+
+    def play(
+        self,
+        messages: Iterable[tuple[str, int, bytes]],
+        *,
+        start_ns: int,
+        rate: float,
+        stop: threading.Event,
+        on_message: Callable[[str], None] | None = None,
+    ) -> None:
+        """Publish ``(topic, stamp_ns, cdr)`` at their times (``rate`` x real time), with
+        ``/clock`` ticking in between."""
+        wall0 = time.monotonic()
+        self.set_clock(start_ns)
+        for topic, ns, data in messages:
+            self._wait_until(ns, start_ns, wall0, rate, stop)
+            if stop.is_set():
+                return
+            self.set_clock(ns)
+            self._pubs[topic].publish(data)
+            if on_message is not None:
+                on_message(topic)
+
+    def run_clock(self, until_ns: int, start_ns: int, rate: float, stop: threading.Event) -> None:
+        """Let the clock run (no inputs) until ``until_ns``, e.g. to drain the last frames."""
+        wall0 = time.monotonic() - (self._now_ns - start_ns) * 1e-9 / rate
+        self._wait_until(until_ns, start_ns, wall0, rate, stop)
+        self.set_clock(until_ns)
+
+    def _wait_until(
+        self, ns: int, start_ns: int, wall0: float, rate: float, stop: threading.Event
+    ) -> None:
+        due = wall0 + (ns - start_ns) * 1e-9 / rate
+        while not stop.is_set():
+            left = due - time.monotonic()
+            if left <= 0:
+                return
+            stop.wait(min(left, CLOCK_PERIOD_S))
+            elapsed = (time.monotonic() - wall0) * rate
+            self.set_clock(min(ns, start_ns + int(elapsed * 1e9)))
