@@ -23,7 +23,8 @@ ROS_BUILD_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" AMENT_PREFIX_PATH="$(CURDIR
 .PHONY: help setup test lint format demo clean
 
 help:
-	@echo "make demo    set up, then run the default scenario and write a report (issue 9: not yet)"
+	@echo "make demo    set up, replay the bundled co-runner scenario (all policies, the live graph for"
+	@echo "             dynofa) on the simulated Xavier NX, write results/demo/report/report.html"
 	@echo "make test    set up, then ruff and all tests"
 	@echo "make setup   .venv with every dependency, messages built, package installed into it"
 	@echo "make lint | format | clean"
@@ -65,9 +66,21 @@ format: setup
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The main job on the embedded default: the bundled co-runner scenario (the Dynamic-OFA Fig. 7
+# case) as a rosbag2, replayed in-process under every policy and live (three nodes over DDS, bag
+# clock) under the Dynamic-OFA manager, then one report comparing them.
+DEMO_SCENARIO ?= corunner_interference
+DEMO_OUT      ?= results/demo
+DEMO_DOMAIN   ?= 77
+DYNOFA        := $(VENV)/bin/dynofa
+
 demo: setup
-	@echo "make demo: not available yet - the replay/report issue (#9) delivers it." >&2
-	@exit 2
+	$(DYNOFA) scenario generate $(DEMO_SCENARIO) -o $(DEMO_OUT)/$(DEMO_SCENARIO).bag --overwrite --quiet
+	$(DYNOFA) replay $(DEMO_OUT)/$(DEMO_SCENARIO).bag --policy all --fast -o $(DEMO_OUT)
+	$(DYNOFA) replay $(DEMO_OUT)/$(DEMO_SCENARIO).bag --policy dynofa -o $(DEMO_OUT) --domain-id $(DEMO_DOMAIN)
+	$(DYNOFA) report $(DEMO_OUT)/*.results.jsonl -o $(DEMO_OUT)/report \
+	  --title "dynofa_ros demo: $(DEMO_SCENARIO) on the simulated Xavier NX"
+	@echo "demo: open $(DEMO_OUT)/report/report.html (or report.md)"
 
 clean:
 	rm -rf build results

@@ -1,7 +1,8 @@
 """``dynofa replay BAG --policy P [...]``: replay a scenario bag, write the run's results.
 
-Each policy gets ``OUT/<scenario>-<policy>.results.jsonl`` (the format ``dynofa report`` reads)
-and, live, the result bag ``OUT/<scenario>-<policy>.bag``. ``--report`` writes the comparison
+Each policy gets ``OUT/<scenario>-<policy>.results.jsonl`` (the format ``dynofa report`` reads;
+live runs are named ``<scenario>-<policy>-live``) and, live, the result bag ``OUT/<name>.bag`` and
+the nodes' logs in ``OUT/<name>.logs``. ``--report`` writes the comparison
 report into ``OUT/report`` at the end.
 """
 
@@ -96,7 +97,7 @@ def main(argv: list[str]) -> int:
             manager_rate_hz=args.manager_rate_hz,
             telemetry_period_s=args.telemetry_period_s,
         )
-        name = f"{scenario.name}-{policy}"
+        name = f"{scenario.name}-{policy}" + ("" if args.fast else "-live")
         start = time.monotonic()
         if args.fast:
             _, items = bag_items(args.bag)

@@ -68,6 +68,7 @@ class ReplayNode(Node):
         self._subscribe(T.BATTERY, T.BATTERY_STATE, INPUT_QOS)
         self._subscribe(T.DIAGNOSTICS, T.DIAGNOSTIC_ARRAY, qos.OUTPUTS)
         self.discover()
+        self.create_timer(0.5, self.discover)  # zones appear once the board publishes
 
     @staticmethod
     def _qos_of(topic: str) -> QoSProfile:

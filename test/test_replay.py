@@ -1,0 +1,184 @@
+"""Replay of a bundled scenario bag through the live nodes (real DDS, real engine, simulated
+board), its fast in-process twin, and what bad input and Ctrl-C get."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ros_harness import exclusive_domain
+
+from dynofa_ros.evaluation.generate import generate
+from dynofa_ros.evaluation.inprocess import ReplayOptions, bag_items, run_inprocess
+from dynofa_ros.evaluation.records import read_results
+from dynofa_ros.evaluation.result_bag import load_result_bag
+from dynofa_ros.evaluation.scenario import load, resolve
+
+CLI = [sys.executable, "-m", "dynofa_ros.cli"]
+
+
+@pytest.fixture(scope="module")
+def tiny_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("scenario") / "tiny.bag"
+    generate(load(resolve("tiny")), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def live_out(tiny_bag: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """``dynofa replay`` of the tiny bag, live, once for the module."""
+    out = tmp_path_factory.mktemp("live")
+    with exclusive_domain() as domain:
+        done = subprocess.run(
+            [*CLI, "replay", str(tiny_bag), "--policy", "dynofa", "-o", str(out),
+             "--domain-id", str(domain), "--quiet"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    yield out
+
+
+def _decisions(run: object) -> list[tuple]:
+    return [
+        (c.seq, c.subnet_id, c.processor, c.threads, c.cpu_frequency_khz, c.gpu_frequency_khz)
+        for c in run.commands  # type: ignore[attr-defined]
+    ]
+
+
+def test_live_replay_classifies_the_frames_and_obeys_the_manager(
+    live_out: Path, tiny_bag: Path
+) -> None:
+    from dynofa_ros.engine import Engine
+    from dynofa_ros.evaluation.inprocess import Frame
+
+    run = read_results(live_out / "tiny-dynofa-live.results.jsonl")
+    assert run.info.mode == "live"
+    scenario, items = bag_items(tiny_bag)
+    frames = {f.stamp_ns: f for f in items if isinstance(f, Frame)}
+    assert len(run.frames) >= len(frames) // 2  # the rest dropped while the board was busy
+    labelled = [f for f in run.frames if f.label is not None]
+    assert len(labelled) == len(run.frames)  # joined with ground truth by stamp
+    correct = sum(f.predicted == f.label for f in labelled)
+    assert correct / len(labelled) > 0.5  # chance is 0.1
+    # every prediction is what the engine gives on that frame with the member that ran it
+    options = ReplayOptions()
+    engine = Engine.load(
+        options.checkpoint_path(), options.family_path("classifier"), progress=False
+    )
+    try:
+        for f in run.frames:
+            engine.switch(f.subnet_id)
+            assert engine_prediction(engine, frames[f.stamp_ns]) == f.predicted, f
+    finally:
+        engine.close()
+    # the manager's commands were acknowledged and took effect at the next frames
+    assert run.commands, "the manager sent no command"
+    last = run.commands[-1]
+    after = [f for f in run.frames if f.t_s > last.t_s + 0.3]
+    assert after and all(f.command_seq == last.seq for f in after)
+    assert all(f.subnet_id == last.subnet_id for f in after)
+    # the result bag holds the same run
+    again = load_result_bag(live_out / "tiny-dynofa-live.bag")
+    assert [f.stamp_ns for f in again.frames] == [f.stamp_ns for f in run.frames]
+    assert scenario.name == "tiny"
+
+
+def engine_prediction(engine: object, frame: object) -> int:
+    return int(frame.infer(engine).class_ids[0])  # type: ignore[attr-defined]
+
+
+def test_fast_mode_makes_the_same_decisions_as_the_live_graph(
+    live_out: Path, tiny_bag: Path
+) -> None:
+    live = read_results(live_out / "tiny-dynofa-live.results.jsonl")
+    scenario, items = bag_items(tiny_bag)
+    fast = run_inprocess(scenario, ReplayOptions(policy="dynofa"), items=items, progress=False)
+    assert fast.info.mode == "fast"
+    assert _decisions(fast) == _decisions(live)
+    assert [(f.stamp_ns, f.subnet_id, f.predicted) for f in fast.frames] == [
+        (f.stamp_ns, f.subnet_id, f.predicted) for f in live.frames
+    ]
+    assert [round(f.latency_ms, 6) for f in fast.frames] == [
+        round(f.latency_ms, 6) for f in live.frames
+    ]
+
+
+def test_replay_rejects_bad_bags_and_policies(tmp_path: Path, tiny_bag: Path) -> None:
+    corrupt = tmp_path / "corrupt.bag"
+    corrupt.mkdir()
+    (corrupt / "metadata.yaml").write_text("rosbag2_bagfile_information: [not, a, bag\n")
+    for argv, needle in (
+        ([str(corrupt)], "corrupt.bag"),
+        ([str(tmp_path / "missing.bag")], "does not exist"),
+        ([str(tiny_bag), "--policy", "fastest"], "--policy 'fastest'"),
+        ([str(tiny_bag), "--rate", "0"], "--rate 0"),
+    ):
+        done = subprocess.run(
+            [*CLI, "replay", *argv, "-o", str(tmp_path / "out"), "--fast", "--quiet"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 1, (argv, done.stdout, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("dynofa replay: error:"), done.stderr
+        assert needle in lines[0]
+    assert (
+        not list((tmp_path / "out").glob("*.results.jsonl"))
+        if (tmp_path / "out").exists()
+        else True
+    )
+
+
+def _processes_in_domain(domain: int) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"ROS_DOMAIN_ID={domain}".encode() in environ:
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_ctrl_c_stops_every_process_and_leaves_no_half_written_result(
+    tiny_bag: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    with exclusive_domain() as domain:
+        env = {**os.environ, "ROS_DOMAIN_ID": str(domain)}
+        replay = subprocess.Popen(
+            [*CLI, "replay", str(tiny_bag), "-o", str(out), "--rate", "0.2", "--quiet"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            # wait until the graph runs (the perception node logs its members)
+            while time.monotonic() < deadline and replay.poll() is None:
+                logs = list(out.glob("*.logs/*perception*.log"))
+                if logs and "members prepared" in logs[0].read_text(errors="replace"):
+                    break
+                time.sleep(0.2)
+            assert replay.poll() is None, replay.communicate()
+            time.sleep(1.0)
+            assert len(_processes_in_domain(domain)) >= 4  # replay + 3 nodes
+            replay.send_signal(signal.SIGINT)
+            _, err = replay.communicate(timeout=60)
+        finally:
+            if replay.poll() is None:
+                replay.kill()
+        assert replay.returncode == 130, err
+        assert "interrupted" in err
+        deadline = time.monotonic() + 10
+        while _processes_in_domain(domain) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _processes_in_domain(domain) == []
+    assert not list(out.glob("*.results.jsonl"))
+    assert not [p for p in out.iterdir() if p.name.endswith(".bag") or ".partial" in p.name]
