@@ -170,7 +170,8 @@ def run_live(
     log_dir.mkdir(parents=True, exist_ok=True)
     run_info = RunInfo.for_scenario(
         scenario, name or f"{scenario.name}-{options.policy}", policy=options.policy,
-        mode="live", source=str(bag), extra={"rate": live.rate, "logs": str(log_dir)},
+        mode="live", source=str(bag),
+        extra={"rate": live.rate, "logs": str(log_dir), "subnets": _subnets(scenario, options)},
     )  # fmt: skip
     custom = {
         T.CUSTOM_DATA_RUN: json.dumps(run_info.to_dict()),
@@ -290,3 +291,10 @@ def _drain(node: Any) -> None:
         if total != last:
             last, quiet_since = total, time.monotonic()
         time.sleep(0.05)
+
+
+def _subnets(scenario: Scenario, options: ReplayOptions) -> list[dict[str, Any]]:
+    from dynofa_ros.evaluation.records import subnets_extra
+    from dynofa_ros.family import load_family
+
+    return subnets_extra(*(load_family(options.family_path(m.name)) for m in scenario.models))

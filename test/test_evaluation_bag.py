@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
-from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from dynofa_ros.cli import main as cli
 from dynofa_ros.evaluation import bagio
@@ -222,7 +222,9 @@ def test_truncated_and_garbage_storage_files(tmp_path: Path, sqlite_bag: Path,
 def test_corrupt_message_inside_sqlite_storage(tmp_path: Path, sqlite_bag: Path) -> None:
     bag = _copy(sqlite_bag, tmp_path / "bag")
     with sqlite3.connect(bag / "tiny.db3") as db:
-        (topic_id,) = db.execute("SELECT id FROM topics WHERE name = '/camera/image_raw'").fetchone()
+        (topic_id,) = db.execute(
+            "SELECT id FROM topics WHERE name = '/camera/image_raw'"
+        ).fetchone()
         db.execute("UPDATE messages SET data = substr(data, 1, 200) WHERE id = "
                    "(SELECT max(id) FROM messages WHERE topic_id = ?)", (topic_id,))  # fmt: skip
     with pytest.raises(BagError) as err:
@@ -237,7 +239,7 @@ def test_missing_storage_file_and_metadata(tmp_path: Path, sqlite_bag: Path) -> 
     with pytest.raises(BagError, match="cannot read bag"):
         inspect_bag(bag)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(BagError, match="no metadata.yaml"):
+    with pytest.raises(BagError, match=r"no metadata\.yaml"):
         inspect_bag(tmp_path / "empty")
     with pytest.raises(BagError, match="does not exist"):
         inspect_bag(tmp_path / "nothing")
@@ -327,7 +329,7 @@ def test_unknown_and_mismatched_message_types(tmp_path: Path) -> None:
     assert info.ignored == ("/acme/blob",)
     with BagReader(path) as reader:
         assert reader.check_type("/acme/blob") == "acme_msgs/msg/Blob"
-        ((topic, _, msg),) = list(reader.messages(["/acme/blob"]))
+        ((_, _, msg),) = list(reader.messages(["/acme/blob"]))
         assert msg.note == "x"
 
     # our own type with a different definition (an old / other version of the package)

@@ -20,8 +20,17 @@ def _frame(t: float, latency: float, *, model: str = "m", subnet: str = "a", tar
            label: int | None = None, predicted: int | None = 1, threads: int = 2,
            energy: float | None = 0.1, seq: int = 0) -> FrameRecord:  # fmt: skip
     return frame_record(
-        t_s=t, model=model, frame_seq=seq, subnet_id=subnet, latency_ms=latency, target_ms=target,
-        predicted=predicted, label=label, processor="cpu", threads=threads, energy_j=energy,
+        t_s=t,
+        model=model,
+        frame_seq=seq,
+        subnet_id=subnet,
+        latency_ms=latency,
+        target_ms=target,
+        predicted=predicted,
+        label=label,
+        processor="cpu",
+        threads=threads,
+        energy_j=energy,
         power_w=None if energy is None else energy / (latency / 1000),
     )
 
@@ -143,3 +152,25 @@ def test_settling_needs_consecutive_frames_within_target() -> None:
     frames = [_frame(float(t), 80 if t < 8 else 40, target=50) for t in range(10)]
     (r,) = reactions([Event(0.0, "x", "x")], frames, "m", 10.0)
     assert r.transient_frames == 8 and r.recovered_after_s == pytest.approx(8.0)
+
+
+def test_board_energy_prefers_the_counter_and_power_modes_are_listed() -> None:
+    frames = [dataclass_replace(_frame(float(i), 10), power_mode=m) for i, m in
+              enumerate([2, 2, None, 0])]  # fmt: skip
+    power = [Sample(0.0, "power", 4.0), Sample(2.0, "power", 6.0)]
+    counter = [Sample(0.5, "board_energy", 1000.0), Sample(3.5, "board_energy", 1015.0)]
+    run = RunResults(RunInfo("r", duration_s=4.0), frames, samples=power + counter)
+    rm = compute(run)
+    assert rm.board_energy_j == pytest.approx(15.0) and rm.board_energy_source == "counter"
+    assert rm.board_average_power_w == pytest.approx(5.0)  # over the 3 s the counter covers
+    m = rm.model("m")
+    assert m.power_modes == (0, 2) and m.config_changes == 2  # 2 -> None -> 0
+    # a counter that went backwards (board restarted) is not trusted: power instead
+    reset = [Sample(0.5, "board_energy", 50.0), Sample(3.5, "board_energy", 2.0)]
+    rm = compute(RunResults(RunInfo("r", duration_s=4.0), frames, samples=power + reset))
+    assert rm.board_energy_j == pytest.approx(4.0 * 2 + 6.0 * 2)
+    assert rm.board_energy_source == "power" and rm.board_average_power_w == pytest.approx(5.0)
+    rm = compute(RunResults(RunInfo("r", duration_s=4.0), frames))
+    assert (rm.board_energy_j, rm.board_average_power_w, rm.board_energy_source) == (
+        None, None, None,
+    )  # fmt: skip

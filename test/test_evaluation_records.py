@@ -16,6 +16,7 @@ from dynofa_ros.evaluation import topics as T
 from dynofa_ros.evaluation.bagio import BagError, BagWriter
 from dynofa_ros.evaluation.records import (
     CSV_COLUMNS,
+    FrameRecord,
     RecordBuilder,
     ResultsError,
     RunInfo,
@@ -58,10 +59,10 @@ def _expected_frame(i: int) -> dict[str, Any]:
         "latency_ms": _latency(i), "target_ms": 60.0, "deadline_missed": _latency(i) > 60,
         "predicted": _predicted(i), "label": _label(i), "correct": i % 2 == 0,
         "power_w": 5.0, "energy_j": pytest.approx(0.25), "energy_total_j": 0.25 * i,
-        "battery": pytest.approx(0.3 if t < 1.0 - 1e-9 else 0.19),
+        "battery": pytest.approx(0.3 if t < 1.0 - 1e-9 else 0.19 if t < 2.0 - 1e-9 else 0.15),
         "max_temperature_c": 40.0 if t < 1.5 - 1e-9 else 45.0,
         "throttled": t >= 2.0 - 1e-9, "processor": "cuda", "threads": 1,
-        "cpu_frequency_khz": 1420800, "gpu_frequency_khz": 1109250,
+        "cpu_frequency_khz": 1420800, "gpu_frequency_khz": 1109250, "power_mode": 2,
         "command_seq": 0 if i <= 7 else 1, "stamp_ns": T0 + round(t * S),
     }  # fmt: skip
 
@@ -87,6 +88,7 @@ def _feed(b: RecordBuilder) -> None:
     b.temperature(T0 + round(1.5 * S), "GPU-therm", 45.0)
     b.throttled(T0, False)
     b.throttled(T0 + 2 * S, True)
+    b.power_mode(T0, 2)
     b.command(T0 + round(1.35 * S), MODEL, seq=1, subnet_id="small", processor="cuda",
               threads=1, power_mode=-1, latency_target_ms=60.0, reason="too slow")  # fmt: skip
 
@@ -283,14 +285,27 @@ def write_result_bag(path: Path, storage: str, run_info: dict[str, Any] | None) 
             variance=0.0))  # fmt: skip
     KeyValue = bagio.typestore().types["diagnostic_msgs/msg/KeyValue"]
     Status = bagio.typestore().types["diagnostic_msgs/msg/DiagnosticStatus"]
-    for t, message, power in ((0.0, "ok", 6.0), (2.0, "thermal throttling", 7.0)):
+    for t, message, power, energy in (
+        (0.0, "ok", 6.0, 10.0),
+        (2.0, "thermal throttling", 7.0, 24.0),
+    ):
         ns = T0 + round(t * S)
-        platform = Status(level=0, name="sim_platform: simulated Xavier NX", message=message,
-                          hardware_id="sim", values=[KeyValue(key="power_w", value=str(power))])
+        values = {"power_w": power, "energy_j": energy, "power_mode": 2, "cpu_khz": 1420800}
+        platform = Status(
+            level=0,
+            name="sim_platform: simulated Xavier NX",
+            message=message,
+            hardware_id="sim",
+            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+        )
         other = Status(level=0, name="perception", message="ok", hardware_id="x",
                        values=[KeyValue(key="frames_processed", value="3")])  # fmt: skip
-        add(ns, T.DIAGNOSTICS, T.DIAGNOSTIC_ARRAY, _msg(
-            T.DIAGNOSTIC_ARRAY, header=bagio.header(ns), status=[other, platform]))
+        add(
+            ns,
+            T.DIAGNOSTICS,
+            T.DIAGNOSTIC_ARRAY,
+            _msg(T.DIAGNOSTIC_ARRAY, header=bagio.header(ns), status=[other, platform]),
+        )
     add(T0 + round(1.35 * S), f"/{MODEL}/reconfigure", T.RECONFIGURATION_COMMAND, _msg(
         T.RECONFIGURATION_COMMAND, header=bagio.header(T0 + round(1.35 * S)), seq=1,
         target_model=MODEL, subnet_id="small", processor="cuda", threads=1,
@@ -306,8 +321,9 @@ def write_result_bag(path: Path, storage: str, run_info: dict[str, Any] | None) 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 def test_result_bag_gives_the_same_records_as_the_builder(tmp_path: Path, storage: str) -> None:
-    bag = write_result_bag(tmp_path / "result", storage,
-                           {"name": "manager", "policy": "manager", "mode": "live"})
+    bag = write_result_bag(
+        tmp_path / "result", storage, {"name": "manager", "policy": "manager", "mode": "live"}
+    )
     run = load_result_bag(bag)
     assert (run.info.name, run.info.policy, run.info.mode) == ("manager", "manager", "live")
     assert run.info.t0_ns == T0 and run.info.scenario == "tiny"
@@ -322,6 +338,8 @@ def test_result_bag_gives_the_same_records_as_the_builder(tmp_path: Path, storag
     assert (cmd.model, cmd.seq, cmd.subnet_id, cmd.reason) == (MODEL, 1, "small", "too slow")
     assert [(s.t_s, s.value) for s in run.series("throttled")] == [(0.0, 0.0), (2.0, 1.0)]
     assert [(s.t_s, s.value) for s in run.series("power")] == [(0.0, 6.0), (2.0, 7.0)]
+    assert [(s.t_s, s.value) for s in run.series("board_energy")] == [(0.0, 10.0), (2.0, 24.0)]
+    assert [(s.t_s, s.value) for s in run.series("power_mode")] == [(0.0, 2.0), (2.0, 2.0)]
     assert [s.series for s in run.samples if s.series.startswith("temperature/")] == [
         "temperature/GPU-therm"] * 2  # fmt: skip
     # and the in-process builder fed the same values gives the same frames
@@ -345,3 +363,30 @@ def test_scenario_bag_is_not_a_result_bag(tmp_path: Path) -> None:
         w.write(f"/{MODEL}/status", T.STRING, T0, _msg(T.STRING, data="ok"))
     with pytest.raises(BagError, match=f"/{MODEL}/status has type std_msgs/msg/String"):
         load_result_bag(tmp_path / "wrongtype")
+
+
+def test_power_mode_of_a_frame_from_status_telemetry_or_applied_command() -> None:
+    """Telemetry says mode 2 from t = 0; a command (seq 1, mode 0) sent at 0.5 s takes effect
+    with the first frame that acknowledges it; a command not yet applied does not count; a
+    status that reports the mode itself wins."""
+    b = RecordBuilder.for_scenario(TINY, "r")
+    b.power_mode(T0, 2)
+    b.command(T0 + S // 2, MODEL, seq=1, power_mode=0)
+    b.command(T0 + 2 * S, MODEL, seq=2, power_mode=5)  # never acknowledged
+    b.command(T0 + S // 2, "other", seq=3, power_mode=7)  # another model's
+    applied = [0, 0, 0, 1, 1, 1, 1, 1, 1, 1]
+    for i, seq in enumerate(applied):
+        ns = T0 + round(0.3 * i * S)
+        b.classification(MODEL, ns, frame_seq=i + 1, subnet_id="a", class_ids=[1], latency_ms=9)
+        extra = {"power_mode": 4} if i == 9 else {}
+        b.status(MODEL, i + 1, last_command_seq=seq, **extra)
+    b.power_mode(T0 + round(2.05 * S), 2)  # telemetry later than the command: it wins
+    modes = [f.power_mode for f in b.build().frames]
+    assert modes == [2, 2, 2, 0, 0, 0, 0, 2, 2, 4]
+    assert [f.config[-1] for f in b.build().frames] == modes
+
+
+def test_csv_columns_are_the_frame_fields() -> None:
+    names = [f.name for f in dataclasses.fields(FrameRecord)]
+    assert sorted(CSV_COLUMNS) == sorted(names) and len(CSV_COLUMNS) == len(names)
+    assert CSV_COLUMNS.index("power_mode") == CSV_COLUMNS.index("gpu_frequency_khz") + 1

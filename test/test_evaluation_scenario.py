@@ -163,7 +163,7 @@ def test_timeline_merges_frames_and_events_deterministically() -> None:
                for a, b in zip(frames, again, strict=True))  # fmt: skip
     other_seed = dataclasses.replace(s, seed=s.seed + 1)
     changed = [i for i in iter_timeline(other_seed) if isinstance(i, FrameItem)]
-    assert any(not np.array_equal(a.pixels, b.pixels) for a, b in zip(frames, changed))
+    assert any(not np.array_equal(a.pixels, b.pixels) for a, b in zip(frames, changed, strict=True))
     # without pixels: same labels, no composition
     light = [i for i in iter_timeline(s, images=False) if isinstance(i, FrameItem)]
     assert [f.label for f in light] == [f.label for f in frames]

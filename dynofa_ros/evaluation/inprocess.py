@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from dynofa_ros.errors import DynofaError
-from dynofa_ros.evaluation.records import RecordBuilder, RunResults
+from dynofa_ros.evaluation.records import RecordBuilder, RunResults, subnets_extra
 from dynofa_ros.evaluation.scenario import Scenario
 from dynofa_ros.evaluation.timeline import (
     AmbientItem,
@@ -265,7 +265,11 @@ def run_inprocess(
             policy=opt.policy,
             mode="fast",
             source=source,
-            extra={"checkpoint": checkpoint.name, "processor": opt.processor},
+            extra={
+                "checkpoint": checkpoint.name,
+                "processor": opt.processor,
+                "subnets": subnets_extra(*(spec.family for spec in specs)),
+            },
         )
 
         def decide(now_s: float) -> None:
@@ -290,6 +294,9 @@ def run_inprocess(
             if tele.total_power_w is not None:
                 builder.power(ns, float(tele.total_power_w))
             builder.throttled(ns, bool(tele.throttled))
+            if tele.energy_j is not None:
+                builder.board_energy(ns, float(tele.energy_j))
+            builder.power_mode(ns, tele.power_mode)
             if tele.battery is not None:
                 builder.battery(ns, float(tele.battery.state_of_charge))
                 manager.observe(

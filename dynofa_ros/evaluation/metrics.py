@@ -7,12 +7,15 @@ Definitions (``None`` = cannot be computed from what the run recorded):
 - accuracy: correct frames / frames with ground truth;
 - energy: sum of the frames' energy (the perception node's per-frame estimate), J; average power:
   energy / run duration, W; mean frame power: mean of the frames' ``power_w``; board energy (per
-  run): the ``power`` series (board power) integrated as a step function;
+  run): the increase of the board's energy counter (``board_energy`` series) from its first to
+  its last sample, else the ``power`` series (board power) integrated as a step function up to
+  the end of the run; board average power: board energy / the time it covers;
 - battery at end: last ``battery`` sample (else the last frame's);
 - max temperature: over ``temperature/*`` samples and frames; time throttled: total time the
   ``throttled`` step function is 1 (else the frame intervals marked throttled), s;
 - switches: frame-to-frame changes of the sub-network; configuration changes: of any of
-  sub-network, processor, threads, CPU / GPU frequency; commands: commands sent to the model;
+  sub-network, processor, threads, CPU / GPU frequency, power mode; commands: commands sent to
+  the model; power modes: the distinct known power modes of its frames;
 - reaction to each event (per model), over the window from the event to the next event (or the
   end): ``reconfigured_after_s`` (first frame whose configuration differs from the one before the
   event), ``transient_frames`` (frames before the first run of ``SETTLE_FRAMES`` consecutive
@@ -72,6 +75,7 @@ class ModelMetrics:
     commands: int
     subnets_used: int
     reactions: tuple[Reaction, ...] = field(default=())
+    power_modes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,9 @@ class RunMetrics:
     scenario: str
     duration_s: float
     models: tuple[ModelMetrics, ...]
-    board_energy_j: float | None = None  # the ``power`` series integrated over the run
+    board_energy_j: float | None = None  # see the module doc
     board_average_power_w: float | None = None
+    board_energy_source: str | None = None  # "counter" | "power" | None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,9 +155,10 @@ def compute(run: RunResults) -> RunMetrics:
                 commands=sum(1 for c in run.commands if c.model == model),
                 subnets_used=len({f.subnet_id for f in frames}),
                 reactions=tuple(reactions(run.events, frames, model, duration)),
+                power_modes=tuple(sorted({m for f in frames if (m := f.power_mode) is not None})),
             )
         )
-    board = board_energy_j(run.series("power"), duration)
+    board, covered, source = board_energy(run.series("board_energy"), run.series("power"), duration)
     return RunMetrics(
         run.info.name,
         run.info.policy,
@@ -160,13 +166,30 @@ def compute(run: RunResults) -> RunMetrics:
         duration,
         tuple(models),
         board_energy_j=board,
-        board_average_power_w=board / duration if board is not None and duration > 0 else None,
+        board_average_power_w=board / covered if board is not None and covered > 0 else None,
+        board_energy_source=source,
     )
 
 
+def board_energy(
+    counter: list[Sample], power: list[Sample], duration: float
+) -> tuple[float | None, float, str | None]:
+    """``(joules, seconds covered, source)``: the counter's increase from its first to its last
+    sample (``"counter"``; needs two samples and no reset), else :func:`board_energy_j` of the
+    power samples (``"power"``), else ``(None, 0, None)``."""
+    cs = sorted(counter, key=lambda s: s.t_s)
+    if len(cs) >= 2 and cs[-1].value >= cs[0].value and cs[-1].t_s > cs[0].t_s:
+        return cs[-1].value - cs[0].value, cs[-1].t_s - cs[0].t_s, "counter"
+    joules = board_energy_j(power, duration)
+    if joules is None:
+        return None, 0.0, None
+    first = min(s.t_s for s in power)
+    return joules, max(duration, *(s.t_s for s in power)) - first, "power"
+
+
 def board_energy_j(power: list[Sample], duration: float) -> float | None:
-    """Board energy: the ``power`` step function (each sample holds until the next, the last
-    until the end of the run) integrated over [first sample, duration]."""
+    """Board energy from power: the ``power`` step function (each sample holds until the next,
+    the last until the end of the run) integrated over [first sample, duration]."""
     ps = sorted(power, key=lambda s: s.t_s)
     if not ps:
         return None

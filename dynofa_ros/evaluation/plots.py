@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from dynofa_ros.evaluation.metrics import RunMetrics
 from dynofa_ros.evaluation.records import RunResults, subnets_of
@@ -85,8 +87,13 @@ def timeline(run: RunResults) -> Any:
     temps = sorted({s.series for s in run.samples if s.series.startswith("temperature/")})
     ambient = run.series("ambient")
     battery = sorted(run.series("battery"), key=lambda s: s.t_s)
-    panels = ["subnet", "latency"]
-    if any(f.cpu_frequency_khz or f.gpu_frequency_khz for f in all_frames):
+    panels = ["subnet"]
+    if any(f.processor for f in all_frames):
+        panels.append("setting")
+    panels.append("latency")
+    if any(f.cpu_frequency_khz or f.gpu_frequency_khz for f in all_frames) or any(
+        f.power_mode is not None for f in all_frames
+    ):
         panels.append("freq")
     board_power = sorted(run.series("power"), key=lambda s: s.t_s)
     if board_power or any(f.power_w is not None for f in all_frames):
@@ -97,6 +104,7 @@ def timeline(run: RunResults) -> Any:
         panels.append("battery")
     heights = {
         "subnet": 1.6,
+        "setting": 1.0,
         "latency": 2.4,
         "freq": 1.5,
         "power": 1.4,
@@ -137,7 +145,11 @@ def timeline(run: RunResults) -> Any:
     )
     ax.set_ylim(-0.5, max(len(order) - 0.5, 0.5))
 
-    # latency vs target, misses marked
+    if "setting" in ax_of:
+        _settings_panel(ax_of["setting"], models, frames, color)
+
+    # latency vs target, misses marked; the scale (1.35 x the target, 1.3 x the 90th percentile)
+    # keeps the target readable, frames above it are drawn as triangles on the top edge
     ax = ax_of["latency"]
     top = 0.0
     for m in models:
@@ -169,9 +181,23 @@ def timeline(run: RunResults) -> Any:
                 label=f"{m} missed ({len(miss)})",
             )
         if lat:
-            top = max(top, float(np.percentile(lat, 99.5)) * 1.15)
-    if top > 0:
-        ax.set_ylim(0, top)
+            top = max(top, float(np.percentile(lat, 90)) * 1.3)
+    if top <= 0:
+        top = max((f.latency_ms for f in all_frames), default=1.0) * 1.1 or 1.0
+    for m in models:
+        above = [f for f in frames[m] if f.latency_ms > top]
+        if above:
+            ax.plot(
+                [f.t_s for f in above],
+                [top * 0.97] * len(above),
+                ls="none",
+                marker="^",
+                ms=6,
+                color=color[m],
+                markeredgecolor=MISS_COLOR,
+                label=f"{m} > {top:.0f} ms ({len(above)})",
+            )
+    ax.set_ylim(0, top)
     ax.set_ylabel("latency (ms)", fontsize=8)
 
     if "freq" in ax_of:
@@ -185,6 +211,7 @@ def timeline(run: RunResults) -> Any:
             _step(ax, t, gpu, color="#17becf", lw=1.4, label="GPU")
         ax.set_ylabel("frequency\n(MHz)", fontsize=8)
         _from_zero(ax)
+        _power_mode_marks(ax, all_frames)
 
     if "power" in ax_of:
         ax = ax_of["power"]
@@ -309,27 +336,96 @@ def timeline(run: RunResults) -> Any:
     return fig
 
 
+def _settings_panel(
+    ax: Any, models: list[str], frames: dict[str, list[Any]], color: dict[str, str]
+) -> None:
+    """Processor and CPU threads per model as a categorical step (cuda rows above cpu rows)."""
+
+    def label(f: Any) -> str:
+        proc = f.processor or "?"
+        return f"{proc} ×{f.threads}" if proc == "cpu" and f.threads else proc
+
+    rows = sorted(
+        {label(f) for m in models for f in frames[m]},
+        key=lambda r: (not r.startswith("cpu"), r.startswith("?"), len(r), r),
+    )
+    index = {r: i for i, r in enumerate(rows)}
+    for m in models:
+        fs = frames[m]
+        _step(ax, [f.t_s for f in fs], [index[label(f)] for f in fs], color=color[m], lw=1.6,
+              label=m)  # fmt: skip
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(rows, fontsize=7)
+    ax.set_ylim(-0.5, max(len(rows) - 0.5, 0.5))
+    ax.set_ylabel("processor\n(threads)", fontsize=8)
+
+
+def _power_mode_marks(ax: Any, frames: list[Any]) -> None:
+    """Power mode (nvpmodel id) written at the start and at each change."""
+    last: int | None = None
+    for f in frames:
+        if f.power_mode is None or f.power_mode == last:
+            continue
+        last = f.power_mode
+        ax.axvline(f.t_s, color="#555555", lw=0.8, ls="-.", alpha=0.6)
+        ax.annotate(
+            f"power mode {f.power_mode}",
+            xy=(f.t_s, 0.04),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, 0),
+            textcoords="offset points",
+            fontsize=7,
+            color="#333333",
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+        )
+
+
+def short_names(metrics: Sequence[RunMetrics]) -> list[str]:
+    """Run names for tick labels: without the shared ``<scenario>-`` prefix, wrapped."""
+    names = [m.name for m in metrics]
+    scenarios = {m.scenario for m in metrics}
+    if len(scenarios) == 1:
+        prefix = f"{next(iter(scenarios))}-"
+        if prefix != "-" and all(n.startswith(prefix) and len(n) > len(prefix) for n in names):
+            names = [n[len(prefix) :] for n in names]
+    width = max(8, 100 // max(1, len(names)) // 1)
+    return ["\n".join(textwrap.wrap(n, min(width, 22), break_on_hyphens=True)) for n in names]
+
+
 def comparison(metrics: Sequence[RunMetrics]) -> Any:
-    runs = [m.name for m in metrics]
+    """Bars per run (and per model, side by side, when a run has several): the perception
+    energy, the board energy, p95 latency against the target, deadline misses, accuracy and
+    configuration changes. ``n/a`` where a run could not measure it."""
+    names = short_names(metrics)
     models = list(dict.fromkeys(mm.model for m in metrics for mm in m.models))
     panels = (
-        ("energy_j", "energy (J)", 1.0, "{:.1f}"),
+        ("energy_j", "perception energy (J)", 1.0, "{:.1f}"),
+        ("board_energy_j", "board energy (J)", 1.0, "{:.1f}"),
         ("latency_p95_ms", "p95 latency (ms)", 1.0, "{:.1f}"),
         ("miss_rate", "deadline misses (%)", 100.0, "{:.1f}"),
         ("accuracy", "accuracy (%)", 100.0, "{:.1f}"),
+        ("config_changes", "configuration changes", 1.0, "{:.0f}"),
     )
-    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5))
-    x = np.arange(len(runs))
-    width = 0.8 / max(1, len(models))
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7.8))
+    x = np.arange(len(metrics))
     for ax, (key, label, scale, fmt) in zip(axes.ravel(), panels, strict=True):
-        for j, model in enumerate(models):
+        per_run = key == "board_energy_j"  # a board quantity: one bar per run
+        groups = [None] if per_run else models
+        width = 0.8 / max(1, len(groups))
+        for j, model in enumerate(groups):
             offs = x - 0.4 + width * (j + 0.5)
+            labelled = False
             for i, rm in enumerate(metrics):
-                mm = next((a for a in rm.models if a.model == model), None)
-                value = getattr(mm, key) if mm is not None else None
+                if model is None:
+                    value = getattr(rm, key)
+                else:
+                    mm = next((a for a in rm.models if a.model == model), None)
+                    if mm is None:  # the run has no such model: no bar, no "n/a"
+                        continue
+                    value = getattr(mm, key)
                 c = (
                     RUN_COLORS[i % len(RUN_COLORS)]
-                    if len(models) == 1
+                    if len(groups) == 1
                     else MODEL_COLORS[j % len(MODEL_COLORS)]
                 )
                 if value is None:
@@ -340,8 +436,9 @@ def comparison(metrics: Sequence[RunMetrics]) -> Any:
                     value * scale,
                     width * 0.9,
                     color=c,
-                    label=model if (i == 0 and len(models) > 1) else None,
+                    label=model if (not labelled and len(groups) > 1) else None,
                 )
+                labelled = True
                 ax.text(
                     offs[i],
                     value * scale,
@@ -351,14 +448,14 @@ def comparison(metrics: Sequence[RunMetrics]) -> Any:
                     fontsize=8,
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
                 )
-            if key == "latency_p95_ms":
+            if key == "latency_p95_ms" and model is not None:
                 targets = {
                     mm.target_ms
                     for rm in metrics
                     for mm in rm.models
                     if mm.model == model and mm.target_ms is not None
                 }
-                for t in targets:
+                for t in sorted(targets):
                     ax.axhline(
                         t,
                         color=MODEL_COLORS[j % len(MODEL_COLORS)] if len(models) > 1 else "black",
@@ -367,22 +464,23 @@ def comparison(metrics: Sequence[RunMetrics]) -> Any:
                         label=f"target {model} {t:g} ms" if len(models) > 1 else f"target {t:g} ms",
                     )
         ax.set_title(label, fontsize=10)
+        ax.set_xlim(-0.5, len(metrics) - 0.5)  # "n/a" texts do not widen the axes
         ax.set_xticks(x)
-        ax.set_xticklabels(
-            runs,
-            rotation=15 if len(runs) > 3 else 0,
-            ha="right" if len(runs) > 3 else "center",
-            fontsize=8,
-        )
+        ax.set_xticklabels(names, fontsize=8)
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(True, axis="y", alpha=0.3)
         ax.margins(y=0.15)
         if key in ("miss_rate", "accuracy"):
             ax.set_ylim(0, 105)
         ax.set_ylim(bottom=0)
+        if key == "config_changes":
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         handles, _ = ax.get_legend_handles_labels()
         if handles:
             ax.legend(fontsize=7, loc="best", framealpha=0.9)
-    fig.suptitle("Policy comparison", fontsize=12)
+    scen = sorted({m.scenario for m in metrics if m.scenario})
+    fig.suptitle(
+        "Policy comparison" + (f" — scenario {', '.join(scen)}" if scen else ""), fontsize=12
+    )
     fig.tight_layout()
     return fig

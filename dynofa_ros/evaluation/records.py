@@ -8,23 +8,29 @@ Types (frozen dataclasses; times ``t_s`` in seconds from the run's ``t0_ns``; ``
   ``battery_threshold`` crossed): the vertical lines of the timeline and where a reaction starts;
 - :class:`CommandRecord`: a reconfiguration command the manager sent;
 - :class:`Sample`: a telemetry value over time; series ``battery`` (state of charge [0, 1]),
-  ``temperature/<zone>`` (°C), ``ambient`` (°C), ``throttled`` (0 / 1), ``power`` (board, W);
+  ``temperature/<zone>`` (°C), ``ambient`` (°C), ``throttled`` (0 / 1), ``power`` (board, W),
+  ``board_energy`` (the board's cumulative energy counter, J), ``power_mode`` (nvpmodel id);
 - :class:`RunInfo` (name, policy, scenario, mode, ``t0_ns``, duration, per-model target / camera)
   plus lists of all of the above = :class:`RunResults`, what metrics and reports take.
 
 Building records. :class:`RecordBuilder` joins node outputs into frame records: classification
 and status by (model, ``frame_seq`` = ``frames_processed``), ground truth by (camera, stamp),
-telemetry as the last value at or before the frame's stamp. It takes plain values, so a result
+telemetry as the last value at or before the frame's stamp; a frame's power mode is the
+status's own, else the later of the last ``power_mode`` telemetry and the last command with a
+power mode that the model had applied (``command_seq``). It takes plain values, so a result
 bag (:func:`~.result_bag.load_result_bag`) and the in-process mode feed it the same way::
 
     b = RecordBuilder.for_scenario(scenario, "manager", policy="manager", mode="fast")
     b.ground_truth("camera", stamp_ns, label)           # per labelled frame
-    b.classification("classifier", stamp_ns, frame_seq, subnet_id, class_ids, latency_ms)
-    b.status("classifier", frame_seq, processor="cuda", threads=1, latency_ms=...,
-             latency_target_ms=..., power_w=..., energy_per_frame_mj=..., energy_total_j=...)
+    b.classification("classifier", stamp_ns, frame_seq=n, subnet_id=..., class_ids=[...],
+                     latency_ms=..., command_seq=...)
+    b.status("classifier", n, processor="cuda", threads=1, cpu_frequency_khz=...,
+             gpu_frequency_khz=..., latency_ms=..., latency_target_ms=..., power_w=...,
+             energy_per_frame_mj=..., energy_total_j=..., last_command_seq=...)
     b.battery(stamp_ns, soc); b.temperature(stamp_ns, "GPU-therm", c); b.throttled(stamp_ns, x)
-    b.command(stamp_ns, "classifier", seq, subnet_id, processor, threads, cpu_khz, gpu_khz,
-              power_mode, latency_target_ms, reason)
+    b.power(stamp_ns, watts); b.board_energy(stamp_ns, joules); b.power_mode(stamp_ns, mode)
+    b.command(stamp_ns, "classifier", seq=k, subnet_id=..., processor=..., threads=...,
+              cpu_frequency_khz=..., gpu_frequency_khz=..., power_mode=..., reason=...)
     run = b.build()                                      # RunResults
     write_results("results/manager.results.jsonl", run)  # what `dynofa report` reads
 
@@ -48,16 +54,16 @@ fields of :class:`Event` / :class:`CommandRecord` / :class:`Sample` / :class:`Fr
      "latency_ms": 41.5, "target_ms": 60.0, "deadline_missed": false, "predicted": 4, "label": 4,
      "correct": true, "power_w": 6.1, "energy_j": 0.25, "energy_total_j": 0.5, "battery": 0.29,
      "max_temperature_c": 47.0, "throttled": false, "command_seq": 1,
-     "stamp_ns": 1700000000200000000}
+     "stamp_ns": 1700000000200000000, "power_mode": 2}
 
     {"record": "event", "t_s": 1.5, "kind": "corunner", "label": "gpu_app cuda 40%",
      "model": null, "data": {"name": "gpu_app", "processor": "cuda", "share": 0.4}}
 
 ``null`` = unknown; a missing optional field takes its default; unknown records and fields are
 ignored (readers of the same version). Per-frame CSV (:func:`write_frames_csv`,
-:func:`read_frames_csv`): columns :data:`CSV_COLUMNS` (the :class:`FrameRecord` fields in order),
-empty cell = unknown, booleans ``0`` / ``1``; ``dynofa report`` also accepts such a CSV alone (a
-run with frames only).
+:func:`read_frames_csv`): columns :data:`CSV_COLUMNS` (the :class:`FrameRecord` fields, board
+settings together), empty cell = unknown, booleans ``0`` / ``1``; ``dynofa report`` also accepts
+such a CSV alone (a run with frames only). The full description: ``docs/evaluation.md``.
 """
 
 from __future__ import annotations
@@ -116,16 +122,19 @@ class FrameRecord:
     throttled: bool | None
     command_seq: int = 0  # last command applied before this frame
     stamp_ns: int = 0  # absolute camera stamp
+    power_mode: int | None = None  # board power mode (nvpmodel id) in force; None = unknown
 
     @property
-    def config(self) -> tuple[str, str, int, int, int]:
-        """What a reconfiguration changes: (sub-network, processor, threads, CPU kHz, GPU kHz)."""
+    def config(self) -> tuple[str, str, int, int, int, int | None]:
+        """What a reconfiguration changes: (sub-network, processor, threads, CPU kHz, GPU kHz,
+        power mode)."""
         return (
             self.subnet_id,
             self.processor,
             self.threads,
             self.cpu_frequency_khz,
             self.gpu_frequency_khz,
+            self.power_mode,
         )
 
 
@@ -151,6 +160,7 @@ def frame_record(
     throttled: bool | None = None,
     command_seq: int = 0,
     stamp_ns: int = 0,
+    power_mode: int | None = None,
 ) -> FrameRecord:
     """A :class:`FrameRecord` with ``deadline_missed`` (``latency_ms > target_ms``) and
     ``correct`` (``predicted == label``) derived the one way every producer must use."""
@@ -178,6 +188,7 @@ def frame_record(
         throttled=throttled,
         command_seq=int(command_seq),
         stamp_ns=int(stamp_ns),
+        power_mode=None if power_mode is None or power_mode < 0 else int(power_mode),
     )
 
 
@@ -207,8 +218,12 @@ class CommandRecord:
 
 @dataclass(frozen=True)
 class Sample:
+    """A telemetry value. Series: ``battery`` (state of charge [0, 1]), ``temperature/<zone>``
+    (°C), ``ambient`` (°C), ``throttled`` (0 / 1, a step function), ``power`` (board power, W),
+    ``board_energy`` (the board's cumulative energy counter, J), ``power_mode`` (nvpmodel id)."""
+
     t_s: float
-    series: str  # "battery" | "temperature/<zone>" | "ambient" | "throttled" | "power"
+    series: str
     value: float
 
 
@@ -339,6 +354,11 @@ class _Series:
         i = bisect.bisect_right(self.t, t_ns)
         return self.v[i - 1] if i else None
 
+    def last(self, t_ns: int) -> tuple[int, float] | None:
+        """``(stamp, value)`` of the last value set at or before ``t_ns``."""
+        i = bisect.bisect_right(self.t, t_ns)
+        return (self.t[i - 1], self.v[i - 1]) if i else None
+
 
 @dataclass
 class _Classification:
@@ -372,6 +392,7 @@ class RecordBuilder:
         self._battery = _Series()
         self._temps: dict[str, _Series] = {}
         self._throttled = _Series()
+        self._power_mode = _Series()
         self.events: list[Event] = []
         self.commands: list[CommandRecord] = []
         self.samples: list[Sample] = []
@@ -448,9 +469,10 @@ class RecordBuilder:
     def status(self, model: str, frames_processed: int, **fields_: Any) -> None:
         """``PerceptionStatus`` fields by name (``subnet_id``, ``processor``, ``threads``,
         ``cpu_frequency_khz``, ``gpu_frequency_khz``, ``latency_ms``, ``latency_target_ms``,
-        ``power_w``, ``energy_per_frame_mj``, ``energy_total_j``, ``last_command_seq``; others
-        are ignored) after frame ``frames_processed`` of ``model``. The first status with a
-        count wins (a later one with the same count reports a rejected command, not a frame)."""
+        ``power_w``, ``energy_per_frame_mj``, ``energy_total_j``, ``last_command_seq``, and
+        ``power_mode`` where the producer knows it; others are ignored) after frame
+        ``frames_processed`` of ``model``. The first status with a count wins (a later one with
+        the same count reports a rejected command, not a frame)."""
         self._status.setdefault((model, int(frames_processed)), fields_)
 
     def battery(self, stamp_ns: int, soc: float) -> None:
@@ -476,6 +498,20 @@ class RecordBuilder:
         """Board power (the ``power`` series; frames carry the perception node's own)."""
         if watts is not None and math.isfinite(watts):
             self.samples.append(Sample(self.t(stamp_ns), "power", float(watts)))
+
+    def board_energy(self, stamp_ns: int, joules: float) -> None:
+        """The board's cumulative energy counter (J, any origin): the run's board energy is its
+        increase from the first to the last sample (series ``board_energy``)."""
+        if joules is not None and math.isfinite(joules):
+            self.samples.append(Sample(self.t(stamp_ns), "board_energy", float(joules)))
+
+    def power_mode(self, stamp_ns: int, mode: int | None) -> None:
+        """The board's power mode (nvpmodel id) from ``stamp_ns`` on (``None`` / negative:
+        unknown, ignored). A frame takes the mode in force at its stamp."""
+        if mode is None or mode < 0:
+            return
+        self._power_mode.add(stamp_ns, float(mode))
+        self.samples.append(Sample(self.t(stamp_ns), "power_mode", float(mode)))
 
     def throttled(self, stamp_ns: int, value: bool) -> None:
         """Whether the board throttles from ``stamp_ns`` on (a step function)."""
@@ -529,6 +565,29 @@ class RecordBuilder:
             return next(iter(self._gt_cameras))
         return None
 
+    def _power_mode_at(
+        self, model: str, stamp_ns: int, command_seq: int, status: Mapping[str, Any]
+    ) -> int | None:
+        """The power mode of a frame: the status's own, else the later of the last telemetry
+        value and the last power mode set by a command this model had applied."""
+        own = status.get("power_mode")
+        if isinstance(own, int) and not isinstance(own, bool) and own >= 0:
+            return own
+        best: tuple[float, int] | None = None
+        seen = self._power_mode.last(stamp_ns)
+        if seen is not None:
+            best = (self.t(seen[0]), round(seen[1]))
+        applied = [
+            (c.seq, c.t_s, mode)
+            for c in self.commands
+            if c.model == model and (mode := c.power_mode) is not None and 0 < c.seq <= command_seq
+        ]
+        if applied:
+            _, t_s, mode = max(applied)
+            if best is None or t_s >= best[0]:
+                best = (t_s, mode)
+        return None if best is None else best[1]
+
     def build(self, battery_thresholds: Iterable[float] | None = None) -> RunResults:
         """Join everything into a :class:`RunResults` (``battery_thresholds`` overrides the
         builder's; ``()`` adds no threshold event)."""
@@ -555,6 +614,7 @@ class RecordBuilder:
             else:
                 throttled = None
             energy_mj = _num(st.get("energy_per_frame_mj"))
+            command_seq = int(st.get("last_command_seq", c.command_seq) or c.command_seq)
             frames.append(
                 frame_record(
                     t_s=self.t(c.stamp_ns),
@@ -575,8 +635,9 @@ class RecordBuilder:
                     battery=self._battery.at(c.stamp_ns),
                     max_temperature_c=max_temp,
                     throttled=throttled,
-                    command_seq=int(st.get("last_command_seq", c.command_seq) or c.command_seq),
+                    command_seq=command_seq,
                     stamp_ns=c.stamp_ns,
+                    power_mode=self._power_mode_at(model, c.stamp_ns, command_seq, st),
                 )
             )
         samples = list(self.samples)
@@ -876,18 +937,46 @@ def read_results(path: str | os.PathLike[str]) -> RunResults:
 
 
 # --------------------------------------------------------------------------- CSV
-CSV_COLUMNS = tuple(f.name for f in fields(FrameRecord))
+# FrameRecord fields, board settings together (power_mode is last among the fields only so that
+# it can have a default)
+CSV_COLUMNS = (
+    "t_s",
+    "model",
+    "frame_seq",
+    "subnet_id",
+    "processor",
+    "threads",
+    "cpu_frequency_khz",
+    "gpu_frequency_khz",
+    "power_mode",
+    "latency_ms",
+    "target_ms",
+    "deadline_missed",
+    "predicted",
+    "label",
+    "correct",
+    "power_w",
+    "energy_j",
+    "energy_total_j",
+    "battery",
+    "max_temperature_c",
+    "throttled",
+    "command_seq",
+    "stamp_ns",
+)
 
 
-def frames_csv(frames: Iterable[FrameRecord]) -> str:
-    """The per-frame CSV text (see the module doc)."""
+COMMAND_COLUMNS = tuple(f.name for f in fields(CommandRecord))
+
+
+def _csv(columns: tuple[str, ...], items: Iterable[Any]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    for f in frames:
+    w.writerow(columns)
+    for item in items:
         row = []
-        for name in CSV_COLUMNS:
-            v = getattr(f, name)
+        for name in columns:
+            v = getattr(item, name)
             if v is None or (isinstance(v, float) and not math.isfinite(v)):
                 row.append("")
             elif isinstance(v, bool):
@@ -898,6 +987,16 @@ def frames_csv(frames: Iterable[FrameRecord]) -> str:
                 row.append(v)
         w.writerow(row)
     return buf.getvalue()
+
+
+def frames_csv(frames: Iterable[FrameRecord]) -> str:
+    """The per-frame CSV text (see the module doc)."""
+    return _csv(CSV_COLUMNS, frames)
+
+
+def commands_csv(commands: Iterable[CommandRecord]) -> str:
+    """The commands of a run as CSV (columns :data:`COMMAND_COLUMNS`, empty = unknown)."""
+    return _csv(COMMAND_COLUMNS, commands)
 
 
 def write_frames_csv(path: str | os.PathLike[str], frames: Iterable[FrameRecord]) -> Path:

@@ -5,13 +5,16 @@
 - ``report.md`` and ``report.html`` (self-contained page; images and CSV referenced relatively),
 - ``comparison.png``: energy, p95 latency against the target, deadline-miss rate, accuracy per
   run (and model),
-- ``timeline_<run>.png`` per run: sub-network, latency vs target (misses marked), CPU / GPU
-  frequencies, power, temperatures (throttled time shaded), battery; events as vertical lines,
-- ``frames_<run>.csv`` per run (:data:`~.records.CSV_COLUMNS`), ``metrics.json``.
+- ``timeline_<run>.png`` per run: sub-network, processor / threads, latency vs target (misses
+  marked), CPU / GPU frequencies and power mode, power, temperatures (throttled time shaded),
+  battery; events as vertical lines,
+- ``frames_<run>.csv`` per run (:data:`~.records.CSV_COLUMNS`), ``commands_<run>.csv`` per run
+  (:data:`~.records.COMMAND_COLUMNS`), ``metrics.json``.
 
-Every file is written atomically; ``report.md`` / ``report.html`` come last, so their presence
-means the report is complete. RESULTS may be results files (``*.results.jsonl``), result bags, or
-directories holding results files.
+Every file is written atomically; an older ``report.md`` / ``report.html`` in the directory is
+removed first and the new ones are written last, so their presence means the report is complete.
+RESULTS may be results files (``*.results.jsonl``), result bags, per-frame CSVs or directories
+holding results files. The document is described in ``docs/evaluation.md``.
 """
 
 from __future__ import annotations
@@ -31,9 +34,12 @@ from typing import Any
 from dynofa_ros.evaluation.metrics import ModelMetrics, Reaction, RunMetrics, compute
 from dynofa_ros.evaluation.records import (
     RESULTS_SUFFIX,
+    CommandRecord,
+    FrameRecord,
     ResultsError,
     RunInfo,
     RunResults,
+    commands_csv,
     frames_csv,
     read_frames_csv,
     read_results,
@@ -105,7 +111,7 @@ def slug(name: str) -> str:
 # ------------------------------------------------------------------------------ document
 @dataclass(frozen=True)
 class _Block:
-    kind: str  # h1 h2 h3 p table img list
+    kind: str  # h1 h2 h3 h4 p table img list
     text: str = ""
     rows: tuple[tuple[str, ...], ...] = ()
     src: str = ""
@@ -193,14 +199,112 @@ def _reaction_row(r: Reaction) -> tuple[str, ...]:
     )
 
 
+CONFIG_HEADER = (
+    "model",
+    "sub-network",
+    "processor",
+    "threads",
+    "CPU MHz",
+    "GPU MHz",
+    "power mode",
+    "frames",
+    "share %",
+    "p50 ms",
+    "miss %",
+)
+MAX_CONFIG_ROWS = 12
+
+
+def _mhz(khz: int) -> str:
+    return f"{khz / 1000:g}" if khz else "n/a"
+
+
+def _config_rows(run: RunResults) -> list[tuple[str, ...]]:
+    """Frames per configuration (model, sub-network, processor, threads, frequencies, power
+    mode), most used first."""
+    groups: dict[tuple[str, tuple[Any, ...]], list[FrameRecord]] = {}
+    for f in run.frames:
+        groups.setdefault((f.model, f.config), []).append(f)
+    per_model = {m: len(run.frames_of(m)) for m in run.models}
+    rows = []
+    for (model, cfg), fs in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0][0])):
+        subnet, processor, threads, cpu, gpu, mode = cfg
+        known = [f for f in fs if f.deadline_missed is not None]
+        lat = sorted(f.latency_ms for f in fs)
+        rows.append(
+            (
+                model,
+                subnet or "n/a",
+                processor or "n/a",
+                str(threads) if threads else "n/a",
+                _mhz(cpu),
+                _mhz(gpu),
+                "n/a" if mode is None else str(mode),
+                str(len(fs)),
+                _fmt(len(fs) / max(1, per_model.get(model, 0)), 1, 100),
+                _fmt(_median(lat)),
+                _fmt(sum(bool(f.deadline_missed) for f in known) / len(known) if known else None,
+                     1, 100),
+            )
+        )  # fmt: skip
+    return rows
+
+
+def _median(sorted_values: list[float]) -> float | None:
+    n = len(sorted_values)
+    if not n:
+        return None
+    mid = n // 2
+    return sorted_values[mid] if n % 2 else (sorted_values[mid - 1] + sorted_values[mid]) / 2
+
+
+COMMAND_HEADER = (
+    "t s",
+    "model",
+    "seq",
+    "sub-network",
+    "processor",
+    "threads",
+    "CPU MHz",
+    "GPU MHz",
+    "power mode",
+    "target ms",
+    "reason",
+)
+MAX_COMMAND_ROWS = 20
+
+
+def _command_row(c: CommandRecord) -> tuple[str, ...]:
+    keep = "keep"
+    return (
+        f"{c.t_s:.2f}",
+        c.model,
+        str(c.seq),
+        c.subnet_id or keep,
+        c.processor or keep,
+        str(c.threads) if c.threads else keep,
+        _mhz(c.cpu_frequency_khz) if c.cpu_frequency_khz else keep,
+        _mhz(c.gpu_frequency_khz) if c.gpu_frequency_khz else keep,
+        keep if c.power_mode is None else str(c.power_mode),
+        _fmt(c.latency_target_ms, 0) if c.latency_target_ms else "none",
+        c.reason,
+    )
+
+
+def _extra_text(value: Any, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else json.dumps(_finite(value), default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 DEFINITIONS = (
     "Latency percentiles over all frames of the model; a frame misses its deadline when its "
     "latency exceeds the target in force.",
     "Accuracy: top-1 against the ground-truth label, over frames that have one.",
     "Energy: the perception node's per-frame estimate summed over the run; average power: "
-    "energy / run duration. Board energy: the board's power telemetry integrated over the run.",
+    "energy / run duration. Board energy: the increase of the board's energy counter over the "
+    "run, else its power telemetry integrated over the run (the whole module, every model).",
     "Switches: frame-to-frame sub-network changes; configuration changes also count processor, "
-    "threads and CPU / GPU frequency.",
+    "threads, CPU / GPU frequency and power mode.",
     "Reaction to an event (window: until the next event): reconfigured after = first frame with "
     "a different configuration; transient = frames before the first 5 consecutive frames within "
     "target; recovered after = time of that frame; within target after = share of the window's "
@@ -247,28 +351,62 @@ def _document(
             ("source", run.info.source or "n/a"),
         ]
         if rm.board_energy_j is not None:
+            how = {"counter": "from the board's energy counter", "power": "from power telemetry"}
             facts.append(
                 (
                     "board energy",
-                    f"{rm.board_energy_j:.1f} J (average {_fmt(rm.board_average_power_w, 2)} W)",
+                    f"{rm.board_energy_j:.1f} J (average {_fmt(rm.board_average_power_w, 2)} W, "
+                    f"{how.get(rm.board_energy_source or '', 'measured')})",
                 )
             )
+        modes = sorted({p for m in rm.models for p in m.power_modes})
+        if modes:
+            facts.append(("power modes", ", ".join(map(str, modes))))
         b.append(_Block("p", "; ".join(f"{k}: {v}" for k, v in facts) + "."))
-        settings = run.info.extra.get("settings") if isinstance(run.info.extra, Mapping) else None
+        extra = run.info.extra if isinstance(run.info.extra, Mapping) else {}
+        settings = extra.get("settings")
         if isinstance(settings, Mapping) and settings:
             b.append(
                 _Block(
                     "p", "Settings: " + "; ".join(f"{k} = {v}" for k, v in settings.items()) + "."
                 )
             )
+        details = {k: v for k, v in extra.items() if k not in ("settings", "subnets")}
+        if details:
+            b.append(
+                _Block(
+                    "p",
+                    "Run details: "
+                    + "; ".join(f"{k} = {_extra_text(v)}" for k, v in details.items())
+                    + ".",
+                )
+            )
         b.append(_Block("img", f"Timeline of {run.info.name}", src=f["timeline"]))
         reactions = [r for m in rm.models for r in m.reactions]
+        b.append(_Block("h4", "Reaction to events"))
         if reactions:
             b.append(
                 _Block("table", rows=(REACTION_HEADER, *(_reaction_row(r) for r in reactions)))
             )
         else:
             b.append(_Block("p", "No events in this run."))
+        if run.frames:
+            configs = _config_rows(run)
+            b.append(_Block("h4", "Configurations used"))
+            b.append(_Block("table", rows=(CONFIG_HEADER, *configs[:MAX_CONFIG_ROWS])))
+            if len(configs) > MAX_CONFIG_ROWS:
+                b.append(
+                    _Block("p", f"… and {len(configs) - MAX_CONFIG_ROWS} less used configurations.")
+                )
+        b.append(_Block("h4", f"Commands ({len(run.commands)})"))
+        if run.commands:
+            shown = sorted(run.commands, key=lambda c: (c.t_s, c.seq))[:MAX_COMMAND_ROWS]
+            b.append(_Block("table", rows=(COMMAND_HEADER, *(_command_row(c) for c in shown))))
+            more = len(run.commands) - len(shown)
+            lead = f"… {more} more; all commands: " if more else "All commands: "
+            b.append(_Block("p", f"{lead}{f['commands']}", src=f["commands"]))
+        else:
+            b.append(_Block("p", "No reconfiguration command in this run."))
         b.append(_Block("p", f"Per-frame data: {f['csv']}", src=f["csv"]))
     b.append(_Block("h2", "Definitions"))
     b.append(_Block("list", rows=tuple((d,) for d in DEFINITIONS)))
@@ -283,7 +421,7 @@ def _md_cell(s: str) -> str:
 def render_markdown(blocks: Sequence[_Block]) -> str:
     out: list[str] = []
     for blk in blocks:
-        if blk.kind in ("h1", "h2", "h3"):
+        if blk.kind in ("h1", "h2", "h3", "h4"):
             out.append("#" * int(blk.kind[1]) + " " + blk.text)
         elif blk.kind == "p":
             if blk.src:
@@ -323,7 +461,7 @@ def render_html(blocks: Sequence[_Block], title: str) -> str:
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
     ]
     for blk in blocks:
-        if blk.kind in ("h1", "h2", "h3"):
+        if blk.kind in ("h1", "h2", "h3", "h4"):
             out.append(f"<{blk.kind}>{e(blk.text)}</{blk.kind}>")
         elif blk.kind == "p":
             if blk.src:
@@ -358,6 +496,7 @@ class ReportFiles:
     timelines: dict[str, Path]
     csvs: dict[str, Path]
     metrics: Path
+    commands: dict[str, Path] = dataclasses.field(default_factory=dict)
 
 
 def write_report(
@@ -368,7 +507,11 @@ def write_report(
     if not runs:
         raise ResultsError("no runs to report")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ResultsError(f"report directory {out} is a file")
     out.mkdir(parents=True, exist_ok=True)
+    for index in ("report.md", "report.html"):  # an older report is incomplete from here on
+        (out / index).unlink(missing_ok=True)
     runs = list(runs)
     metrics = [compute(r) for r in runs]
     files: dict[str, dict[str, str]] = {}
@@ -379,10 +522,15 @@ def write_report(
         while s in used:
             s, k = f"{base}_{k}", k + 1
         used.add(s)
-        files[run.info.name] = {"timeline": f"timeline_{s}.png", "csv": f"frames_{s}.csv"}
+        files[run.info.name] = {
+            "timeline": f"timeline_{s}.png",
+            "csv": f"frames_{s}.csv",
+            "commands": f"commands_{s}.csv",
+        }
     for run in runs:
         f = files[run.info.name]
         atomic_write_text(out / f["csv"], frames_csv(run.frames))
+        atomic_write_text(out / f["commands"], commands_csv(run.commands))
         fig = plots.timeline(run)
         _save(fig, out / f["timeline"])
     _save(plots.comparison(metrics), out / "comparison.png")
@@ -402,6 +550,7 @@ def write_report(
         timelines={n: out / f["timeline"] for n, f in files.items()},
         csvs={n: out / f["csv"] for n, f in files.items()},
         metrics=out / "metrics.json",
+        commands={n: out / f["commands"] for n, f in files.items()},
     )
 
 

@@ -20,6 +20,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dynofa_ros.evaluation import topics as T
 from dynofa_ros.evaluation.bagio import BagError, BagReader, stamp_ns
 from dynofa_ros.evaluation.records import (
@@ -100,7 +102,7 @@ def load_result_bag(path: str | os.PathLike[str], name: str | None = None) -> Ru
                     frame_seq=int(msg.frame_seq),
                     subnet_id=msg.subnet_id,
                     class_ids=list(msg.class_ids),
-                    latency_ms=float(msg.latency_ms),
+                    latency_ms=_f32(msg.latency_ms),
                     command_seq=int(msg.command_seq),
                 )
         elif msgtype == T.PERCEPTION_STATUS:
@@ -112,10 +114,10 @@ def load_result_bag(path: str | os.PathLike[str], name: str | None = None) -> Ru
                 threads=int(msg.threads),
                 cpu_frequency_khz=int(msg.cpu_frequency_khz),
                 gpu_frequency_khz=int(msg.gpu_frequency_khz),
-                latency_ms=float(msg.latency_ms),
-                latency_target_ms=float(msg.latency_target_ms),
-                power_w=float(msg.power_w),
-                energy_per_frame_mj=float(msg.energy_per_frame_mj),
+                latency_ms=_f32(msg.latency_ms),
+                latency_target_ms=_f32(msg.latency_target_ms),
+                power_w=_f32(msg.power_w),
+                energy_per_frame_mj=_f32(msg.energy_per_frame_mj),
                 energy_total_j=float(msg.energy_total_j),
                 last_command_seq=int(msg.last_command_seq),
                 level=int(msg.level),
@@ -131,11 +133,11 @@ def load_result_bag(path: str | os.PathLike[str], name: str | None = None) -> Ru
                 cpu_frequency_khz=int(msg.cpu_frequency_khz),
                 gpu_frequency_khz=int(msg.gpu_frequency_khz),
                 power_mode=int(msg.power_mode),
-                latency_target_ms=float(msg.latency_target_ms),
+                latency_target_ms=_f32(msg.latency_target_ms),
                 reason=msg.reason,
             )
         elif msgtype == T.BATTERY_STATE:
-            b.battery(stamp_ns(msg), float(msg.percentage))
+            b.battery(stamp_ns(msg), _f32(msg.percentage))
         elif msgtype == T.TEMPERATURE:
             if topic == T.SCENARIO_AMBIENT:
                 b.temperature(stamp_ns(msg), "ambient", float(msg.temperature), ambient=True)
@@ -145,12 +147,12 @@ def load_result_bag(path: str | os.PathLike[str], name: str | None = None) -> Ru
         elif msgtype == T.MISSION_PRIORITY_MSG:
             b.events.append(
                 priority_event(
-                    b.t(stamp_ns(msg)), int(msg.level), float(msg.latency_target_ms), msg.reason
+                    b.t(stamp_ns(msg)), int(msg.level), _f32(msg.latency_target_ms), msg.reason
                 )
             )
         elif msgtype == T.CORUNNER_LOAD:
             b.events.append(
-                corunner_event(b.t(stamp_ns(msg)), msg.name, msg.processor, float(msg.share))
+                corunner_event(b.t(stamp_ns(msg)), msg.name, msg.processor, _f32(msg.share))
             )
         elif msgtype == T.DIAGNOSTIC_ARRAY:
             _diagnostics(b, stamp_ns(msg), msg)
@@ -166,19 +168,30 @@ def load_result_bag(path: str | os.PathLike[str], name: str | None = None) -> Ru
     return b.build(battery_thresholds=thresholds)
 
 
+def _f32(x: Any) -> float:
+    """A ``float32`` message field as the decimal its publisher meant (0.4, not 0.40000000596)."""
+    return float(str(np.float32(x)))
+
+
 def _diagnostics(b: RecordBuilder, stamp: int, msg: Any) -> None:
     """Platform diagnostics: ``throttled`` from a ``throttled`` key, else (a platform status,
-    recognised by its ``power_w`` key) from a message mentioning throttling; ``power_w`` becomes
-    the ``power`` series (board power)."""
+    recognised by its ``power_w`` key) from a message mentioning throttling; in a platform
+    status ``power_w`` becomes the ``power`` series (board power), ``energy_j`` the
+    ``board_energy`` counter; a ``power_mode`` key (nvpmodel id) the board's power mode."""
     for status in msg.status:
-        values = {kv.key: kv.value for kv in status.values}
+        values = {kv.key: kv.value.strip() for kv in status.values}
+        platform = "power_w" in values
         if "throttled" in values:
-            b.throttled(stamp, values["throttled"].strip().lower() in _TRUE)
-        elif "power_w" in values:
+            b.throttled(stamp, values["throttled"].lower() in _TRUE)
+        elif platform:
             b.throttled(stamp, "throttl" in status.message.lower())
-        if "power_w" in values:
+        if platform:
             with contextlib.suppress(ValueError):
                 b.power(stamp, float(values["power_w"]))
+            with contextlib.suppress(ValueError, KeyError):
+                b.board_energy(stamp, float(values["energy_j"]))
+        with contextlib.suppress(ValueError, KeyError):
+            b.power_mode(stamp, int(values["power_mode"]))
 
 
 def _model_of(topic: str) -> str:

@@ -118,8 +118,9 @@ def _list() -> int:
 
     for name, path in sc.bundled().items():
         s = sc.load(path)
-        first = (s.description.strip().splitlines() or [""])[0]
-        print(f"{name:<24} {s.duration_s:>5g} s  {len(s.models)} model(s)  {first}")
+        first = " ".join(s.description.split())
+        first = first if len(first) <= 90 else first[:89] + "…"
+        print(f"{name:<22} {s.duration_s:>5g} s  {len(s.models)} model(s)  {first}")
     return 0
 
 

@@ -33,10 +33,14 @@ class LevelPolicy:
     min_accuracy: float = 0.0
 
 
+# How many accuracy points one watt of board power is worth at each level (estimates of a
+# mission designer's preference, documented in docs/manager.md): LOW is energy first (1 mW
+# outweigh an accuracy point), NORMAL trades 1 W for 5 points, HIGH 1 W for 0.25 points, CRITICAL
+# is accuracy first (power only picks the frequencies of the chosen member).
 DEFAULT_LEVELS: Mapping[PriorityLevel, LevelPolicy] = MappingProxyType(
     {
-        PriorityLevel.LOW: LevelPolicy(1.0, 4.0, 1.0, 0.0),
-        PriorityLevel.NORMAL: LevelPolicy(1.0, 1.0, 1.0, 0.0),
+        PriorityLevel.LOW: LevelPolicy(1.0, 1000.0, 1.0, 0.0),
+        PriorityLevel.NORMAL: LevelPolicy(1.0, 5.0, 1.0, 0.0),
         PriorityLevel.HIGH: LevelPolicy(1.0, 0.25, 1.0, 0.0),
         PriorityLevel.CRITICAL: LevelPolicy(1.0, 0.0, 1.0, 0.0),
     }
@@ -89,7 +93,7 @@ class ManagerConfig:
     latency_margin: float = 0.10  # a new configuration must predict <= target * (1 - margin)
     keep_margin: float = 0.03  # the current one is kept while it predicts <= target * (1 - this)
     switch_gain: float = 0.1  # objective gain (accuracy points / watts) a change must bring
-    candidates_per_model: int = 4  # best standalone candidates per model tried jointly
+    candidates_per_model: int = 6  # best standalone candidates per model tried jointly
     # ---- feedback
     window: int = 5  # frames in the median of measured / predicted latency ratios
     dwell_s: float = 0.3  # the joint configuration changes at most once per dwell
@@ -99,11 +103,10 @@ class ManagerConfig:
     compute_fraction: float = 0.85  # latency share that scales with 1/f when one frequency was
     # measured (estimate)
     # ---- GPU inference has a host side on the CPU (kernel launches): GPU latency records are
-    # taken at one CPU frequency; the host part is this share of the fastest GPU latency and
-    # scales with 1 / f_cpu; host and device parts combine as a p-norm (a smooth maximum; see
-    # manager/context.py). Estimates: eager PyTorch on a Jetson is launch-bound at the top GPU
-    # clock; host and device overlap largely.
-    gpu_host_fraction: float = 0.9
+    # taken at one CPU frequency; the host part (fitted from the records' GPU frequency sweep,
+    # or this share of the fastest GPU latency when > 0) scales with 1 / f_cpu; host and device
+    # parts combine as a p-norm (a smooth maximum; see manager/context.py).
+    gpu_host_fraction: float = 0.0
     gpu_overlap_p: float = 3.0
     gpu_host_cpu_khz: int = 0  # CPU frequency the GPU records were taken at (0: highest usable)
     # ---- frequencies the manager may pin, per processor name (e.g. a power mode's caps)
@@ -189,7 +192,9 @@ def _check_range(value: Any, lo: float, hi: float, where: str) -> None:
         raise ManagerConfigError(f"{where} = {value!r} is outside [{lo}, {hi}]")
 
 
-def number(raw: Mapping[str, Any], key: str, where: str, lo: float, hi: float, default: Any) -> Any:
+def number(  # noqa: PLR0917 - one positional call shape used by every loader
+    raw: Mapping[str, Any], key: str, where: str, lo: float, hi: float, default: Any
+) -> Any:
     """``raw[key]`` as a checked number (or ``default`` when absent); errors name ``where.key``."""
     if key not in raw or raw[key] is None:
         return default
@@ -202,7 +207,8 @@ def reject_unknown(raw: Mapping[str, Any], allowed: set[str] | frozenset[str], w
     unknown = sorted(str(k) for k in set(raw) - set(allowed))
     if unknown:
         raise ManagerConfigError(
-            f"{where}: unknown field(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})"
+            f"{where}: unknown field(s) {', '.join(unknown)} "
+            f"(allowed: {', '.join(sorted(allowed))})"
         )
 
 
@@ -218,7 +224,11 @@ def parse_level(raw: Any, where: str) -> PriorityLevel:
     """A priority level from its name (case-insensitive) or its value 0..3."""
     if isinstance(raw, str) and raw.upper() in PriorityLevel.__members__:
         return PriorityLevel[raw.upper()]
-    if isinstance(raw, int) and not isinstance(raw, bool) and raw in {lv.value for lv in PriorityLevel}:
+    if (
+        isinstance(raw, int)
+        and not isinstance(raw, bool)
+        and raw in {lv.value for lv in PriorityLevel}
+    ):
         return PriorityLevel(raw)
     names = ", ".join(lv.name for lv in PriorityLevel)
     raise ManagerConfigError(f"{where} = {raw!r} is not a priority level ({names} or 0..3)")
@@ -267,9 +277,9 @@ def config_from_dict(raw: Any, where: str = "manager") -> ManagerConfig:
     for key in simple & set(raw):
         default = getattr(base, key)
         value = raw[key]
-        if isinstance(default, int) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ManagerConfigError(f"{where}.{key} must be an integer, got {value!r}")
+        integer = isinstance(default, int) and not isinstance(default, bool)
+        if integer and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ManagerConfigError(f"{where}.{key} must be an integer, got {value!r}")
         _check_range(value, -math.inf, math.inf, f"{where}.{key}")
         kw[key] = value
     if "saving_level" in raw:
@@ -287,10 +297,10 @@ def config_from_dict(raw: Any, where: str = "manager") -> ManagerConfig:
             kw[key] = _khz_map(raw[key], f"{where}.{key}")
     if "levels" in raw:
         levels = dict(base.levels)
-        for name, body in mapping(raw["levels"], f"{where}.levels").items():
+        for name, raw_body in mapping(raw["levels"], f"{where}.levels").items():
             lw = f"{where}.levels.{name}"
             lv = parse_level(name, lw)
-            body = mapping(body, lw)
+            body = mapping(raw_body, lw)
             reject_unknown(body, {f.name for f in fields(LevelPolicy)}, lw)
             cur = levels[lv]
             levels[lv] = LevelPolicy(
@@ -302,9 +312,9 @@ def config_from_dict(raw: Any, where: str = "manager") -> ManagerConfig:
         kw["levels"] = MappingProxyType(levels)
     if "power" in raw:
         power = dict(base.power)
-        for name, body in mapping(raw["power"], f"{where}.power").items():
+        for name, raw_body in mapping(raw["power"], f"{where}.power").items():
             pw = f"{where}.power.{name}"
-            body = mapping(body, pw)
+            body = mapping(raw_body, pw)
             reject_unknown(body, {f.name for f in fields(ProcessorPower)}, pw)
             cur = power.get(name, ProcessorPower(0.5, 5.0))
             power[name] = ProcessorPower(

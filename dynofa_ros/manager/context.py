@@ -6,10 +6,12 @@ of that processor, as numpy arrays, so that a decision is a handful of vector op
 
 A GPU inference has two parts that overlap: the host thread on the CPU that launches the kernels
 and the device work. The family records GPU latency at one CPU frequency ``f_ref``; the manager
-splits each record ``r(f_gpu)`` into a host part ``H = gpu_host_fraction * min_f r`` (scaling
-with ``f_ref / f_cpu``) and a device part ``D(f_gpu) = (r^p - H^p)^(1/p)``, and predicts
+splits each member's records ``r(f_gpu)`` into a host part ``H`` (scaling with ``f_ref / f_cpu``)
+and a device part ``D(f_gpu) = (r^p - H^p)^(1/p)``, and predicts
 ``(D(f_gpu)^p + (H f_ref / f_cpu)^p)^(1/p)`` (a smooth maximum, ``p = gpu_overlap_p``; a record
-is reproduced exactly at ``f_ref``).
+is reproduced exactly at ``f_ref``). ``H`` is fitted from the GPU frequency sweep: the value
+for which ``D`` is best explained by ``c / f_gpu + m`` (compute + memory); with fewer than three
+recorded frequencies, or when ``gpu_host_fraction`` is set, ``H = gpu_host_fraction * min r``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ class Options:
     latency: np.ndarray  # (K, F) nominal ms at each usable frequency of ``processor``
     host: np.ndarray | None  # (K, F_cpu) GPU only: host part (ms) at each CPU frequency
     cores_busy: np.ndarray  # (K,) CPU cores a frame keeps busy (1 for a GPU's host thread)
-    dev_p: np.ndarray | None = None  # (K, F) GPU only: device part (ms) to the power p
+    dev: np.ndarray | None = None  # (K, F) GPU only: device part (ms)
+    dev_p: np.ndarray | None = None  # (K, F) GPU only: device part to the power p
     host_p: np.ndarray | None = None  # (K, F_cpu) GPU only: host part to the power p
     p: float = 3.0
 
@@ -163,12 +166,13 @@ class Context:
             if not ids:
                 continue
             latency = np.asarray(lat, dtype=np.float64)
-            host = dev_p = host_p = None
+            host = dev = dev_p = host_p = None
             pw = self.config.gpu_overlap_p
             if gpu:
-                host = self._host(latency)
-                ref = latency.min(axis=1) * self.config.gpu_host_fraction
+                ref = self._host_at_ref(latency, table)
+                host = self._host(ref)
                 dev_p = np.maximum(latency**pw - (ref**pw)[:, None], 1e-12)
+                dev = dev_p ** (1.0 / pw)
                 host_p = host**pw
             out[proc.name] = Options(
                 processor=proc,
@@ -178,6 +182,7 @@ class Context:
                 latency=latency,
                 host=host,
                 cores_busy=np.asarray(busy, dtype=np.float64),
+                dev=dev,
                 dev_p=dev_p,
                 host_p=host_p,
                 p=pw,
@@ -186,13 +191,40 @@ class Context:
             raise ManagerConfigError(f"model {spec.name}: no usable (member, threads) candidate")
         return out
 
-    def _host(self, latency: np.ndarray) -> np.ndarray:
+    def _host_at_ref(self, latency: np.ndarray, table: tuple[int, ...]) -> np.ndarray:
+        """Host part of each GPU candidate at the records' CPU frequency (module docstring)."""
+        fixed = self.config.gpu_host_fraction
+        fastest = latency.min(axis=1)
+        freqs = np.asarray(table, dtype=np.float64)
+        if fixed > 0 or len(set(table)) < 3 or freqs[0] <= 0:
+            return fastest * (fixed or 0.9)
+        p = self.config.gpu_overlap_p
+        fractions = np.linspace(0.0, 0.995, 200)
+        design = np.stack([1.0 / freqs, np.ones_like(freqs)], axis=1)  # (F, 2)
+        solve = np.linalg.pinv(design)  # (2, F)
+        out = np.empty(latency.shape[0])
+        for k, row in enumerate(latency):
+            h = fractions * fastest[k]  # (H,)
+            d = np.maximum(row[None, :] ** p - (h**p)[:, None], 0.0) ** (1.0 / p)  # (H, F)
+            coef = d @ solve.T  # (H, 2)
+            resid = ((d - coef @ design.T) ** 2).sum(axis=1) / max(float(row.mean()), 1e-9) ** 2
+            ok = (coef >= -1e-9).all(axis=1)
+            resid = np.where(ok, resid, np.inf)
+            if not np.isfinite(resid).any():
+                out[k] = 0.9 * fastest[k]
+                continue
+            # records flat in f_gpu fit every split: take the largest host part that fits
+            # (a launch-bound network), never the device-only explanation by default
+            best = float(resid.min())
+            out[k] = h[np.flatnonzero(resid <= best * 1.05 + 1e-6).max()]
+        return out
+
+    def _host(self, ref: np.ndarray) -> np.ndarray:
         """Host part of GPU candidates at each CPU frequency (see the module docstring)."""
-        fastest = latency.min(axis=1) * self.config.gpu_host_fraction
         if self.cpu is None or not self.settable(self.cpu.name) or not self.host_ref_khz:
-            return fastest[:, None].copy()
+            return ref[:, None].copy()
         f = np.asarray(self.tables[self.cpu.name], dtype=np.float64)
-        return fastest[:, None] * (self.host_ref_khz / f)[None, :]
+        return ref[:, None] * (self.host_ref_khz / f)[None, :]
 
     def nominal_top(self, model: str, processor: str) -> np.ndarray:
         """Nominal latency of each row at the highest usable frequencies (no correction)."""

@@ -77,7 +77,10 @@ def published_gpu_family() -> Family:
 
 def published_cpu_family() -> Family:
     """The two published ends of the Dynamic-OFA CPU family on the simulated NX."""
-    members = [(m.workload.name.removeprefix("dynofa-cpu-"), m.top1, m.workload) for m in PUBLISHED_CPU_ENDS]
+    members = [
+        (m.workload.name.removeprefix("dynofa-cpu-"), m.top1, m.workload)
+        for m in PUBLISHED_CPU_ENDS
+    ]
     return simulated_family("published-nx-cpu", "cpu", members)
 
 

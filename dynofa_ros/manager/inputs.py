@@ -46,7 +46,7 @@ Reading = (
 )
 
 
-class Rejected(ValueError):
+class RejectedError(ValueError):
     """Why one reading was dropped (internal: turned into a counted warning)."""
 
     def __init__(self, field: str, why: str) -> None:
@@ -56,15 +56,15 @@ class Rejected(ValueError):
 
 def _finite(value: Any, field: str, lo: float, hi: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise Rejected(field, "not a number")
+        raise RejectedError(field, "not a number")
     if math.isnan(value):
-        raise Rejected(field, "NaN")
+        raise RejectedError(field, "NaN")
     if not math.isfinite(value):
-        raise Rejected(field, "infinite")
+        raise RejectedError(field, "infinite")
     if value < 0 <= lo:
-        raise Rejected(field, "negative")
+        raise RejectedError(field, "negative")
     if not lo <= value <= hi:
-        raise Rejected(field, "out of range")
+        raise RejectedError(field, "out of range")
     return float(value)
 
 
@@ -110,7 +110,7 @@ class InputStore:
         """Validate and store one reading; ``False`` (and a counted warning) when dropped."""
         try:
             self._offer(item)
-        except Rejected as exc:
+        except RejectedError as exc:
             self.warn(exc.key)
             return False
         return True
@@ -142,11 +142,11 @@ class InputStore:
             or not isinstance(stamp, (int, float))
             or not math.isfinite(stamp)
         ):
-            raise Rejected(f"{kind}.stamp_s", "not a finite time")
+            raise RejectedError(f"{kind}.stamp_s", "not a finite time")
         if stamp < self.clock_s - self.config.stale_after_s:
-            raise Rejected(f"{kind}.stamp_s", "stale")
+            raise RejectedError(f"{kind}.stamp_s", "stale")
         if previous is not None and stamp < previous.stamp_s:
-            raise Rejected(f"{kind}.stamp_s", "older than the reading in force")
+            raise RejectedError(f"{kind}.stamp_s", "older than the reading in force")
         return float(stamp)
 
     def _accept_clock(self, stamp: float) -> None:
@@ -163,21 +163,23 @@ class InputStore:
         elif isinstance(item, BatteryReading):
             self._stamp(item, "battery", self._battery)
             _finite(item.state_of_charge, "battery.state_of_charge", 0.0, 1.0)
-            if item.capacity_wh is not None:
-                if _finite(item.capacity_wh, "battery.capacity_wh", 0.0, 1e6) == 0.0:
-                    raise Rejected("battery.capacity_wh", "out of range")
+            if (
+                item.capacity_wh is not None
+                and _finite(item.capacity_wh, "battery.capacity_wh", 0.0, 1e6) == 0.0
+            ):
+                raise RejectedError("battery.capacity_wh", "out of range")
             self._battery = item
             self._accept_clock(item.stamp_s)
         elif isinstance(item, TemperatureReading):
             kind = f"temperature[{item.zone}]"
             if not isinstance(item.zone, str) or not item.zone:
-                raise Rejected("temperature.zone", "empty")
+                raise RejectedError("temperature.zone", "empty")
             self._stamp(item, kind, self._temps.get(item.zone))
             lo, hi = cfg.temperature_range_c
             v = item.celsius
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                 if not lo <= v <= hi:
-                    raise Rejected(f"{kind}.celsius", "out of range")
+                    raise RejectedError(f"{kind}.celsius", "out of range")
             else:
                 _finite(v, f"{kind}.celsius", lo, hi)
             self._temps[item.zone] = item
@@ -185,14 +187,17 @@ class InputStore:
         elif isinstance(item, ProcessorLoad):
             proc = self.board.resolve(item.processor)
             if proc is None:
-                raise Rejected("load.processor", f"unknown processor {item.processor!r}")
+                raise RejectedError("load.processor", f"unknown processor {item.processor!r}")
             self._stamp(item, f"load[{proc.name}]", self._loads.get(proc.name))
             _finite(item.utilisation, f"load[{proc.name}].utilisation", 0.0, 1.0)
             if item.utilisation_max is not None:
                 _finite(item.utilisation_max, f"load[{proc.name}].utilisation_max", 0.0, 1.0)
-            if item.frequency_khz and proc.frequencies_khz:
-                if item.frequency_khz not in proc.frequencies_khz:
-                    raise Rejected(f"load[{proc.name}].frequency_khz", "not in the table")
+            if (
+                item.frequency_khz
+                and proc.frequencies_khz
+                and item.frequency_khz not in proc.frequencies_khz
+            ):
+                raise RejectedError(f"load[{proc.name}].frequency_khz", "not in the table")
             self._loads[proc.name] = item
             self._accept_clock(item.stamp_s)
         elif isinstance(item, PowerReading):
@@ -205,7 +210,7 @@ class InputStore:
             try:
                 PriorityLevel(item.level)
             except ValueError:
-                raise Rejected("mission.level", "out of range") from None
+                raise RejectedError("mission.level", "out of range") from None
             _finite(item.latency_target_ms, "mission.latency_target_ms", 0.0, cfg.max_latency_ms)
             _finite(item.min_accuracy, "mission.min_accuracy", 0.0, 1.0)
             _finite(item.energy_budget_j, "mission.energy_budget_j", 0.0, math.inf)
@@ -215,49 +220,41 @@ class InputStore:
         elif isinstance(item, Requirements):
             names = [item.model] if item.model is not None else list(self.models)
             if item.model is not None and item.model not in self.models:
-                raise Rejected("requirements.model", f"unknown model {item.model!r}")
+                raise RejectedError("requirements.model", f"unknown model {item.model!r}")
             for name in names:
                 self._stamp(item, "requirements", self._requirements.get(name))
-            if item.latency_target_ms is not None:
-                if (
-                    _finite(
-                        item.latency_target_ms,
-                        "requirements.latency_target_ms",
-                        0.0,
-                        cfg.max_latency_ms,
-                    )
-                    == 0
-                ):
-                    raise Rejected("requirements.latency_target_ms", "out of range")
-            if item.frame_rate_hz is not None:
-                if _finite(item.frame_rate_hz, "requirements.frame_rate_hz", 0.0, 10_000.0) == 0:
-                    raise Rejected("requirements.frame_rate_hz", "out of range")
+            positive = (
+                ("latency_target_ms", cfg.max_latency_ms),
+                ("frame_rate_hz", 10_000.0),
+                ("priority", 1e6),
+            )
+            for key, hi in positive:
+                value = getattr(item, key)
+                if value is not None and _finite(value, f"requirements.{key}", 0.0, hi) == 0:
+                    raise RejectedError(f"requirements.{key}", "out of range")
             if item.min_accuracy is not None:
                 _finite(item.min_accuracy, "requirements.min_accuracy", 0.0, 1.0)
-            if item.priority is not None:
-                if _finite(item.priority, "requirements.priority", 0.0, 1e6) == 0:
-                    raise Rejected("requirements.priority", "out of range")
             for name in names:
                 self._requirements[name] = item
             self._accept_clock(item.stamp_s)
         else:
-            raise Rejected("input", f"unknown kind {type(item).__name__}")
+            raise RejectedError("input", f"unknown kind {type(item).__name__}")
 
     def _check_observation(self, obs: LatencyObservation) -> None:
         spec = self.models.get(obs.model)
         if spec is None:
-            raise Rejected("observation.model", f"unknown model {obs.model!r}")
+            raise RejectedError("observation.model", f"unknown model {obs.model!r}")
         kind = f"observation[{obs.model}]"
         self._stamp(obs, kind, self._latest.get(obs.model))
         _finite(obs.latency_ms, f"{kind}.latency_ms", 0.0, self.config.max_latency_ms)
         if obs.latency_ms == 0:
-            raise Rejected(f"{kind}.latency_ms", "out of range")
+            raise RejectedError(f"{kind}.latency_ms", "out of range")
         if obs.subnet_id not in spec.family.ids:
-            raise Rejected(f"{kind}.subnet_id", "not in the family")
+            raise RejectedError(f"{kind}.subnet_id", "not in the family")
         if self.board.resolve(obs.processor) is None:
-            raise Rejected(f"{kind}.processor", "not on this board")
+            raise RejectedError(f"{kind}.processor", "not on this board")
         if isinstance(obs.threads, bool) or not isinstance(obs.threads, int) or obs.threads < 0:
-            raise Rejected(f"{kind}.threads", "out of range")
+            raise RejectedError(f"{kind}.threads", "out of range")
         for key, pk in (
             ("cpu_frequency_khz", ProcessorKind.CPU),
             ("gpu_frequency_khz", ProcessorKind.GPU),
@@ -265,14 +262,14 @@ class InputStore:
             khz = getattr(obs, key)
             proc = self.board.first(pk)
             if isinstance(khz, bool) or not isinstance(khz, int) or khz < 0:
-                raise Rejected(f"{kind}.{key}", "out of range")
+                raise RejectedError(f"{kind}.{key}", "out of range")
             if (
                 khz
                 and proc is not None
                 and proc.frequencies_khz
                 and khz not in proc.frequencies_khz
             ):
-                raise Rejected(f"{kind}.{key}", "not in the table")
+                raise RejectedError(f"{kind}.{key}", "not in the table")
 
     # ---- reading back ---------------------------------------------------------------------
     def _fresh(self, reading: Any, now_s: float, what: str) -> Any:

@@ -43,11 +43,23 @@ class Board:
     processors: tuple[Processor, ...]
     settable: frozenset[str] = frozenset()
     power_modes: Mapping[int, str] = field(default_factory=dict)
+    caps_khz: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_platform(cls, platform: Platform) -> Board:
+        """The platform's view; ``caps_khz`` from its current frequency caps (power mode) when
+        it reports them (``frequency_cap_khz(name)``, e.g. the simulated NX): a pinned
+        frequency above a cap would run at the cap, so the manager never predicts above it."""
         caps = platform.capabilities()
-        return cls(platform.name, platform.processors(), caps.frequency, dict(caps.power_modes))
+        procs = platform.processors()
+        limits: dict[str, int] = {}
+        cap_of = getattr(platform, "frequency_cap_khz", None)
+        if callable(cap_of):
+            for p in procs:
+                khz = cap_of(p.name)
+                if isinstance(khz, int) and p.frequencies_khz and khz < p.frequencies_khz[-1]:
+                    limits[p.name] = khz
+        return cls(platform.name, procs, caps.frequency, dict(caps.power_modes), limits)
 
     def resolve(self, family_processor: str) -> Processor | None:
         for p in self.processors:
@@ -64,7 +76,9 @@ class Board:
     def table(self, processor: Processor) -> tuple[int, ...]:
         """Frequencies the manager may choose on ``processor`` (``(0,)``: cannot pin)."""
         if processor.name in self.settable and processor.frequencies_khz:
-            return processor.frequencies_khz
+            cap = self.caps_khz.get(processor.name)
+            kept = tuple(f for f in processor.frequencies_khz if cap is None or f <= cap)
+            return kept or processor.frequencies_khz[:1]
         return (0,)
 
 
@@ -163,7 +177,10 @@ class Corrections:
         ring = self._ratios.get(key)
         if not ring:
             return 1.0
-        k = statistics.median(ring)
+        # a high quantile, not the median: frames that ran alone and frames that shared the
+        # board alternate, and the manager must plan for the slower ones
+        ordered = sorted(ring)
+        k = ordered[min(len(ordered) - 1, (3 * len(ordered)) // 4)]
         age = max(0.0, now_s - self._stamp[key])
         if age <= 0:
             return k

@@ -70,7 +70,9 @@ class ThermalGuard:
             return None
         return zone, tp.trip_c[zone]
 
-    def update(self, inputs: InputStore, now_s: float, running: Mapping[str, int]) -> dict[str, int]:
+    def update(
+        self, inputs: InputStore, now_s: float, running: Mapping[str, int]
+    ) -> dict[str, int]:
         tp = self.ctx.config.thermal
         if now_s - self.last_s < tp.dwell_s:
             return self.caps
@@ -133,7 +135,9 @@ def power_budget_w(inputs: InputStore, now_s: float) -> float:
         budget = mission.energy_budget_j / mission.mission_duration_s
     b = inputs.battery(now_s)
     if b is not None and b.capacity_wh:
-        budget = min(budget, b.state_of_charge * b.capacity_wh * 3600.0 / mission.mission_duration_s)
+        budget = min(
+            budget, b.state_of_charge * b.capacity_wh * 3600.0 / mission.mission_duration_s
+        )
     return budget
 
 
@@ -162,6 +166,7 @@ class DynOFA(Policy):
         self.thermal = ThermalGuard(self.ctx)
         self.battery = BatterySaver(self.ctx)
         self.last_prediction: Prediction | None = None
+        self.signature: tuple | None = None
 
     def needs(self, inputs: InputStore) -> Iterable[str]:
         out = [f"observation[{m}]" for m in self.ctx.specs]
@@ -192,67 +197,85 @@ class DynOFA(Policy):
         e: Effective,
         factor: Mapping[tuple[str, str], float],
         caps: Mapping[str, int],
+        *,
         budget_w: float,
         limit: float,
     ) -> list[_Candidate]:
-        """Every allowed candidate of ``model`` alone on the board at its least-energy feasible
-        frequencies, scored (vectorised per processor)."""
+        """Every allowed candidate of ``model`` alone on the board at its least-power feasible
+        frequencies, scored; vectorised per processor over (candidate, f_gpu, f_cpu) grids."""
         ctx = self.ctx
-        cfg = ctx.config
-        lp = cfg.levels[e.level]
+        lp = ctx.config.levels[e.level]
         cpu = ctx.cpu.name if ctx.cpu is not None else None
-        floor = {p: (0 if self.dvfs else caps[p]) for p in caps}
+        # columns this model's search may use: with DVFS everything up to the cap, else the cap
+        span = {q: (0 if self.dvfs else caps[q], caps[q]) for q in caps}
+        idle_floor = {q: span[q][0] for q in caps}  # unused processors idle at their lowest
         out: list[_Candidate] = []
         for pname, o in ctx.options[model].items():
             mask = self._allowed(model, pname)
             if mask is None:
                 continue
             f = factor.get((model, pname), 1.0)
-            cp = caps[pname]
-            lat = o.latency[:, : cp + 1] * f
-            ar = np.arange(lat.shape[0])
-            if self.dvfs:
-                ok = lat <= limit
-                j = np.where(ok.any(axis=1), ok.argmax(axis=1), cp)
+            g0, g1 = span[pname]
+            static = ctx.power.board_static_w + sum(
+                float(ctx.idle_w[q.name][idle_floor[q.name]])
+                for q in ctx.processors
+                if q.name != pname and not (o.gpu and q.name == cpu)
+            )
+            if o.gpu and o.dev is not None and o.host is not None and cpu is not None:
+                c0, c1 = span[cpu]
+                c1 = min(c1, o.host.shape[1] - 1)
+                c0 = min(c0, c1)
+                dev = o.dev[:, g0 : g1 + 1] * f  # (K, G)
+                host = o.host[:, c0 : c1 + 1] * f  # (K, C)
+                lat = (dev[:, :, None] ** o.p + host[:, None, :] ** o.p) ** (1.0 / o.p)
+                gpu_w = (
+                    ctx.idle_w[pname][g0 : g1 + 1][None, :]
+                    + np.minimum(1.0, dev / e.period_ms) * ctx.busy_w[pname][g0 : g1 + 1][None, :]
+                )
+                cpu_cores = max(ctx.cpu.cores, 1) if ctx.cpu is not None else 1
+                cpu_w = (
+                    ctx.idle_w[cpu][c0 : c1 + 1][None, :]
+                    + np.minimum(1.0, host / e.period_ms)
+                    / cpu_cores
+                    * ctx.busy_w[cpu][c0 : c1 + 1][None, :]
+                )
+                power = static + gpu_w[:, :, None] + cpu_w[:, None, :]  # (K, G, C)
             else:
-                j = np.full(lat.shape[0], cp)
-            t = lat[ar, j]
-            cols_c = None
-            if o.host is not None and cpu is not None:
-                cc = caps[cpu]
-                h = o.host[:, : cc + 1] * f
-                if self.dvfs:
-                    okh = h <= limit
-                    jc = np.where(okh.any(axis=1), okh.argmax(axis=1), cc)
-                else:
-                    jc = np.full(h.shape[0], cc)
-                t = np.maximum(t, h[ar, jc])
-                cols_c = jc
-            u = np.minimum(1.0, t / e.period_ms)
-            power = np.full(lat.shape[0], ctx.power.board_static_w)
-            share = o.cores_busy / max(o.processor.cores, 1) if not o.gpu else 1.0
-            power += ctx.idle_w[pname][j] + u * share * ctx.busy_w[pname][j]
-            for q in ctx.processors:
-                if q.name == pname:
-                    continue
-                if cols_c is not None and q.name == cpu:
-                    assert ctx.cpu is not None
-                    power += ctx.idle_w[cpu][cols_c] + u / ctx.cpu.cores * ctx.busy_w[cpu][cols_c]
-                else:
-                    power += ctx.idle_w[q.name][floor[q.name]]
-            power *= ctx.power.correction
+                c0, c1 = g0, g1
+                lat = (o.latency[:, g0 : g1 + 1] * f)[:, :, None]  # (K, F, 1)
+                share = (o.cores_busy / max(o.processor.cores, 1))[:, None]
+                busy = np.minimum(1.0, lat[:, :, 0] / e.period_ms) * share
+                power = (
+                    static
+                    + ctx.idle_w[pname][g0 : g1 + 1][None, :]
+                    + busy * ctx.busy_w[pname][g0 : g1 + 1][None, :]
+                )[:, :, None]
+            power = power * ctx.power.correction
+            k_n, _, n_c = lat.shape
+            flat_lat = lat.reshape(k_n, -1)
+            flat_pw = power.reshape(k_n, -1)
+            feasible = flat_lat <= limit
+            pick = np.where(
+                feasible.any(axis=1),
+                np.where(feasible, flat_pw, np.inf).argmin(axis=1),
+                flat_lat.argmin(axis=1),
+            )
+            ar = np.arange(k_n)
+            t = flat_lat[ar, pick]
+            pw = flat_pw[ar, pick]
             score = (
                 e.priority * lp.accuracy_weight * 100.0 * o.accuracy
-                - lp.energy_weight * power
+                - lp.energy_weight * pw
                 - LATENCY_PENALTY * np.maximum(0.0, t / limit - 1.0)
                 - ACCURACY_PENALTY * 100.0 * np.maximum(0.0, e.min_accuracy - o.accuracy)
-                - BUDGET_PENALTY * np.maximum(0.0, power - budget_w)
+                - BUDGET_PENALTY * np.maximum(0.0, pw - budget_w)
             )
+            gi, ci = np.divmod(pick, n_c)
             for k in np.flatnonzero(mask):
-                cols = {q: floor[q] for q in caps}
-                cols[pname] = int(j[k])
-                if cols_c is not None and cpu is not None:
-                    cols[cpu] = int(cols_c[k])
+                cols = dict(idle_floor)
+                cols[pname] = g0 + int(gi[k])
+                if o.gpu and cpu is not None:
+                    cols[cpu] = c0 + int(ci[k])
                 out.append(_Candidate(float(score[k]), pname, int(k), cols))
         out.sort(key=lambda c: -c.score)
         return out
@@ -287,6 +310,7 @@ class DynOFA(Policy):
         cols: dict[str, int],
         eff: Mapping[str, Effective],
         factor: Mapping[tuple[str, str], float],
+        *,
         caps: Mapping[str, int],
         limits: Mapping[str, float],
     ) -> tuple[Joint, Prediction]:
@@ -322,16 +346,13 @@ class DynOFA(Policy):
         cur_joint = self.joint_of(current) if current else None
         running = dict(cur_joint.cols) if cur_joint is not None else {}
         caps = dict(self.thermal.update(inputs, now_s, running))
-        if not self.dvfs:
-            caps_fixed = caps
-        else:
-            caps_fixed = caps
         budget_w = power_budget_w(inputs, now_s)
         limits = {m: e.latency_target_ms * (1.0 - cfg.latency_margin) for m, e in eff.items()}
         keep = {m: e.latency_target_ms * (1.0 - cfg.keep_margin) for m, e in eff.items()}
 
         ranked = {
-            m: self._rank(m, eff[m], factor, caps_fixed, budget_w, limits[m]) for m in ctx.specs
+            m: self._rank(m, eff[m], factor, caps, budget_w=budget_w, limit=limits[m])
+            for m in ctx.specs
         }
         for m, r in ranked.items():
             if not r:
@@ -341,7 +362,7 @@ class DynOFA(Policy):
             m = models[0]
             c = ranked[m][0]
             best_joint, best_pred = self._settle(
-                {m: (c.processor, c.row)}, dict(c.cols), eff, factor, caps, limits
+                {m: (c.processor, c.row)}, dict(c.cols), eff, factor, caps=caps, limits=limits
             )
             best_score = self._score(best_joint, best_pred, eff, limits, budget_w)
         else:
@@ -355,14 +376,22 @@ class DynOFA(Policy):
             for combo in itertools.product(*pools):
                 rows = {m: (c.processor, c.row) for m, c in zip(models, combo, strict=True)}
                 cols = {p: max(c.cols[p] for c in combo) for p in caps}
-                joint, pred = self._settle(rows, cols, eff, factor, caps, limits)
+                joint, pred = self._settle(rows, cols, eff, factor, caps=caps, limits=limits)
                 score = self._score(joint, pred, eff, limits, budget_w)
                 if score > best_score:
                     best_score, best_joint, best_pred = score, joint, pred
             assert best_joint is not None and best_pred is not None
 
-        # hysteresis: keep the current configuration unless the new one is clearly better
-        if cur_joint is not None and all(cur_joint.cols[p] <= caps[p] for p in caps):
+        # hysteresis: keep the current configuration unless the new one is clearly better;
+        # not after the requirements changed (level, targets, saving mode, budget, caps): the
+        # hysteresis absorbs measurement noise, a new requirement is served at once
+        signature = (tuple(sorted(eff.items())), saving, budget_w, tuple(sorted(caps.items())))
+        changed, self.signature = signature != self.signature, signature
+        if (
+            not changed
+            and cur_joint is not None
+            and all(cur_joint.cols[p] <= caps[p] for p in caps)
+        ):
             allowed = all(
                 (mask := self._allowed(m, p)) is not None and bool(mask[k])
                 for m, (p, k) in cur_joint.rows.items()
@@ -375,14 +404,23 @@ class DynOFA(Policy):
                     self.last_prediction = cur_pred
                     return None
         self.last_prediction = best_pred
-        reasons = self._reasons(best_joint, best_pred, eff, limits, factor, saving, budget_w)
-        return self.choices(best_joint, eff, best_pred, reasons, power_mode, pin=True)
+        reasons = self._reasons(
+            best_joint,
+            best_pred,
+            eff,
+            limits=limits,
+            factor=factor,
+            saving=saving,
+            budget_w=budget_w,
+        )
+        return self.choices(best_joint, eff, best_pred, reasons, power_mode=power_mode, pin=True)
 
     def _reasons(
         self,
         joint: Joint,
         pred: Prediction,
         eff: Mapping[str, Effective],
+        *,
         limits: Mapping[str, float],
         factor: Mapping[tuple[str, str], float],
         saving: bool,
@@ -521,9 +559,7 @@ class Step(Policy):
     def reset(self) -> None:
         ctx = self.ctx
         self.ladders = {m: ctx.ladder(m) for m in ctx.specs}
-        self.level = {
-            m: self.ladders[m].index(ctx.static[m].member_id) for m in ctx.specs
-        }
+        self.level = {m: self.ladders[m].index(ctx.static[m].member_id) for m in ctx.specs}
         self.windows: dict[str, deque[float]] = {
             m: deque(maxlen=ctx.config.step_window) for m in ctx.specs
         }
@@ -555,8 +591,10 @@ class Step(Policy):
                 self.level[m] = lvl - 1
                 self.last_reason[m] = f"mean {mean:.1f} ms > {target:g} ms: one member down"
             elif (
-                mean < cfg.step_up_ratio * target or acc < eff[m].min_accuracy
-            ) and lvl < len(self.ladders[m]) - 1 and mean <= target:
+                (mean < cfg.step_up_ratio * target or acc < eff[m].min_accuracy)
+                and lvl < len(self.ladders[m]) - 1
+                and mean <= target
+            ):
                 self.level[m] = lvl + 1
                 self.last_reason[m] = (
                     f"mean {mean:.1f} ms < {cfg.step_up_ratio:g} x {target:g} ms: one member up"

@@ -82,7 +82,9 @@ class Policy(ABC):
     def bind(self, ctx: Context) -> None:
         self.ctx = ctx
         cfg = ctx.config
-        self.corrections = Corrections(cfg.window, cfg.correction_half_life_s, cfg.correction_bounds)
+        self.corrections = Corrections(
+            cfg.window, cfg.correction_half_life_s, cfg.correction_bounds
+        )
         self.reset()
 
     def reset(self) -> None:  # noqa: B027 - optional hook
@@ -93,7 +95,7 @@ class Policy(ABC):
         """Least time between two changes of the joint configuration."""
         return self.ctx.config.dwell_s
 
-    def needs(self, inputs: InputStore) -> Iterable[str]:  # noqa: ARG002
+    def needs(self, inputs: InputStore) -> Iterable[str]:
         """Inputs (``InputStore.stale`` names) without which this policy holds its decision."""
         return ()
 
@@ -121,7 +123,9 @@ class Policy(ABC):
         """One choice per model, or ``None`` to keep the current choices."""
 
     # ---- shared helpers -------------------------------------------------------------------
-    def effective(self, inputs: InputStore, level: PriorityLevel | None = None) -> dict[str, Effective]:
+    def effective(
+        self, inputs: InputStore, level: PriorityLevel | None = None
+    ) -> dict[str, Effective]:
         return {m: inputs.effective(m, level) for m in self.ctx.specs}
 
     def factors(self, now_s: float) -> dict[tuple[str, str], float]:
@@ -180,7 +184,9 @@ class Policy(ABC):
             t *= current.contention
         return t
 
-    def predict(self, joint: Joint, eff: Mapping[str, Effective], factor: Mapping[tuple[str, str], float]) -> Prediction:
+    def predict(
+        self, joint: Joint, eff: Mapping[str, Effective], factor: Mapping[tuple[str, str], float]
+    ) -> Prediction:
         """Latency, load and power of ``joint`` (see the module docstring)."""
         ctx = self.ctx
         cpu = ctx.cpu.name if ctx.cpu is not None else None
@@ -209,23 +215,26 @@ class Policy(ABC):
             util[m] = min(1.0, t / eff[m].period_ms)
             cores[m] = float(o.cores_busy[k])
             on.setdefault(p, []).append(m)
-        # contention
+        # contention: frames of the models are taken to start together (cameras in step), so
+        # another model occupies the GPU for the device share of its frame, and the CPU for its
+        # busy cores over all cores (uniform time sharing), as on the simulated board
         lat = dict(alone)
         limiting: dict[str, str] = {}
-        cpu_users = [m for m in joint.rows if joint.rows[m][0] == cpu or m in host]
-        cpu_over = cpu is not None and ctx.cpu is not None and (
-            sum(cores[m] for m in cpu_users) > ctx.cpu.cores
-        )
+        n_cores = max(ctx.cpu.cores, 1) if ctx.cpu is not None else 1
+        cpu_load = {
+            m: (host[m] / alone[m] if m in host else cores[m])
+            for m in joint.rows
+            if m in host or joint.rows[m][0] == cpu
+        }
         for m, (p, _) in joint.rows.items():
             d = dev[m]
             gpu_side = m in host
             if gpu_side:
-                others = sum(util[j] for j in on[p] if j != m)
+                others = sum(min(1.0, dev[j] / alone[j]) for j in on[p] if j != m)
                 d /= 1.0 - min(MAX_SHARE, others)
             cpu_part = host.get(m) if gpu_side else d
-            if cpu_over and cpu_part is not None:
-                assert ctx.cpu is not None
-                s = sum(util[j] * cores[j] for j in cpu_users if j != m) / ctx.cpu.cores
+            s = sum(v for j, v in cpu_load.items() if j != m) / n_cores
+            if s > 0 and cpu_part is not None:
                 cpu_part /= 1.0 - min(MAX_SHARE, s)
             if gpu_side:
                 assert cpu_part is not None
@@ -248,7 +257,9 @@ class Policy(ABC):
                     busy += u
             load[proc.name] = min(1.0, busy)
             j = joint.cols[proc.name]
-            raw += float(ctx.idle_w[proc.name][j]) + load[proc.name] * float(ctx.busy_w[proc.name][j])
+            raw += float(ctx.idle_w[proc.name][j]) + load[proc.name] * float(
+                ctx.busy_w[proc.name][j]
+            )
         return Prediction(lat, alone, limiting, load, raw * ctx.power.correction, raw)
 
     def choices(
@@ -257,6 +268,7 @@ class Policy(ABC):
         eff: Mapping[str, Effective],
         pred: Prediction,
         reasons: Mapping[str, str],
+        *,
         power_mode: int | None = None,
         pin: bool = True,
     ) -> dict[str, Choice]:

@@ -103,7 +103,11 @@ class RuntimeManager:
     # ---- decisions --------------------------------------------------------------------------
     def step(self, now_s: float) -> list[Decision]:
         """Decisions that change something, each with a new sequence number (often none)."""
-        if isinstance(now_s, bool) or not isinstance(now_s, (int, float)) or not math.isfinite(now_s):
+        if (
+            isinstance(now_s, bool)
+            or not isinstance(now_s, (int, float))
+            or not math.isfinite(now_s)
+        ):
             raise ValueError(f"step: now_s must be a finite time in seconds, got {now_s!r}")
         for obs in self.inputs.drain():
             self.policy.observe(obs, self.inputs, self._choices)

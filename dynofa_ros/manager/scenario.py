@@ -226,10 +226,15 @@ def _model(raw: Any, where: str, base: Path | None) -> ModelSpec:
     name = _str(_req(raw, "name", where), f"{where}.name")
     if not _NAME.match(name):
         raise ManagerConfigError(f"{where}.name = {name!r}: use letters, digits, '_' and '-'")
-    family = resolve_family(_str(_req(raw, "family", where), f"{where}.family"), f"{where}.family", base)
+    family = resolve_family(
+        _str(_req(raw, "family", where), f"{where}.family"), f"{where}.family", base
+    )
     procs = raw.get("processors")
     if procs is not None:
-        procs = tuple(_str(p, f"{where}.processors[{i}]") for i, p in enumerate(_list(procs, f"{where}.processors")))
+        procs = tuple(
+            _str(p, f"{where}.processors[{i}]")
+            for i, p in enumerate(_list(procs, f"{where}.processors"))
+        )
     threads = raw.get("threads")
     if threads is not None:
         items = _list(threads, f"{where}.threads")
@@ -319,9 +324,9 @@ def scenario_from_dict(raw: Any, source: str = "scenario", base: Path | None = N
         raise ManagerConfigError(f"{source}.models: duplicate names in {names}")
 
     mission = []
-    for i, ev in enumerate(_list(raw.get("mission"), f"{source}.mission")):
+    for i, item in enumerate(_list(raw.get("mission"), f"{source}.mission")):
         w = f"{source}.mission[{i}]"
-        ev = mapping(ev, w)
+        ev = mapping(item, w)
         reject_unknown(ev, set(MissionEvent.__dataclass_fields__), w)
         mission.append(
             MissionEvent(
@@ -335,13 +340,15 @@ def scenario_from_dict(raw: Any, source: str = "scenario", base: Path | None = N
             )
         )
     reqs = []
-    for i, ev in enumerate(_list(raw.get("requirements"), f"{source}.requirements")):
+    for i, item in enumerate(_list(raw.get("requirements"), f"{source}.requirements")):
         w = f"{source}.requirements[{i}]"
-        ev = mapping(ev, w)
+        ev = mapping(item, w)
         reject_unknown(ev, set(RequirementEvent.__dataclass_fields__), w)
         model = ev.get("model")
         if model is not None and model not in names:
-            raise ManagerConfigError(f"{w}.model = {model!r} is not a model (one of: {', '.join(names)})")
+            raise ManagerConfigError(
+                f"{w}.model = {model!r} is not a model (one of: {', '.join(names)})"
+            )
         reqs.append(
             RequirementEvent(
                 t=_time(ev, w, duration),
@@ -353,14 +360,16 @@ def scenario_from_dict(raw: Any, source: str = "scenario", base: Path | None = N
             )
         )
     corunners = []
-    for i, ev in enumerate(_list(raw.get("corunners"), f"{source}.corunners")):
+    for i, item in enumerate(_list(raw.get("corunners"), f"{source}.corunners")):
         w = f"{source}.corunners[{i}]"
-        ev = mapping(ev, w)
+        ev = mapping(item, w)
         reject_unknown(ev, set(CoRunnerEvent.__dataclass_fields__), w)
         proc = _str(_req(ev, "processor", w), f"{w}.processor")
         if proc not in ("cpu", "cuda"):
             raise ManagerConfigError(f"{w}.processor = {proc!r} must be cpu or cuda")
-        share = float(number(ev, "share", w, 0, 0.95, None) if "share" in ev else _req(ev, "share", w))
+        share = float(
+            number(ev, "share", w, 0, 0.95, None) if "share" in ev else _req(ev, "share", w)
+        )
         corunners.append(
             CoRunnerEvent(
                 t=_time(ev, w, duration),
@@ -376,9 +385,9 @@ def scenario_from_dict(raw: Any, source: str = "scenario", base: Path | None = N
         ("battery", "soc", 0, 1, "soc"),
         ("cooling", "c_per_w", 1e-3, 100, "c_per_w"),
     ):
-        for i, ev in enumerate(_list(raw.get(key), f"{source}.{key}")):
+        for i, item in enumerate(_list(raw.get(key), f"{source}.{key}")):
             w = f"{source}.{key}[{i}]"
-            ev = mapping(ev, w)
+            ev = mapping(item, w)
             reject_unknown(ev, {"t", field_name}, w)
             v = number(ev, field_name, w, lo, hi, None)
             if v is None:
@@ -417,7 +426,9 @@ def find_scenario(ref: str) -> Path:
     for c in (scenarios_dir() / ref, scenarios_dir() / f"{ref}.yaml"):
         if c.is_file():
             return c
-    known = sorted(x.stem for x in scenarios_dir().glob("*.yaml")) if scenarios_dir().is_dir() else []
+    known = (
+        sorted(x.stem for x in scenarios_dir().glob("*.yaml")) if scenarios_dir().is_dir() else []
+    )
     raise ManagerConfigError(
         f"scenario {ref!r}: no such file, and no scenario of that name in {scenarios_dir()} "
         f"(one of: {', '.join(known) or 'none'})"

@@ -302,7 +302,11 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def table(results: Sequence[RunResult], model: str | None = None, baseline: str | None = "static-schedutil") -> str:
+def table(
+    results: Sequence[RunResult],
+    model: str | None = None,
+    baseline: str | None = "static-schedutil",
+) -> str:
     """One row per policy; with ``baseline``, energy and p50 change relative to it."""
     rows = [(r.policy, r.metrics(model)) for r in results]
     base = next((mt for name, mt in rows if name == baseline), None)
@@ -318,7 +322,10 @@ def table(results: Sequence[RunResult], model: str | None = None, baseline: str 
         body.append(cells)
     widths = [max(len(str(c)) for c in col) for col in zip(head, *body, strict=True)]
     lines = [
-        "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        "  ".join(
+            str(c).rjust(w) if i else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
         for row in [head, *body]
     ]
     lines.insert(1, "-" * len(lines[0]))

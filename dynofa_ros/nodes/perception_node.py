@@ -347,8 +347,13 @@ class PerceptionNode(LifecycleNode):
             msg, received = item
             limit = self.params["max_frame_age_ms"]
             age_ms = self._age_ms(msg)
-            if (limit > 0 and age_ms > limit) or self.session.busy(to_seconds(msg.header.stamp)):
+            if limit > 0 and age_ms > limit:
                 self._frames.dropped += 1
+                continue
+            if self.session.busy(to_seconds(msg.header.stamp)):
+                # the simulated board is still on the previous frame: dropped, and said so
+                self._frames.dropped += 1
+                self._publish_status(msg, None, message="frame dropped: simulated board busy")
                 continue
             try:
                 outcome = self.session.run(_inference_of(msg), to_seconds(msg.header.stamp))

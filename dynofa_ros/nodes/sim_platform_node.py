@@ -200,6 +200,7 @@ class SimPlatformNode(Node):
                     ("sim_time_s", f"{tele.stamp_s:.3f}"),
                     ("power_w", f"{tele.total_power_w or 0.0:.3f}"),
                     ("energy_j", f"{tele.energy_j or 0.0:.3f}"),
+                    ("power_mode", -1 if tele.power_mode is None else tele.power_mode),
                     ("cpu_khz", tele.processors[CPU].frequency_khz),
                     ("gpu_khz", tele.processors[GPU].frequency_khz),
                     ("corunners", ",".join(self.board.corunners) or "none"),

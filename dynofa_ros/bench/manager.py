@@ -1,0 +1,87 @@
+"""``dynofa bench manager``: how long one runtime-manager decision takes (µs).
+
+A decision is :meth:`RuntimeManager.observe` of one latency observation followed by
+:meth:`RuntimeManager.step`. Two figures per model count, each the median / p95 over many
+steps: ``plan`` forces the policy to plan at every step (dwell time 0: the worst case, a full
+member x frequency search), ``event`` is the manager as deployed (default dwell time: most
+steps only fold the observation into the latency correction). Observations alternate between
+two latencies so the correction moves. The goal is a median at most 100 µs; the machine's
+timing noise is large (±30 %), so read ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import replace
+
+from dynofa_ros.manager import LatencyObservation, ManagerConfig, ModelSpec, RuntimeManager
+from dynofa_ros.manager.families import published_gpu_family
+from dynofa_ros.platform.sim import SimulatedXavierNX
+
+
+def _specs(n_models: int) -> list[ModelSpec]:
+    family = published_gpu_family()
+    rates = (15.0, 7.5, 5.0)
+    return [
+        ModelSpec(f"m{i}", family, latency_target_ms=60.0 * (i + 1), frame_rate_hz=rates[i % 3])
+        for i in range(n_models)
+    ]
+
+
+def measure(n_models: int, steps: int, *, plan_every_step: bool, policy: str = "dynofa") -> dict:
+    """Median / p95 (µs) of observe + step over ``steps`` steps."""
+    config = ManagerConfig()
+    if plan_every_step:
+        config = replace(config, dwell_s=0.0)
+    specs = _specs(n_models)
+    mgr = RuntimeManager(specs, SimulatedXavierNX(seed=0), policy, config)
+    now = 0.0
+    mgr.step(now)
+    times: list[float] = []
+    plans0 = mgr.plans
+    for i in range(steps):
+        now += 0.02
+        spec = specs[i % n_models]
+        d = mgr.current(spec.name)
+        assert d is not None
+        obs = LatencyObservation(
+            now, spec.name, 40.0 + 15.0 * (i % 2), d.subnet_id, d.processor, d.threads,
+            d.cpu_frequency_khz, d.gpu_frequency_khz, d.seq,
+        )  # fmt: skip
+        t0 = time.perf_counter_ns()
+        mgr.observe(obs)
+        mgr.step(now)
+        times.append((time.perf_counter_ns() - t0) / 1e3)
+    times.sort()
+    return {
+        "models": n_models,
+        "mode": "plan" if plan_every_step else "event",
+        "steps": steps,
+        "plans": mgr.plans - plans0,
+        "median_us": statistics.median(times),
+        "p95_us": times[int(0.95 * (len(times) - 1))],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="dynofa bench manager", description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=2000, help="steps per measurement")
+    ap.add_argument("--policy", default="dynofa", help="policy to time")
+    args = ap.parse_args(argv)
+    if args.steps < 10:
+        raise ValueError(f"--steps = {args.steps}: give at least 10")
+    print(f"policy {args.policy}, {args.steps} steps each (goal: median <= 100 µs)")
+    print(f"{'models':>6}  {'mode':>5}  {'plans':>6}  {'median µs':>10}  {'p95 µs':>8}")
+    rows = []
+    for n in (1, 2):
+        for plan in (True, False):
+            r = measure(n, args.steps, plan_every_step=plan, policy=args.policy)
+            rows.append(r)
+            print(f"{r['models']:>6}  {r['mode']:>5}  {r['plans']:>6}  "
+                  f"{r['median_us']:>10.1f}  {r['p95_us']:>8.1f}")  # fmt: skip
+    base = rows[0]["median_us"]
+    print("ratios to 1 model / plan: " + ", ".join(
+        f"{r['models']}/{r['mode']} {r['median_us'] / base:.2f}" for r in rows))  # fmt: skip
+    return 0

@@ -1,0 +1,220 @@
+"""The runtime manager's behaviours the ROS manager node relies on, on real family files.
+
+The family is the embedded default's simulated Xavier NX GPU family (the one manager_node loads
+for ``platform:=sim-xavier-nx``); the board is the simulated NX. Times are simulated seconds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dynofa_ros.family import load_family
+from dynofa_ros.manager import (
+    BatteryReading,
+    LatencyObservation,
+    ManagerConfig,
+    ManagerConfigError,
+    Mission,
+    ModelSpec,
+    PriorityLevel,
+    RuntimeManager,
+    TemperatureReading,
+    config_from_dict,
+    make_policy,
+)
+from dynofa_ros.manager.families import published_gpu_family
+from dynofa_ros.platform.sim import SimulatedXavierNX
+from dynofa_ros.resources import models_dir
+
+TARGET_MS = 100.0
+
+
+@pytest.fixture(scope="module")
+def family():
+    return load_family(models_dir() / "fmnist_mbv3_small.sim-nx-cuda.family.json")
+
+
+@pytest.fixture(scope="module")
+def published():
+    return published_gpu_family()
+
+
+def _manager(family, policy: str = "dynofa", **config) -> RuntimeManager:
+    spec = ModelSpec("model", family, latency_target_ms=TARGET_MS, frame_rate_hz=10.0)
+    return RuntimeManager([spec], SimulatedXavierNX(seed=0), policy, ManagerConfig(**config))
+
+
+def _frame(mgr: RuntimeManager, t: float, latency_ms: float | None = None) -> None:
+    d = mgr.current("model")
+    assert d is not None
+    lat = d.predicted_latency_ms if latency_ms is None else latency_ms
+    mgr.observe(
+        LatencyObservation(t, "model", lat, d.subnet_id, d.processor, d.threads,
+                           d.cpu_frequency_khz, d.gpu_frequency_khz, d.seq)
+    )  # fmt: skip
+
+
+def _start(mgr: RuntimeManager, level: PriorityLevel = PriorityLevel.NORMAL) -> float:
+    assert mgr.observe(Mission(0.0, level))
+    assert mgr.observe(BatteryReading(0.0, 0.9, 72.0))
+    first = mgr.step(0.0)
+    assert len(first) == 1 and first[0].seq == 1
+    t = 0.0
+    for _ in range(10):  # settle: frames as predicted, a decision or none
+        t += 0.1
+        _frame(mgr, t)
+        mgr.step(t)
+    return t
+
+
+def _energy_per_frame_mj(d) -> float:
+    return d.predicted_power_w * d.predicted_latency_ms
+
+
+@pytest.mark.parametrize(
+    ("which", "level"),
+    [("published", PriorityLevel.NORMAL), ("family", PriorityLevel.HIGH)],
+)
+def test_battery_drop_lowers_predicted_power_at_the_next_step(request, which, level) -> None:
+    # the published family at NORMAL; the embedded family from HIGH, as the node test does (at
+    # NORMAL its chosen member is already its least-power one: nothing left to save)
+    mgr = _manager(request.getfixturevalue(which))
+    t = _start(mgr, level)
+    before = mgr.current("model")
+    assert before is not None and before.predicted_latency_ms <= TARGET_MS
+    t += 0.1
+    assert mgr.observe(BatteryReading(t, 0.1, 72.0))
+    # The reaction is bounded by the dwell time since the last change (documented): one step
+    # at least dwell_s after it plans with the saving level.
+    out = mgr.step(t + mgr.config.dwell_s)
+    assert len(out) == 1, mgr.current("model")
+    after = out[0]
+    assert after.seq > before.seq
+    assert after.predicted_power_w < before.predicted_power_w
+    assert _energy_per_frame_mj(after) < _energy_per_frame_mj(before)
+    assert after.predicted_latency_ms <= TARGET_MS
+    assert "saving mode" in after.reason
+    # Charge back above battery_low + hysteresis: the saving mode ends.
+    t = after.stamp_s + 0.1
+    _frame(mgr, t)
+    mgr.observe(BatteryReading(t, 0.9, 72.0))
+    back = mgr.step(t + mgr.config.dwell_s)
+    assert back and "saving mode" not in back[0].reason
+
+
+@pytest.mark.parametrize("which", ["family", "published"])
+def test_critical_mission_raises_accuracy_within_the_target(request, which) -> None:
+    family = request.getfixturevalue(which)
+    mgr = _manager(family)
+    t = _start(mgr, PriorityLevel.NORMAL)
+    normal = mgr.current("model")
+    assert normal is not None
+    t += 0.1
+    assert mgr.observe(Mission(t, PriorityLevel.CRITICAL, reason="test"))
+    out = mgr.step(t + mgr.config.dwell_s)
+    assert len(out) == 1
+    critical = out[0]
+    assert critical.predicted_accuracy > normal.predicted_accuracy
+    assert critical.predicted_latency_ms <= TARGET_MS
+    assert critical.predicted_accuracy == pytest.approx(max(m.accuracy for m in family.members))
+    assert "CRITICAL" in critical.reason
+
+
+def test_stale_battery_holds_a_safe_decision_with_a_counted_warning(family) -> None:
+    mgr = _manager(family, stale_after_s=2.0)
+    t = _start(mgr)
+    held = mgr.current("model")
+    assert held is not None
+    # frames keep coming, the battery does not: once it is older than stale_after_s the
+    # manager re-issues the decision in force, marked as a hold, once
+    out = []
+    while t < 3.0:
+        t += 0.1
+        _frame(mgr, t)
+        out += mgr.step(t)
+    holds = [d for d in out if d.reason.startswith("hold")]
+    assert len(holds) == 1
+    assert holds[0].config == held.config and holds[0].seq > held.seq
+    assert "battery" in holds[0].reason
+    assert mgr.warnings.get("battery: stale") == 1
+    assert mgr.holding == ("battery",)
+    # a mission change while holding changes nothing
+    mgr.observe(Mission(t, PriorityLevel.CRITICAL))
+    assert mgr.step(t + 1.0) == []
+    # a fresh reading ends the hold and the manager plans again
+    t += 1.1
+    mgr.observe(BatteryReading(t, 0.9, 72.0))
+    _frame(mgr, t)
+    resumed = mgr.step(t)
+    assert mgr.holding == ()
+    assert resumed and not resumed[0].reason.startswith("hold")
+
+
+@pytest.mark.parametrize(
+    ("reading", "key"),
+    [
+        (BatteryReading(1.0, math.nan), "battery.state_of_charge: NaN"),
+        (BatteryReading(1.0, -0.2), "battery.state_of_charge: negative"),
+        (BatteryReading(1.0, 1.7), "battery.state_of_charge: out of range"),
+        (TemperatureReading(1.0, "GPU-therm", math.inf),
+         "temperature[GPU-therm].celsius: infinite"),
+        (TemperatureReading(1.0, "GPU-therm", 900.0),
+         "temperature[GPU-therm].celsius: out of range"),
+        (Mission(1.0, PriorityLevel.NORMAL, latency_target_ms=-5.0),
+         "mission.latency_target_ms: negative"),
+        (LatencyObservation(1.0, "model", math.nan, "x", "cuda"),
+         "observation[model].latency_ms: NaN"),
+        (LatencyObservation(1.0, "model", -3.0, "x", "cuda"),
+         "observation[model].latency_ms: negative"),
+        (LatencyObservation(1.0, "nobody", 3.0, "x", "cuda"),
+         "observation.model: unknown model 'nobody'"),
+        (BatteryReading(math.nan, 0.5), "battery.stamp_s: not a finite time"),
+    ],
+)  # fmt: skip
+def test_bad_readings_are_ignored_with_a_counted_warning(family, reading, key) -> None:
+    mgr = _manager(family)
+    _start(mgr)
+    before = mgr.current("model")
+    assert mgr.observe(reading) is False
+    assert mgr.observe(reading) is False
+    assert mgr.warnings[key] == 2
+    assert mgr.step(1.5) == [] or mgr.current("model").config == before.config
+
+
+def test_old_readings_and_unknown_members_are_rejected(family) -> None:
+    mgr = _manager(family)
+    t = _start(mgr)
+    assert mgr.observe(BatteryReading(t, 0.5))
+    assert mgr.observe(BatteryReading(t - 0.5, 0.5)) is False  # older than the one in force
+    assert mgr.warnings["battery.stamp_s: older than the reading in force"] == 1
+    assert mgr.observe(BatteryReading(t - 10.0, 0.5)) is False
+    bad = LatencyObservation(t, "model", 30.0, "not-a-member", "cuda")
+    assert mgr.observe(bad) is False
+    assert mgr.warnings["observation[model].subnet_id: not in the family"] == 1
+
+
+def test_decisions_map_onto_the_reconfiguration_message(family) -> None:
+    mgr = _manager(family)
+    _start(mgr)
+    d = mgr.current("model")
+    fields = d.message_fields()
+    assert fields["seq"] == d.seq and fields["target_model"] == "model"
+    assert fields["power_mode"] == -1
+    assert fields["subnet_id"] in family.ids
+    assert d.processor in ("cuda", "cpu")
+    assert d.cpu_frequency_khz in SimulatedXavierNX().processor("cpu").frequencies_khz
+
+
+def test_config_errors_name_the_field() -> None:
+    with pytest.raises(ManagerConfigError, match=r"manager\.latency_margin = 2 is outside"):
+        config_from_dict({"latency_margin": 2})
+    with pytest.raises(ManagerConfigError, match=r"unknown field\(s\) bogus"):
+        config_from_dict({"bogus": 1})
+    with pytest.raises(ManagerConfigError, match=r"levels\.HIGH\.energy_weight"):
+        config_from_dict({"levels": {"HIGH": {"energy_weight": -1}}})
+    with pytest.raises(ManagerConfigError, match="unknown policy 'nope'"):
+        make_policy("nope")
+    cfg = config_from_dict({"levels": {"low": {"energy_weight": 7}}, "dwell_s": 1.5})
+    assert cfg.levels[PriorityLevel.LOW].energy_weight == 7 and cfg.dwell_s == 1.5
