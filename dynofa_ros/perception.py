@@ -35,6 +35,10 @@ CPU = ProcessorKind.CPU.value
 GPU = ProcessorKind.GPU.value
 
 
+class BoardBusyError(DynofaError):
+    """The simulated board was still computing the previous frame when this one arrived."""
+
+
 @dataclass(frozen=True)
 class Command:
     """``msg/ReconfigurationCommand.msg`` without ROS: empty / zero / -1 fields mean "keep"."""
@@ -376,7 +380,11 @@ class PerceptionSession:
     def run(self, infer: Callable[[Engine], InferenceResult], stamp_s: float) -> FrameOutcome:
         """Run one frame (``infer`` calls one of the engine's ``infer_*``) and cost it."""
         active = self._active
-        result = infer(self.engine)
+        result = infer(self.engine)  # a malformed frame is rejected here, busy board or not
+        if self.busy(stamp_s):
+            raise BoardBusyError(
+                f"simulated board busy until {self.busy_until_s:.3f} s (frame at {stamp_s:.3f} s)"
+            )
         cost = self.timer.cost(self.engine.workload(result.member_id), active, result, stamp_s)
         if not math.isfinite(cost.latency_ms) or cost.latency_ms < 0:
             raise DynofaError(f"frame timer returned latency {cost.latency_ms} ms")

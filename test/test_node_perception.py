@@ -59,7 +59,7 @@ class Probe:
         if not self.statuses:
             return 0
         s = self.statuses[-1]
-        return int(s.frames_processed + s.frames_rejected)
+        return int(s.frames_processed + s.frames_rejected + s.frames_dropped)
 
     def command(self, **fields: Any) -> int:
         from dynofa_ros.msg import ReconfigurationCommand

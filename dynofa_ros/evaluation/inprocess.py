@@ -206,6 +206,7 @@ def run_inprocess(
     )
     from dynofa_ros.perception import (
         Active,
+        BoardBusyError,
         BoardTimer,
         Command,
         PerceptionSession,
@@ -319,10 +320,11 @@ def run_inprocess(
                 for cmd in due:
                     if s.apply(cmd) is None and cmd.latency_target_ms > 0:
                         model.target_ms = cmd.latency_target_ms
-                if s.busy(stamp_s):
+                try:
+                    out = s.run(f.infer, stamp_s)
+                except BoardBusyError:
                     model.dropped += 1
                     continue
-                out = s.run(f.infer, stamp_s)
                 model.processed += 1
                 model.energy_total_j += out.cost.energy_j
                 r, cost, active = out.result, out.cost, out.active

@@ -38,6 +38,7 @@ from dynofa_ros.nodes.latest import Latest
 from dynofa_ros.nodes.parameters import Param, ParameterTable
 from dynofa_ros.perception import (
     Active,
+    BoardBusyError,
     Command,
     FrameCost,
     FrameOutcome,
@@ -350,13 +351,12 @@ class PerceptionNode(LifecycleNode):
             if limit > 0 and age_ms > limit:
                 self._frames.dropped += 1
                 continue
-            if self.session.busy(to_seconds(msg.header.stamp)):
-                # the simulated board is still on the previous frame: dropped, and said so
-                self._frames.dropped += 1
-                self._publish_status(msg, None, message="frame dropped: simulated board busy")
-                continue
             try:
                 outcome = self.session.run(_inference_of(msg), to_seconds(msg.header.stamp))
+            except BoardBusyError as exc:  # the simulated board is still on the previous frame
+                self._frames.dropped += 1
+                self._publish_status(msg, None, message=f"frame dropped: {exc}")
+                continue
             except (DynofaError, ValueError) as exc:  # malformed frame / board refusal
                 self._reject_frame(msg, str(exc))
                 continue

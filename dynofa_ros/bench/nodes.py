@@ -1,0 +1,167 @@
+"""``dynofa bench nodes``: what the ROS node adds on top of the engine, camera to result.
+
+A camera publisher in this process sends 640x480 rgb8 frames at 30 Hz to a real
+``perception_node`` process (ONNX Runtime on this CPU, the smallest member of the embedded
+default's CPU family, so the engine step is short); a subscriber here takes each
+``ClassificationResult``. Per frame: end-to-end = result received - frame published (one
+machine, one clock), engine = preprocess + inference + postprocess from the node's status;
+overhead = end-to-end - engine (DDS transport both ways, the node's callbacks, message
+conversion). Run once with the default DDS transport and once with ``config/fastdds_shm.xml``
+(Fast DDS shared memory + data sharing), each in its own ``ROS_DOMAIN_ID``. Medians and p90 of
+the two runs are printed side by side: ratios within one run are what this noisy machine allows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from dynofa_ros.processes import ProcessManager
+
+
+def _run(
+    profile: Path | None, frames: int, rate_hz: float, domain: int, *, width: int, height: int
+) -> dict[str, float]:
+    import numpy as np
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import Image
+
+    from dynofa_ros.family import load_family
+    from dynofa_ros.msg import ClassificationResult, PerceptionStatus
+    from dynofa_ros.nodes import qos
+    from dynofa_ros.resources import models_dir
+
+    family = models_dir() / "fmnist_mbv3_small.cpu.family.json"
+    smallest = load_family(family).members[0].id
+    env = {
+        **os.environ,
+        "ROS_DOMAIN_ID": str(domain),
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if profile is not None:
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+    else:
+        env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "FASTDDS_DEFAULT_PROFILES_FILE")}
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    if profile is not None:
+        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+    else:
+        os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+    procs = ProcessManager(Path(tempfile.mkdtemp(prefix="dynofa-bench-nodes-")), env)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    try:
+        procs.start_python(
+            "dynofa_ros.nodes.perception_node", "--ros-args", "-r", "__ns:=/bench",
+            "-p", "model_name:=bench", "-p", f"initial_subnet:={smallest}",
+            "-p", f"family:={family}",
+        )  # fmt: skip
+        node = rclpy.create_node("bench_camera", context=context)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        sent: dict[int, float] = {}
+        got: dict[int, float] = {}
+        engine_ms: dict[int, float] = {}
+
+        def on_result(msg: ClassificationResult) -> None:
+            got[msg.header.stamp.nanosec] = time.perf_counter()
+
+        def on_status(msg: PerceptionStatus) -> None:
+            if msg.latency_ms > 0:
+                engine_ms[msg.header.stamp.nanosec] = (
+                    msg.preprocess_ms + msg.inference_ms + msg.postprocess_ms
+                )
+
+        node.create_subscription(ClassificationResult, "/bench/classification", on_result,
+                                 qos.OUTPUTS)  # fmt: skip
+        node.create_subscription(PerceptionStatus, "/bench/status", on_status, qos.OUTPUTS)
+        pub = node.create_publisher(Image, "/bench/image", qos.CAMERA)
+        deadline = time.monotonic() + 120
+        while (
+            pub.get_subscription_count() == 0 or node.count_publishers("/bench/classification") == 0
+        ):
+            executor.spin_once(timeout_sec=0.1)
+            if time.monotonic() > deadline or not procs.processes[0].alive():
+                raise RuntimeError("perception_node did not come up:\n" + procs.logs())
+        rng = np.random.default_rng(0)
+        pixels = rng.integers(0, 255, (height, width, 3), dtype=np.uint8).tobytes()
+        period = 1.0 / rate_hz
+        warmup = 15
+        start = time.perf_counter()
+        for i in range(frames + warmup):
+            due = start + i * period
+            while time.perf_counter() < due:
+                executor.spin_once(timeout_sec=max(0.0, due - time.perf_counter()))
+            msg = Image(height=height, width=width, encoding="rgb8", step=width * 3)
+            msg.data = pixels
+            msg.header.stamp.sec = 1
+            msg.header.stamp.nanosec = i  # frame index, to match the result
+            if i >= warmup:
+                sent[i] = time.perf_counter()
+            pub.publish(msg)
+        end = time.perf_counter() + 3.0
+        while time.perf_counter() < end and len(got) < len(sent):
+            executor.spin_once(timeout_sec=0.05)
+        e2e = [(got[i] - sent[i]) * 1e3 for i in sent if i in got and i in engine_ms]
+        overhead = [
+            (got[i] - sent[i]) * 1e3 - engine_ms[i] for i in sent if i in got and i in engine_ms
+        ]
+        node.destroy_node()
+        if not overhead:
+            raise RuntimeError("no frame came back:\n" + procs.logs())
+        return {
+            "frames": len(sent),
+            "results": len(overhead),
+            "e2e_p50": statistics.median(e2e),
+            "engine_p50": statistics.median(engine_ms[i] for i in sent if i in engine_ms),
+            "overhead_p50": statistics.median(overhead),
+            "overhead_p90": statistics.quantiles(overhead, n=10)[-1],
+        }
+    finally:
+        procs.stop_all()
+        context.try_shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="dynofa bench nodes", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--frames", type=int, default=300, help="measured frames per transport")
+    ap.add_argument("--rate-hz", type=float, default=30.0)
+    ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--height", type=int, default=480)
+    ap.add_argument("--domain-id", type=int, default=91, help="first of two domains used")
+    args = ap.parse_args(argv)
+    from dynofa_ros.resources import config_dir
+
+    profile = config_dir() / "fastdds_shm.xml"
+    rows = []
+    for label, prof, domain in (
+        ("default transport", None, args.domain_id),
+        ("shared memory (fastdds_shm.xml)", profile, args.domain_id + 1),
+    ):
+        print(f"{label}: {args.frames} frames {args.width}x{args.height} rgb8 at "
+              f"{args.rate_hz:g} Hz ...", flush=True)  # fmt: skip
+        result = _run(prof, args.frames, args.rate_hz, domain, width=args.width, height=args.height)
+        rows.append((label, result))
+    print()
+    print(f"{'transport':<34} {'results':>8} {'e2e p50':>9} {'engine p50':>11} "
+          f"{'overhead p50':>13} {'p90':>7}")  # fmt: skip
+    for label, r in rows:
+        print(
+            f"{label:<34} {r['results']:>4}/{r['frames']:<3} {r['e2e_p50']:>7.2f}ms "
+            f"{r['engine_p50']:>9.2f}ms {r['overhead_p50']:>11.2f}ms {r['overhead_p90']:>5.2f}ms"
+        )
+    base, shm = rows[0][1]["overhead_p50"], rows[1][1]["overhead_p50"]
+    print(f"\noverhead with shared memory / default: {shm / base:.2f} (goal: overhead <= 3 ms)")
+    return 0
