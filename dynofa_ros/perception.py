@@ -242,6 +242,12 @@ class SimulatedTarget:
         self._processor, self._threads = processor, t
 
 
+def most_accurate(engine: Any) -> str:
+    """The member with the best recorded accuracy (last listed on ties): where a model starts."""
+    scored = [(engine.accuracy(m) or 0.0, i, m) for i, m in enumerate(engine.members)]
+    return max(scored)[2]
+
+
 def default_family_path(checkpoint: Path, processor: str, simulated: bool) -> Path:
     """The family ``dynofa search`` writes beside a checkpoint for this target:
     ``<stem>.<processor>.family.json`` measured here, ``<stem>.sim-nx-<processor>.family.json``

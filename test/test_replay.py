@@ -78,11 +78,15 @@ def test_live_replay_classifies_the_frames_and_obeys_the_manager(
     finally:
         engine.close()
     # the manager's commands were acknowledged and took effect at the next frames
-    assert run.commands, "the manager sent no command"
-    last = run.commands[-1]
-    after = [f for f in run.frames if f.t_s > last.t_s + 0.3]
-    assert after and all(f.command_seq == last.seq for f in after)
-    assert all(f.subnet_id == last.subnet_id for f in after)
+    end = run.frames[-1].t_s
+    acked = [c for c in run.commands if c.t_s < end - 0.3]
+    assert acked, "the manager sent no command in time to be acknowledged"
+    for c in acked:
+        assert all(f.command_seq >= c.seq for f in run.frames if f.t_s > c.t_s + 0.3), c
+    last = acked[-1]
+    nxt = next((c.t_s for c in run.commands if c.seq > last.seq), end + 1)
+    between = [f for f in run.frames if last.t_s + 0.3 < f.t_s < nxt]
+    assert all(f.subnet_id == last.subnet_id for f in between if last.subnet_id)
     # the result bag holds the same run
     again = load_result_bag(live_out / "tiny-dynofa-live.bag")
     assert [f.stamp_ns for f in again.frames] == [f.stamp_ns for f in run.frames]

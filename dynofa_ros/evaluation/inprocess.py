@@ -211,6 +211,7 @@ def run_inprocess(
         Command,
         PerceptionSession,
         SimulatedTarget,
+        most_accurate,
     )
     from dynofa_ros.platform.sim import SimulatedXavierNX
 
@@ -244,7 +245,7 @@ def run_inprocess(
                 timer=BoardTimer(board, offset_s=t0_s),
                 platform=board,
                 allow_dvfs=True,
-                initial=Active(_most_accurate(target), opt.processor, 1),
+                initial=Active(most_accurate(target), opt.processor, 1),
             )
             models[m.name] = _Model(m.name, m.camera, session, m.latency_target_ms)
             specs.append(
@@ -420,11 +421,6 @@ def _mission(item: PriorityItem, now_s: float) -> Any:
         mission_duration_s=float(c.mission_duration_s),
         reason=c.reason,
     )
-
-
-def _most_accurate(engine: Any) -> str:
-    scored = [(engine.accuracy(m) or 0.0, i, m) for i, m in enumerate(engine.members)]
-    return max(scored)[2]
 
 
 def _ticks(start_s: float, end_s: float, period_s: float, kind: str) -> Iterator[tuple]:

@@ -45,6 +45,7 @@ from dynofa_ros.perception import (
     PerceptionSession,
     SimulatedTarget,
     default_family_path,
+    most_accurate,
 )
 from dynofa_ros.srv import SimulateFrame
 
@@ -261,7 +262,7 @@ class PerceptionNode(LifecycleNode):
             timer = self._sim_timer
             engine = SimulatedTarget(engine, platform)
         members = engine.members
-        initial = p["initial_subnet"] or _most_accurate(engine)
+        initial = p["initial_subnet"] or most_accurate(engine)
         if initial not in members:
             engine.close()
             raise DynofaError(
@@ -506,11 +507,6 @@ class PerceptionNode(LifecycleNode):
         array = DiagnosticArray(status=[diag])
         array.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(array)
-
-
-def _most_accurate(engine: Any) -> str:
-    scored = [(engine.accuracy(m) or 0.0, i, m) for i, m in enumerate(engine.members)]
-    return max(scored)[2]
 
 
 def _inference_of(msg: Image | CompressedImage) -> Any:
