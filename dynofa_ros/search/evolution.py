@@ -79,6 +79,13 @@ class SubnetSpace:
         return [self.space.smallest(r) for r in self.space.resolutions]
 
 
+def config_space(space: Any) -> ConfigSpace:
+    """The :class:`ConfigSpace` of a super-network's search space: its own when it defines one
+    (``evolution_space()``, e.g. the ViT's), else once-for-all's MobileNetV3 adapter."""
+    own = getattr(space, "evolution_space", None)
+    return own() if own is not None else SubnetSpace(space)
+
+
 @dataclass(frozen=True)
 class EvolutionOptions:
     population: int = 100
