@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.main(rest) or 0)
     except (DynofaError, ValueError, OSError) as exc:
-        print(f"dynofa {name}: error: {exc}", file=sys.stderr)
+        one_line = " ".join(str(exc).split())  # errors are one line, whatever raised them
+        print(f"dynofa {name}: error: {one_line}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"dynofa {name}: interrupted", file=sys.stderr)

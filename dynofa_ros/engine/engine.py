@@ -228,7 +228,6 @@ class Engine:
         from tqdm import tqdm
 
         from dynofa_ros.supernet.checkpoint import Checkpoint, load_checkpoint
-        from dynofa_ros.supernet.config import SubnetConfig
 
         backend = check_choice(backend, "backend", BACKENDS)
         procs = _check_processors(processors)
@@ -242,7 +241,7 @@ class Engine:
         configs: dict[str, Any] = {}
         for i, m in enumerate(fam.members):
             try:
-                cfg = net.space.validate(SubnetConfig.from_dict(m.config))
+                cfg = net.space.parse(m.config)  # the config type of this super-network
             except ValueError as exc:
                 raise EngineError(
                     f"family {fam.name}: members[{i}] ({m.id}) is not a sub-network of this "
@@ -262,7 +261,9 @@ class Engine:
             from dynofa_ros.search.build import load_bn_statistics
 
             load_bn_statistics(fam, net)
-        no_stats = [mid for mid, cfg in configs.items() if not net.has_bn_stats(cfg)]
+        no_stats = [
+            mid for mid, cfg in configs.items() if net.uses_batchnorm and not net.has_bn_stats(cfg)
+        ]
         if no_stats:
             log.warning(
                 "family %s: no BN statistics for member(s) %s (neither a family BN file nor the "

@@ -42,6 +42,7 @@ from dynofa_ros.search.errors import LatencyTableError
 
 HEADER_TAG = "# dynofa-lut: "
 KINDS = ("Conv", "expanded_conv", "Conv_1", "AvgPool2D", "Conv_2", "Logits")
+KINDS += ("PatchEmbed", "TransformerLayer", "Head")  # the ViT family (supernet/vit.py)
 _KEY_RE = re.compile(
     r"^(?P<kind>[A-Za-z0-9_]+)-input:(?P<input>\d+(?:x\d+)*)-output:(?P<output>\d+(?:x\d+)*)"
     r"(?P<rest>(?:-[a-z_]+:\d+)*)$"

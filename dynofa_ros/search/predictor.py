@@ -147,11 +147,65 @@ class ArchEncoder:
         )
 
 
+@dataclass(frozen=True)
+class SpaceEncoder:
+    """The encoding a non-MobileNetV3 search space defines itself (``space.encode(cfg)``, e.g.
+    the ViT's one-hot embed / depth / per-layer heads and MLP ratio); stored in predictor files
+    as the space's kind and value lists."""
+
+    space: Any
+    layout: str = "space"
+
+    @property
+    def n_dim(self) -> int:
+        return len(self.space.encode(self.space.largest()))
+
+    def encode(self, arch: Any) -> np.ndarray:
+        if isinstance(arch, Mapping):
+            arch = self.space.config_from_dict(arch)
+        try:
+            return np.asarray(self.space.encode(self.space.validate(arch)), dtype=np.float32)
+        except ValueError as exc:
+            raise PredictorError(f"cannot encode {arch}: {exc}") from None
+
+    def encode_many(self, archs: Sequence[Any]) -> np.ndarray:
+        if not archs:
+            return np.zeros((0, self.n_dim), dtype=np.float32)
+        return np.stack([self.encode(a) for a in archs])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layout": self.layout, "kind": self.space.kind, "space": self.space.to_dict()}
+
+
+def encoder_for_space(space: Any) -> ArchEncoder | SpaceEncoder:
+    """The predictor encoding of a super-network's search space: its own when it defines one
+    (``space.encode``), else once-for-all's MobileNetV3 layout."""
+    if hasattr(space, "encode"):
+        return SpaceEncoder(space)
+    return ArchEncoder.for_space(space)
+
+
+def encoder_from_dict(raw: Mapping[str, Any]) -> ArchEncoder | SpaceEncoder:
+    """The encoder a predictor file's metadata describes."""
+    if raw.get("layout") != "space":
+        return ArchEncoder.from_dict(raw)
+    from dynofa_ros.supernet.vit_config import KIND, ViTSpace
+
+    if raw.get("kind") != KIND:
+        raise PredictorError(f"predictor encoder kind {raw.get('kind')!r} is unknown ({KIND!r})")
+    try:
+        return SpaceEncoder(ViTSpace.from_dict(raw["space"]))
+    except (KeyError, ValueError) as exc:
+        raise PredictorError(f"predictor encoder description is invalid: {exc}") from exc
+
+
 # ----------------------------------------------------------------------------------- the MLP
 class AccuracyPredictor(nn.Module):
     """once-for-all's AccuracyPredictor (same parameters and names), CPU, no checkpoint I/O."""
 
-    def __init__(self, encoder: ArchEncoder, hidden_size: int = 400, n_layers: int = 3) -> None:
+    def __init__(
+        self, encoder: ArchEncoder | SpaceEncoder, hidden_size: int = 400, n_layers: int = 3
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.hidden_size = hidden_size
@@ -327,7 +381,7 @@ class FitReport:
 def fit_predictor(
     archs: Sequence[Any],
     accuracies: Sequence[float],
-    encoder: ArchEncoder,
+    encoder: ArchEncoder | SpaceEncoder,
     *,
     test_fraction: float = 0.2,
     hidden_size: int = 400,
@@ -449,7 +503,7 @@ def load_predictor(path: str | os.PathLike[str]) -> tuple[AccuracyPredictor, dic
             f"{FORMAT!r} version {VERSION}"
         )
     pred = AccuracyPredictor(
-        ArchEncoder.from_dict(meta["encoder"]),
+        encoder_from_dict(meta["encoder"]),
         hidden_size=int(meta["hidden_size"]),
         n_layers=int(meta["n_layers"]),
     )

@@ -84,25 +84,9 @@ def network_keys(net: Any, cfg: Any) -> list[str]:
 
 
 def layer_inventory(net: Any, resolution: int) -> dict[str, Any]:
-    """Every distinct layer (key -> ``LayerSpec``) any sub-network at ``resolution`` can use.
-
-    A block's shapes depend only on its position (stride and widths are fixed per stage), so the
-    uniform configs (every block kernel k / expand e, every stage at full depth) cover all keys."""
-    from dynofa_ros.supernet.config import N_BLOCKS, N_STAGES, SubnetConfig
-
-    space = net.space
-    out: dict[str, Any] = {}
-    for k in space.ks_list:
-        for e in space.expand_list:
-            cfg = SubnetConfig(
-                ks=(k,) * N_BLOCKS,
-                e=(e,) * N_BLOCKS,
-                d=(max(space.depth_list),) * N_STAGES,
-                r=resolution,
-            )
-            for spec in net.layer_specs(cfg):
-                out.setdefault(spec.key, spec)
-    return out
+    """Every distinct layer (key -> layer spec) any sub-network at ``resolution`` can use; each
+    super-network family lists its own (``net.layer_inventory``)."""
+    return dict(net.layer_inventory(resolution))
 
 
 # ------------------------------------------------------------------------------ the profiler

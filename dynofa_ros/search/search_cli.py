@@ -458,8 +458,9 @@ def main(argv: list[str]) -> int:
         xlabel=f"latency (ms), {latency.description.split(' (')[0]}",
     )
     print(
-        f"family {fam.name}: {len(fam.members)} members -> {out_json} (+ {out_bn.name}); "
-        f"plot -> {plot}"
+        f"family {fam.name}: {len(fam.members)} members -> {out_json}"
+        + (f" (+ {out_bn.name})" if fam.bn_statistics else " (no BN statistics: none needed)")
+        + f"; plot -> {plot}"
     )
     print(
         f"{'id':<12}{'r':>4}{'MMACs':>8}{'search ms':>11}{'search acc':>12}"

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from dynofa_ros.supernet.config import SubnetConfig
-from dynofa_ros.supernet.network import ElasticMobileNetV3
+from dynofa_ros.supernet.network import ElasticMobileNetV3, Supernet
 from dynofa_ros.supernet.ops import _CalibrationAccumulator
 
 Stats = dict[str, tuple[Tensor, Tensor]]
@@ -41,8 +42,8 @@ def calibrating(net: ElasticMobileNetV3) -> Iterator[dict[str, _CalibrationAccum
 
 @torch.no_grad()
 def calibrate(
-    net: ElasticMobileNetV3,
-    cfg: SubnetConfig,
+    net: Supernet,
+    cfg: Any,
     batches: Iterable[Tensor] | Callable[[int], Iterable[Tensor]],
     *,
     store: bool = True,
@@ -53,6 +54,8 @@ def calibrate(
     resolution returning them. With ``store`` (default) the result is kept in ``net.bn_stats``
     under ``cfg.id``. The network's active config and train/eval mode are restored.
     """
+    if not net.uses_batchnorm:  # LayerNorm-only families (the ViT) have nothing to calibrate
+        return {}
     previous, was_training = net.active, net.training
     net.set_active(cfg)
     net.eval()

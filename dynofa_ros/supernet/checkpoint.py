@@ -26,8 +26,12 @@ from torch import Tensor
 from dynofa_ros.errors import DynofaError
 from dynofa_ros.fileio import atomic_path
 from dynofa_ros.supernet.bnstats import install_all, stats_from_tensors, stats_to_tensors
-from dynofa_ros.supernet.config import SubnetConfig
-from dynofa_ros.supernet.network import Architecture, ElasticMobileNetV3
+from dynofa_ros.supernet.network import (
+    AnyArchitecture,
+    Supernet,
+    architecture_from_dict,
+    build_supernet,
+)
 
 FORMAT = "dynofa-supernet"
 VERSION = 1
@@ -44,13 +48,13 @@ class CheckpointError(DynofaError):
 class Checkpoint:
     """A loaded super-network with what its file says about it."""
 
-    net: ElasticMobileNetV3
+    net: Supernet
     labels: tuple[str, ...]
     metadata: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
     @property
-    def arch(self) -> Architecture:
+    def arch(self) -> AnyArchitecture:
         return self.net.arch
 
     @property
@@ -68,7 +72,7 @@ def default_labels(num_classes: int) -> tuple[str, ...]:
 
 def save_checkpoint(
     path: str | os.PathLike[str],
-    net: ElasticMobileNetV3,
+    net: Supernet,
     *,
     labels: Sequence[str] | None = None,
     extra: Mapping[str, Any] | None = None,
@@ -192,7 +196,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     p = Path(path)
     meta = read_metadata(p)
     try:
-        arch = Architecture.from_dict(meta["architecture"])
+        arch = architecture_from_dict(meta["architecture"])
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"{p}: bad 'architecture' metadata ({exc})") from exc
     labels = tuple(meta.get("labels") or default_labels(arch.num_classes))
@@ -203,7 +207,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     tensors = load_tensors(p)
     weights = {k: v for k, v in tensors.items() if not k.startswith(BN_PREFIX)}
     bn_tensors = {k[len(BN_PREFIX) :]: v for k, v in tensors.items() if k.startswith(BN_PREFIX)}
-    net = ElasticMobileNetV3(arch)
+    net = build_supernet(arch)
     expected = net.state_dict()
     check_state_dict(expected, weights, str(p))
     state = dict(expected)
@@ -211,9 +215,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         state[k] = v.to(expected[k].dtype)
     net.load_state_dict(state)
     try:
-        configs = {
-            sid: SubnetConfig.from_dict(raw) for sid, raw in (meta.get("bn_stats") or {}).items()
-        }
+        configs = {sid: net.space.parse(raw) for sid, raw in (meta.get("bn_stats") or {}).items()}
         install_all(net, stats_from_tensors(bn_tensors, configs), configs)
     except ValueError as exc:
         raise CheckpointError(f"{p}: {exc}") from exc

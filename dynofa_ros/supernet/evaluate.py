@@ -9,14 +9,14 @@ import torch
 from dynofa_ros.supernet.bnstats import calibrate
 from dynofa_ros.supernet.config import SubnetConfig
 from dynofa_ros.supernet.data import ImageSet, iterate, prepare
-from dynofa_ros.supernet.network import ElasticMobileNetV3
+from dynofa_ros.supernet.network import Supernet
 
 DEFAULT_CALIBRATION_IMAGES = 2000
 
 
 def calibration_batches(
     data: ImageSet,
-    net: ElasticMobileNetV3,
+    net: Supernet,
     n_images: int = DEFAULT_CALIBRATION_IMAGES,
     batch_size: int = 250,
 ) -> Callable[[int], Iterator[torch.Tensor]]:
@@ -33,7 +33,7 @@ def calibration_batches(
 
 @torch.no_grad()
 def accuracy(
-    net: ElasticMobileNetV3,
+    net: Supernet,
     cfg: SubnetConfig,
     data: ImageSet,
     batch_size: int = 500,
@@ -58,7 +58,7 @@ def accuracy(
 
 
 def calibrate_and_evaluate(
-    net: ElasticMobileNetV3,
+    net: Supernet,
     cfg: SubnetConfig,
     calib: ImageSet,
     data: ImageSet,
@@ -66,6 +66,7 @@ def calibrate_and_evaluate(
     n_calib: int = DEFAULT_CALIBRATION_IMAGES,
     limit: int | None = None,
 ) -> float:
-    """Calibrate ``cfg``'s BN statistics on ``calib`` (stored in the network), then measure."""
+    """Calibrate ``cfg``'s BN statistics on ``calib`` (stored in the network; nothing for a
+    network without BatchNorm), then measure."""
     calibrate(net, cfg, calibration_batches(calib, net, n_calib))
     return accuracy(net, cfg, data, limit=limit)

@@ -6,13 +6,13 @@ import io
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from dynofa_ros.fileio import atomic_write_bytes
-from dynofa_ros.supernet.config import SubnetConfig
-from dynofa_ros.supernet.network import ElasticMobileNetV3
+from dynofa_ros.supernet.network import Supernet
 
 DEFAULT_OPSET = 17
 INPUT_NAME = "input"
@@ -58,8 +58,8 @@ def export_module_onnx(
 
 
 def export_onnx(
-    net: ElasticMobileNetV3,
-    cfg: SubnetConfig | None = None,
+    net: Supernet,
+    cfg: Any = None,
     path: str | os.PathLike[str] | None = None,
     *,
     opset: int = DEFAULT_OPSET,

@@ -38,6 +38,7 @@ from dynofa_ros.supernet.ops import (
     middle_channels,
     se_channels,
 )
+from dynofa_ros.supernet.vit import VIT_PRESETS, ElasticViT, ViTArchitecture
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -110,10 +111,11 @@ PRESETS: dict[str, Architecture] = {
         mean=(0.2860,),
         std=(0.3530,),
     ),
+    **VIT_PRESETS,
 }
 
 
-def preset(name: str) -> Architecture:
+def preset(name: str) -> Architecture | ViTArchitecture:
     try:
         return PRESETS[name]
     except KeyError:
@@ -279,6 +281,9 @@ class StaticMobileNetV3(nn.Module):
 
 class ElasticMobileNetV3(nn.Module):
     """The super-network. ``set_active(cfg)`` picks the sub-network every forward uses."""
+
+    kind = "mobilenetv3"
+    uses_batchnorm = True  # sub-networks need their own BN statistics (see bnstats)
 
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
@@ -460,6 +465,26 @@ class ElasticMobileNetV3(nn.Module):
         specs.append(LayerSpec("Logits", (1, 1, w[8]), (arch.num_classes,)))
         return specs
 
+    def layer_inventory(self, resolution: int) -> dict[str, LayerSpec]:
+        """Every distinct layer (key -> spec) any sub-network at ``resolution`` can use.
+
+        A block's shapes depend only on its position (stride and widths are fixed per stage), so
+        the uniform configs (every block kernel k / expand e, every stage at full depth) cover
+        all keys."""
+        space = self.space
+        out: dict[str, LayerSpec] = {}
+        for k in space.ks_list:
+            for e in space.expand_list:
+                cfg = SubnetConfig(
+                    ks=(k,) * (N_STAGES * MAX_BLOCKS_PER_STAGE),
+                    e=(e,) * (N_STAGES * MAX_BLOCKS_PER_STAGE),
+                    d=(max(space.depth_list),) * N_STAGES,
+                    r=resolution,
+                )
+                for spec in self.layer_specs(cfg):
+                    out.setdefault(spec.key, spec)
+        return out
+
     def bn_channels(self, cfg: SubnetConfig | None = None) -> dict[str, int]:
         """Name -> channel count of every BatchNorm sub-network ``cfg`` uses (default: active)."""
         cfg = self.active if cfg is None else self.space.validate(cfg)
@@ -548,8 +573,44 @@ def _copy_static_mbconv(dst: StaticMBConv, src: StaticMBConv) -> None:
             copy_static_bn(m_dst, m_src)
 
 
-def build_supernet(arch: Architecture | str) -> ElasticMobileNetV3:
-    return ElasticMobileNetV3(preset(arch) if isinstance(arch, str) else arch)
+# ----------------------------------------------------------------- super-network families
+# The one place that maps an architecture kind (the ``kind`` field of a checkpoint's
+# ``architecture`` metadata; absent means the MobileNetV3 family) to its architecture class and
+# network class. Everything else builds networks through these functions and then uses the
+# network's common interface (``space``, ``set_active``, ``layer_specs``, ``extract``, ...).
+SUPERNET_KINDS: dict[str, tuple[type, type]] = {
+    "mobilenetv3": (Architecture, ElasticMobileNetV3),
+    "vit": (ViTArchitecture, ElasticViT),
+}
+DEFAULT_KIND = "mobilenetv3"
+
+AnyArchitecture = Architecture | ViTArchitecture
+Supernet = ElasticMobileNetV3 | ElasticViT
+
+
+def architecture_kind(arch: AnyArchitecture | Mapping[str, Any]) -> str:
+    raw = arch.get("kind") if isinstance(arch, Mapping) else getattr(arch, "kind", None)
+    return DEFAULT_KIND if raw is None else str(raw)
+
+
+def architecture_from_dict(raw: Mapping[str, Any]) -> AnyArchitecture:
+    """The architecture a checkpoint's metadata describes, of the class its ``kind`` names."""
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"architecture description must be a JSON object, got {raw!r}")
+    kind = architecture_kind(raw)
+    if kind not in SUPERNET_KINDS:
+        raise ValueError(
+            f"architecture field 'kind' = {kind!r} is unknown (one of: {', '.join(SUPERNET_KINDS)})"
+        )
+    arch_cls = SUPERNET_KINDS[kind][0]
+    fields = {k: v for k, v in raw.items() if k != "kind"} if kind == DEFAULT_KIND else raw
+    return arch_cls.from_dict(fields)  # type: ignore[attr-defined, no-any-return]
+
+
+def build_supernet(arch: AnyArchitecture | str) -> Supernet:
+    """The super-network of an architecture (or preset name), of the class its kind names."""
+    arch = preset(arch) if isinstance(arch, str) else arch
+    return SUPERNET_KINDS[architecture_kind(arch)][1](arch)  # type: ignore[no-any-return]
 
 
 def count_static_params(module: nn.Module) -> int:
@@ -562,10 +623,12 @@ def param_count_mb(net: nn.Module) -> float:
 
 __all__ = [
     "PRESETS",
+    "SUPERNET_KINDS",
     "Architecture",
     "ElasticMobileNetV3",
     "LayerSpec",
     "StaticMobileNetV3",
+    "architecture_from_dict",
     "build_supernet",
     "conv_out",
     "preset",

@@ -37,15 +37,21 @@ from dynofa_ros.supernet.checkpoint import save_checkpoint
 from dynofa_ros.supernet.config import SearchSpace, SubnetConfig
 from dynofa_ros.supernet.data import ImageSet, augment, iterate, prepare
 from dynofa_ros.supernet.evaluate import accuracy, calibrate_and_evaluate
-from dynofa_ros.supernet.network import Architecture, ElasticMobileNetV3
+from dynofa_ros.supernet.network import (
+    AnyArchitecture,
+    Supernet,
+    architecture_kind,
+    build_supernet,
+)
 
 PHASES = ("full", "kernel", "depth", "expand")
+OPTIMIZERS = ("sgd", "adamw")
 STATE_FORMAT = "dynofa-train-state"
 
 
 @dataclass
 class TrainOptions:
-    arch: Architecture
+    arch: AnyArchitecture
     out: Path
     epochs: int = 10
     batch_size: int = 128
@@ -67,16 +73,27 @@ class TrainOptions:
     state_path: Path | None = None  # default: <out>.state.safetensors
     log_path: Path | None = None  # default: <out>.log.jsonl
     resume: bool = False
+    init_from: Path | None = None  # start from this checkpoint's weights (fine-tuning)
     progress: bool = True
     command: str = ""
+    optimizer: str = "sgd"  # "sgd" (Nesterov, the CNN's) or "adamw" (what a ViT needs)
 
     def __post_init__(self) -> None:
         if self.epochs <= 0 or self.batch_size <= 0 or self.lr <= 0:
             raise ValueError("epochs, batch size and learning rate must be positive")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"--optimizer {self.optimizer!r} is unknown (one of: {', '.join(OPTIMIZERS)})"
+            )
         if self.n_random < 0:
             raise ValueError("--random must be >= 0")
         if not 0.0 <= self.kd_ratio <= 1.0:
             raise ValueError("--kd-ratio must be in [0, 1]")
+        if self.phases and architecture_kind(self.arch) != "mobilenetv3":
+            raise ValueError(
+                f"--phases (progressive shrinking of kernel / depth / expand) applies to the "
+                f"MobileNetV3 space only, not to a {architecture_kind(self.arch)!r} super-network"
+            )
         if self.phases:
             names = [p for p, _ in self.phases]
             bad = [p for p in names if p not in PHASES]
@@ -121,9 +138,9 @@ def phase_space(space: SearchSpace, phase: str | None) -> dict[str, Sequence[int
     return restrict
 
 
-def _restricted_extremes(
-    space: SearchSpace, restrict: dict[str, Sequence[int]]
-) -> tuple[SubnetConfig, SubnetConfig]:
+def _restricted_extremes(space: Any, restrict: dict[str, Sequence[int]]) -> tuple[Any, Any]:
+    if not restrict:
+        return space.largest(), space.smallest()
     ks = restrict.get("ks_list", space.ks_list)
     e = restrict.get("expand_list", space.expand_list)
     d = restrict.get("depth_list", space.depth_list)
@@ -146,6 +163,13 @@ def phase_of_epoch(opts: TrainOptions, epoch: int) -> str | None:
 
 def soft_cross_entropy(logits: Tensor, target_probs: Tensor) -> Tensor:
     return -(target_probs * F.log_softmax(logits, dim=1)).sum(1).mean()
+
+
+def make_optimizer(opts: TrainOptions, net: nn.Module) -> torch.optim.Optimizer:
+    groups = param_groups(net, opts.weight_decay)
+    if opts.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=opts.lr)
+    return torch.optim.SGD(groups, lr=opts.lr, momentum=opts.momentum, nesterov=True)
 
 
 def param_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -171,9 +195,14 @@ def lr_at(opts: TrainOptions, step: int, steps_per_epoch: int) -> float:
 
 
 # ------------------------------------------------------------------------------- resume state
+def _state_prefix(key: str) -> str:
+    """Key prefix of one optimizer state entry (SGD's momentum keeps its original name)."""
+    return "momentum/" if key == "momentum_buffer" else f"optim/{key}/"
+
+
 def save_state(
     opts: TrainOptions,
-    net: ElasticMobileNetV3,
+    net: Supernet,
     opt: torch.optim.Optimizer,
     epoch_done: int,
     history: list[dict[str, Any]],
@@ -184,9 +213,11 @@ def save_state(
     tensors = {f"model/{k}": v.detach().contiguous().clone() for k, v in net.state_dict().items()}
     for group in opt.param_groups:
         for p in group["params"]:
-            buf = opt.state.get(p, {}).get("momentum_buffer")
-            if buf is not None:
-                tensors[f"momentum/{names[id(p)]}"] = buf.detach().contiguous().clone()
+            for key, buf in opt.state.get(p, {}).items():
+                if isinstance(buf, Tensor):
+                    tensors[f"{_state_prefix(key)}{names[id(p)]}"] = (
+                        buf.detach().contiguous().clone()
+                    )
     meta = {
         "format": STATE_FORMAT,
         "epoch_done": epoch_done,
@@ -201,7 +232,7 @@ def save_state(
 
 
 def load_state(
-    opts: TrainOptions, net: ElasticMobileNetV3, opt: torch.optim.Optimizer
+    opts: TrainOptions, net: Supernet, opt: torch.optim.Optimizer
 ) -> tuple[int, list[dict[str, Any]]]:
     from safetensors import safe_open
 
@@ -228,14 +259,32 @@ def load_state(
     params = dict(net.named_parameters())
     for k, v in tensors.items():
         if k.startswith("momentum/"):
-            name = k[len("momentum/") :]
-            if name not in params:
-                raise CheckpointError(f"{opts.state_path}: unexpected key {k!r}")
-            opt.state[params[name]]["momentum_buffer"] = v.clone()
+            key, name = "momentum_buffer", k[len("momentum/") :]
+        elif k.startswith("optim/"):
+            key, _, name = k[len("optim/") :].partition("/")
+        else:
+            continue
+        if name not in params:
+            raise CheckpointError(f"{opts.state_path}: unexpected key {k!r}")
+        opt.state[params[name]][key] = v.clone()
     return int(meta["epoch_done"]), list(meta.get("history", []))
 
 
 # ------------------------------------------------------------------------------------ training
+def init_weights(net: Supernet, path: Path) -> None:
+    """Load the weights of checkpoint ``path`` (same architecture) into ``net``: a new schedule
+    on top of a trained super-network (fine-tuning, or continuing with more epochs)."""
+    from dynofa_ros.supernet.checkpoint import CheckpointError, load_checkpoint
+
+    ck = load_checkpoint(path)
+    if ck.arch.to_dict() != net.arch.to_dict():
+        raise CheckpointError(
+            f"--init {path}: its architecture ({ck.arch.name}) differs from the preset being "
+            f"trained ({net.arch.name})"
+        )
+    net.load_state_dict(ck.net.state_dict())
+
+
 class JsonLog:
     def __init__(self, path: Path, append: bool) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -249,21 +298,26 @@ class JsonLog:
         self.fh.close()
 
 
-def report_configs(space: SearchSpace, seed: int, n_random: int) -> list[SubnetConfig]:
+def report_configs(space: Any, seed: int, n_random: int) -> list[Any]:
     """Largest, smallest, the uniform middle and ``n_random`` seeded random sub-networks."""
     rng = random.Random(f"report-{seed}")
-    mid = SubnetConfig(
-        ks=(sorted(space.ks_list)[len(space.ks_list) // 2],) * 20,
-        e=(sorted(space.expand_list)[len(space.expand_list) // 2],) * 20,
-        d=(sorted(space.depth_list)[len(space.depth_list) // 2],) * 5,
-        r=sorted(space.resolutions)[len(space.resolutions) // 2],
-    )
+    # other families say what their middle is
+    mid = _cnn_middle(space) if isinstance(space, SearchSpace) else space.middle()
     cfgs = [space.largest(), space.smallest(), mid]
     while len(cfgs) < 3 + n_random:
         c = space.sample(rng)
         if all(c.id != o.id for o in cfgs):
             cfgs.append(c)
     return cfgs
+
+
+def _cnn_middle(space: SearchSpace) -> SubnetConfig:
+    return SubnetConfig(
+        ks=(sorted(space.ks_list)[len(space.ks_list) // 2],) * 20,
+        e=(sorted(space.expand_list)[len(space.expand_list) // 2],) * 20,
+        d=(sorted(space.depth_list)[len(space.depth_list) // 2],) * 5,
+        r=sorted(space.resolutions)[len(space.resolutions) // 2],
+    )
 
 
 def train(
@@ -274,15 +328,15 @@ def train(
     from tqdm import tqdm
 
     torch.manual_seed(opts.seed)
-    net = ElasticMobileNetV3(opts.arch)
+    net = build_supernet(opts.arch)
     # channels-last makes the depthwise weight gradient ~3x faster on CPU (oneDNN)
     net = net.to(memory_format=torch.channels_last)
     space = net.space
-    opt = torch.optim.SGD(
-        param_groups(net, opts.weight_decay), lr=opts.lr, momentum=opts.momentum, nesterov=True
-    )
+    opt = make_optimizer(opts, net)
     start_epoch, history = 0, []
     assert opts.state_path is not None and opts.log_path is not None
+    if opts.init_from is not None:
+        init_weights(net, opts.init_from)
     if opts.resume and opts.state_path.exists():
         start_epoch, history = load_state(opts, net, opt)
         print(f"resuming from {opts.state_path} after epoch {start_epoch}", file=sys.stderr)

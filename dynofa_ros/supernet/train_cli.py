@@ -19,9 +19,10 @@ from dynofa_ros.supernet.network import PRESETS, preset
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dynofa train",
-        description="Train an elastic OFA-MobileNetV3 super-network (sandwich rule: largest, "
-        "smallest and N random sub-networks per step, in-place distillation from the largest). "
-        "Writes a safetensors checkpoint with the BN statistics and accuracies of the reported "
+        description="Train an elastic super-network (OFA-MobileNetV3 or ViT, by --preset) with "
+        "the sandwich rule (largest, smallest and N random sub-networks per step, in-place "
+        "distillation from the largest). Writes a safetensors checkpoint with the BN statistics "
+        "(MobileNetV3) and accuracies of the reported "
         "sub-networks, a resumable state file and a JSON-lines log beside it.",
     )
     p.add_argument("--out", required=True, type=Path, help="checkpoint to write (.safetensors)")
@@ -67,7 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (SGD, Nesterov)")
+    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
+    p.add_argument(
+        "--optimizer",
+        choices=("sgd", "adamw"),
+        default="sgd",
+        help="SGD with Nesterov momentum (default; the CNN) or AdamW (the ViT presets)",
+    )
     p.add_argument("--weight-decay", type=float, default=4e-5)
     p.add_argument("--warmup-epochs", type=float, default=0.5)
     p.add_argument("--label-smoothing", type=float, default=0.1)
@@ -110,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--resume", action="store_true", help="continue from OUT.state.safetensors when it exists"
+    )
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="start from this checkpoint's weights (same preset) with a fresh schedule",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -159,6 +173,7 @@ def main(argv: list[str]) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        optimizer=args.optimizer,
         weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs,
         label_smoothing=args.label_smoothing,
@@ -172,6 +187,7 @@ def main(argv: list[str]) -> int:
         report_random=args.report_random,
         eval_limit=args.eval_limit,
         resume=args.resume,
+        init_from=args.init,
         progress=not args.no_progress,
         command="dynofa train " + " ".join(shlex.quote(a) for a in argv),
     )
