@@ -375,3 +375,15 @@ def test_factory_and_corunner_errors() -> None:
         nx.stop_corunner("nobody")
     with pytest.raises(PlatformError, match="unknown platform"):
         make_platform("windows")
+
+
+def test_set_corunner_replaces_and_stops_a_scenario_load() -> None:
+    nx = SimulatedXavierNX(seed=0)
+    nx.set_corunner("app", "cuda", 0.3)
+    nx.set_corunner("app", "cuda", 0.6)  # a change of load replaces the running one
+    assert nx.corunners["app"].share == 0.6
+    nx.set_corunner("app", "cuda", 0.0)
+    assert "app" not in nx.corunners
+    nx.set_corunner("other", "cuda", 0.0)  # stopping what never ran is a no-op
+    with pytest.raises(PlatformError, match=r"share 1\.5"):
+        nx.set_corunner("app", "cuda", 1.5)

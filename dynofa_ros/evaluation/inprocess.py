@@ -366,10 +366,7 @@ def run_inprocess(
                 board.set_ambient(item.celsius)
             elif isinstance(item, CoRunnerItem):
                 ev = item.event
-                if ev.name in board.corunners:
-                    board.stop_corunner(ev.name)
-                if ev.share > 0:
-                    board.start_corunner(ev.name, ev.processor, ev.share)
+                board.set_corunner(ev.name, ev.processor, ev.share)
 
         end_s = t0_s + scenario.duration_s
         total = sum(math.ceil(scenario.duration_s * c.fps - 1e-9) for c in scenario.cameras)

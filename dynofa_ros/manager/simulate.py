@@ -177,14 +177,7 @@ def run(
     for ev in sc.requirements:
         add(ev.t, lambda ev=ev: requirement(ev))
     for ev in sc.corunners:
-
-        def corunner(ev=ev) -> None:
-            if ev.name in nx.corunners:
-                nx.stop_corunner(ev.name)
-            if ev.share > 0:
-                nx.start_corunner(ev.name, ev.processor, ev.share, ev.memory_gbps)
-
-        add(ev.t, corunner)
+        add(ev.t, lambda ev=ev: nx.set_corunner(ev.name, ev.processor, ev.share, ev.memory_gbps))
     for ev in sc.values:
         if ev.kind == "ambient_c":
             add(ev.t, lambda v=ev.value: nx.set_ambient(v))

@@ -123,10 +123,7 @@ class SimPlatformNode(Node):
         with self._lock:
             try:
                 self._advance_to(to_seconds(msg.header.stamp))
-                if msg.name in self.board.corunners:
-                    self.board.stop_corunner(msg.name)
-                if msg.share > 0.0:
-                    self.board.start_corunner(msg.name, msg.processor, float(msg.share))
+                self.board.set_corunner(msg.name, msg.processor, float(msg.share))
             except PlatformError as exc:
                 self._reject(f"scenario/corunner {msg.name!r}: {exc}")
 

@@ -608,6 +608,16 @@ class SimulatedXavierNX(Platform):
                 f"no co-runner {name!r} (running: {', '.join(self._corunners) or 'none'})"
             )
 
+    def set_corunner(
+        self, name: str, processor: str, share: float, memory_gbps: float = 0.0
+    ) -> None:
+        """A scenario's co-runner event: ``name`` now takes ``share`` of ``processor`` (a running
+        one is replaced), or stops with ``share == 0``."""
+        if name in self._corunners:
+            self.stop_corunner(name)
+        if share > 0.0:
+            self.start_corunner(name, processor, share, memory_gbps)
+
     def set_ambient(self, celsius: float) -> None:
         if not math.isfinite(celsius):
             raise PlatformError(f"ambient temperature {celsius} is not a number")
