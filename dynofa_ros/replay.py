@@ -143,11 +143,7 @@ def run_live(
         raise ValueError(f"rate {live.rate} must be > 0")
     info = inspect_bag(bag)
     cameras = {c.topic for c in info.cameras}
-    events = {
-        t
-        for t in (T.MISSION_PRIORITY, T.SCENARIO_BATTERY, T.SCENARIO_AMBIENT, T.SCENARIO_CORUNNER)
-        if t in info.topics
-    }
+    events = {t for t in T.SCENARIO_EVENTS if t in info.topics}
     truth = {c.ground_truth_topic for c in info.cameras if c.ground_truth_topic}
     played = sorted(cameras | events)
     kept = sorted(events | truth)  # copied into the result bag

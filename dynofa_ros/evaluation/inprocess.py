@@ -128,8 +128,7 @@ def bag_items(path: str | Path) -> tuple[Scenario, Iterator[Item]]:
         )
     used = {c.topic: c.name for c in info.cameras}
     truth = {c.ground_truth_topic: c.name for c in info.cameras if c.ground_truth_topic}
-    events = [t for t in (T.MISSION_PRIORITY, T.SCENARIO_BATTERY, T.SCENARIO_AMBIENT,
-                          T.SCENARIO_CORUNNER) if t in info.topics]  # fmt: skip
+    events = [t for t in T.SCENARIO_EVENTS if t in info.topics]
     t0 = scenario.start_ns
 
     def items() -> Iterator[Item]:

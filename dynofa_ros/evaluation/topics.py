@@ -42,6 +42,9 @@ BATTERY = "/battery"
 TEMPERATURE_PREFIX = "/temperature/"
 DIAGNOSTICS = "/diagnostics"
 
+# Inputs a replay plays besides the cameras: mission changes and the simulated board's timelines.
+SCENARIO_EVENTS = (MISSION_PRIORITY, SCENARIO_BATTERY, SCENARIO_AMBIENT, SCENARIO_CORUNNER)
+
 IMAGE_SUFFIX = "/image_raw"
 COMPRESSED_SUFFIX = "/image_raw/compressed"
 GROUND_TRUTH_SUFFIX = "/ground_truth"
