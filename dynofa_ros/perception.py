@@ -242,6 +242,17 @@ class SimulatedTarget:
         self._processor, self._threads = processor, t
 
 
+def inference_of(msg: Any) -> Callable[[Engine], InferenceResult]:
+    """The engine call for a camera message: ``sensor_msgs/Image`` or ``CompressedImage``, as an
+    rclpy message or decoded from a bag (same field names), its bytes viewed, not copied."""
+    data = memoryview(msg.data)
+    if hasattr(msg, "encoding"):
+        w, h, enc, step, big = msg.width, msg.height, msg.encoding, msg.step, msg.is_bigendian
+        return lambda e: e.infer_raw(data, w, h, enc, step, bool(big))
+    fmt = msg.format
+    return lambda e: e.infer_compressed(data, fmt)
+
+
 def most_accurate(engine: Any) -> str:
     """The member with the best recorded accuracy (last listed on ties): where a model starts."""
     scored = [(engine.accuracy(m) or 0.0, i, m) for i, m in enumerate(engine.members)]

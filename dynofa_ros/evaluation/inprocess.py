@@ -118,6 +118,7 @@ def bag_items(path: str | Path) -> tuple[Scenario, Iterator[Item]]:
     from dynofa_ros.evaluation.bagio import BagError, BagReader, stamp_ns
     from dynofa_ros.evaluation.scenario import CoRunnerEvent, PriorityChange
     from dynofa_ros.evaluation.scenario_bag import inspect_bag
+    from dynofa_ros.perception import inference_of
 
     info = inspect_bag(path)
     scenario = info.scenario
@@ -140,7 +141,7 @@ def bag_items(path: str | Path) -> tuple[Scenario, Iterator[Item]]:
                     if len(msg.class_ids):
                         yield Truth(ns, truth[topic], int(msg.class_ids[0]))
                 elif topic in used:
-                    yield Frame(ns, used[topic], _infer_of(msg))
+                    yield Frame(ns, used[topic], inference_of(msg))
                 elif topic == T.MISSION_PRIORITY:
                     change = PriorityChange(
                         t, int(msg.level), float(msg.latency_target_ms), float(msg.min_accuracy),
@@ -156,15 +157,6 @@ def bag_items(path: str | Path) -> tuple[Scenario, Iterator[Item]]:
                     yield CoRunnerItem(t, ns, ev)
 
     return scenario, items()
-
-
-def _infer_of(msg: Any) -> Callable[[Any], Any]:
-    data = msg.data
-    if hasattr(msg, "encoding"):
-        w, h, enc, step, big = msg.width, msg.height, msg.encoding, msg.step, msg.is_bigendian
-        return lambda e: e.infer_raw(data, w, h, enc, step, bool(big))
-    fmt = msg.format
-    return lambda e: e.infer_compressed(data, fmt)
 
 
 class _Model:

@@ -45,6 +45,7 @@ from dynofa_ros.perception import (
     PerceptionSession,
     SimulatedTarget,
     default_family_path,
+    inference_of,
     most_accurate,
 )
 from dynofa_ros.srv import SimulateFrame
@@ -353,7 +354,7 @@ class PerceptionNode(LifecycleNode):
                 self._frames.dropped += 1
                 continue
             try:
-                outcome = self.session.run(_inference_of(msg), to_seconds(msg.header.stamp))
+                outcome = self.session.run(inference_of(msg), to_seconds(msg.header.stamp))
             except BoardBusyError as exc:  # the simulated board is still on the previous frame
                 self._frames.dropped += 1
                 self._publish_status(msg, None, message=f"frame dropped: {exc}")
@@ -507,15 +508,6 @@ class PerceptionNode(LifecycleNode):
         array = DiagnosticArray(status=[diag])
         array.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(array)
-
-
-def _inference_of(msg: Image | CompressedImage) -> Any:
-    if isinstance(msg, Image):
-        return lambda e: e.infer_raw(
-            memoryview(msg.data), msg.width, msg.height, msg.encoding, msg.step,
-            bool(msg.is_bigendian),
-        )  # fmt: skip
-    return lambda e: e.infer_compressed(memoryview(msg.data), msg.format)
 
 
 def main(args: list[str] | None = None) -> int:
