@@ -218,3 +218,20 @@ def test_config_errors_name_the_field() -> None:
         make_policy("nope")
     cfg = config_from_dict({"levels": {"low": {"energy_weight": 7}}, "dwell_s": 1.5})
     assert cfg.levels[PriorityLevel.LOW].energy_weight == 7 and cfg.dwell_s == 1.5
+
+
+def test_mission_from_message_fields_checks_the_level() -> None:
+    from types import SimpleNamespace
+
+    from dynofa_ros.manager import Mission, PriorityLevel
+
+    fields = SimpleNamespace(
+        level=3, latency_target_ms=40, min_accuracy=0.9, energy_budget_j=0,
+        mission_duration_s=60, reason="obstacle",
+    )  # fmt: skip
+    m = Mission.from_fields(12.5, fields)
+    assert (m.stamp_s, m.level, m.latency_target_ms, m.reason) == (
+        12.5, PriorityLevel.CRITICAL, 40.0, "obstacle",
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="7"):
+        Mission.from_fields(0.0, SimpleNamespace(**{**vars(fields), "level": 7}))

@@ -191,6 +191,7 @@ def run_inprocess(
         BatteryReading,
         LatencyObservation,
         ManagerConfig,
+        Mission,
         ModelSpec,
         RuntimeManager,
         TemperatureReading,
@@ -349,7 +350,7 @@ def run_inprocess(
             now_s = item.stamp_ns * 1e-9
             board.advance_to(now_s - t0_s)
             if isinstance(item, PriorityItem):
-                manager.observe(_mission(item, now_s))
+                manager.observe(Mission.from_fields(now_s, item.change))
                 decide(now_s)
             elif isinstance(item, BatteryItem):
                 board.set_state_of_charge(item.soc)
@@ -394,21 +395,6 @@ def run_inprocess(
     finally:
         for model in models.values():
             model.session.close()
-
-
-def _mission(item: PriorityItem, now_s: float) -> Any:
-    from dynofa_ros.manager import Mission, PriorityLevel
-
-    c = item.change
-    return Mission(
-        stamp_s=now_s,
-        level=PriorityLevel(int(c.level)),
-        latency_target_ms=float(c.latency_target_ms),
-        min_accuracy=float(c.min_accuracy),
-        energy_budget_j=float(c.energy_budget_j),
-        mission_duration_s=float(c.mission_duration_s),
-        reason=c.reason,
-    )
 
 
 def _ticks(start_s: float, end_s: float, period_s: float, kind: str) -> Iterator[tuple]:

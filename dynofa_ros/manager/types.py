@@ -89,6 +89,20 @@ class Mission:
     mission_duration_s: float = 0.0  # remaining mission time (0 = unknown)
     reason: str = ""
 
+    @classmethod
+    def from_fields(cls, stamp_s: float, fields: Any) -> Mission:
+        """From anything with the message's field names (a ``MissionPriority`` message, a
+        scenario's priority change); a level outside 0..3 raises ``ValueError``."""
+        return cls(
+            stamp_s=stamp_s,
+            level=PriorityLevel(int(fields.level)),
+            latency_target_ms=float(fields.latency_target_ms),
+            min_accuracy=float(fields.min_accuracy),
+            energy_budget_j=float(fields.energy_budget_j),
+            mission_duration_s=float(fields.mission_duration_s),
+            reason=str(fields.reason),
+        )
+
 
 @dataclass(frozen=True)
 class Requirements:

@@ -195,27 +195,16 @@ class ManagerNode(Node):
         self._offer(reading, f"temperature {topic}")
 
     def _on_mission(self, msg: MissionPriority) -> None:
-        from dynofa_ros.manager import Mission, PriorityLevel
+        from dynofa_ros.manager import Mission
 
         try:
-            level = PriorityLevel(int(msg.level))
+            mission = Mission.from_fields(to_seconds(msg.header.stamp), msg)
         except ValueError:
             self.rejected_inputs += 1
             self.last_error = f"mission_priority level {msg.level} is not one of 0..3"
             self.get_logger().warning(self.last_error)
             return
-        self._offer(
-            Mission(
-                stamp_s=to_seconds(msg.header.stamp),
-                level=level,
-                latency_target_ms=float(msg.latency_target_ms),
-                min_accuracy=float(msg.min_accuracy),
-                energy_budget_j=float(msg.energy_budget_j),
-                mission_duration_s=float(msg.mission_duration_s),
-                reason=msg.reason,
-            ),
-            "mission_priority",
-        )
+        self._offer(mission, "mission_priority")
         self._decide()
 
     def _on_status(self, model: str, msg: PerceptionStatus) -> None:
