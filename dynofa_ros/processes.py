@@ -18,6 +18,21 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def ros_env(domain: int, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for ROS children on ``domain``: local discovery only (a
+    replay or a test must never talk to a robot's graph on the network), Fast DDS unless chosen
+    otherwise, unbuffered Python output for the log files."""
+    env = dict(os.environ)
+    env.update(
+        ROS_DOMAIN_ID=str(domain),
+        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        RMW_IMPLEMENTATION=env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp"),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra or {})
+    return env
+
+
 @dataclass
 class NodeProcess:
     """A node (or any program) in its own process group, with its output in a file."""

@@ -24,7 +24,7 @@ from dynofa_ros.evaluation.inprocess import ReplayOptions
 from dynofa_ros.evaluation.records import RunInfo, RunResults
 from dynofa_ros.evaluation.scenario import Scenario
 from dynofa_ros.launch_graph import NodeSpec
-from dynofa_ros.processes import ProcessManager
+from dynofa_ros.processes import ProcessManager, ros_env
 
 READY_TIMEOUT_S = 180.0  # engines prepare every member at configure
 DRAIN_S = 1.0  # replay time the clock runs on after the last input
@@ -155,12 +155,7 @@ def run_live(
         domain = int(os.environ.get("ROS_DOMAIN_ID", "0") or 0)
     if not 0 <= domain <= 232:
         raise ValueError(f"domain_id {domain} is not in [0, 232]")
-    env = {
-        **os.environ,
-        "ROS_DOMAIN_ID": str(domain),
-        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = ros_env(domain)
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
     log_dir = Path(live.log_dir or tempfile.mkdtemp(prefix="dynofa-replay-"))
     log_dir.mkdir(parents=True, exist_ok=True)

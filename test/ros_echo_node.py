@@ -4,7 +4,6 @@ process's type support)."""
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import rclpy
@@ -12,10 +11,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-
-def message_class(name: str) -> type:
-    pkg, _, typ = name.split("/")
-    return getattr(importlib.import_module(f"{pkg}.msg"), typ)
+from dynofa_ros.nodes.convert import message_class
 
 
 class EchoNode(Node):

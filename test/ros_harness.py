@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from dynofa_ros.processes import ProcessManager
+from dynofa_ros.processes import ProcessManager, ros_env
 
 # Fast DDS maps domain d to UDP ports 7400 + 250 * d (+ offsets); ids up to 232 are valid.
 DOMAIN_RANGE = range(10, 230)
@@ -50,18 +50,6 @@ def exclusive_domain() -> Iterator[int]:
 def ros_processes(domain: int, log_dir: Path) -> ProcessManager:
     """A :class:`ProcessManager` whose processes all join ``domain``."""
     return ProcessManager(log_dir, ros_env(domain))
-
-
-def ros_env(domain: int, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        ROS_DOMAIN_ID=str(domain),
-        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-        RMW_IMPLEMENTATION=env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp"),
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra or {})
-    return env
 
 
 def spin_until(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 from pathlib import Path
 from typing import Any
@@ -10,16 +9,13 @@ from typing import Any
 import pytest
 from ros_harness import spin_until, wait_for_publishers, wait_for_subscribers
 
+from dynofa_ros.nodes.convert import message_class
+
 MSG_DIR = Path(__file__).resolve().parent.parent / "msg"
 CUSTOM = sorted(f"dynofa_ros/msg/{p.stem}" for p in MSG_DIR.glob("*.msg"))
 ECHO = str(Path(__file__).with_name("ros_echo_node.py"))
 
 INT_BITS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64, "octet": 8, "char": 8}
-
-
-def _cls(name: str) -> type:
-    pkg, _, typ = name.split("/")
-    return getattr(importlib.import_module(f"{pkg}.msg"), typ)
 
 
 def _value(typ: str, seed: int) -> Any:
@@ -40,7 +36,9 @@ def _value(typ: str, seed: int) -> Any:
     if typ == "string":
         return f"v{seed}-ü→✓"
     if "/" in typ:
-        return _filled(_cls(typ.replace("/", "/msg/", 1) if "/msg/" not in typ else typ), seed)
+        return _filled(
+            message_class(typ.replace("/", "/msg/", 1) if "/msg/" not in typ else typ), seed
+        )
     raise AssertionError(f"field type {typ} not covered by the test")
 
 
@@ -83,7 +81,7 @@ def test_custom_messages_round_trip_between_processes(ros_node: Any, processes: 
     pubs = {}
     for name in CUSTOM:
         short = name.split("/")[-1]
-        cls = _cls(name)
+        cls = message_class(name)
         pubs[short] = ros_node.create_publisher(cls, f"echo_in/{short}", qos)
         ros_node.create_subscription(
             cls, f"echo_out/{short}", lambda m, s=short: received.setdefault(s, m), qos
@@ -92,7 +90,8 @@ def test_custom_messages_round_trip_between_processes(ros_node: Any, processes: 
         wait_for_subscribers(ros_node, pub, processes=processes)
         wait_for_publishers(ros_node, f"echo_out/{short}", processes=processes)
         sent[short] = _filled(
-            type(pub.msg_type()) if False else _cls(f"dynofa_ros/msg/{short}"), seed=10 * i + 1
+            type(pub.msg_type()) if False else message_class(f"dynofa_ros/msg/{short}"),
+            seed=10 * i + 1,
         )
         pub.publish(sent[short])
     spin_until(

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dynofa_ros.processes import ProcessManager
+from dynofa_ros.processes import ProcessManager, ros_env
 
 
 def _run(
@@ -38,12 +38,7 @@ def _run(
 
     family = models_dir() / "fmnist_mbv3_small.cpu.family.json"
     smallest = load_family(family).members[0].id
-    env = {
-        **os.environ,
-        "ROS_DOMAIN_ID": str(domain),
-        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = ros_env(domain)
     if profile is not None:
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
     else:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
 import math
+from typing import Any
 
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import BatteryState, Temperature
 
 from dynofa_ros.platform.base import BatteryTelemetry
+
+
+def message_class(msgtype: str) -> Any:
+    """``sensor_msgs/msg/Image`` (the name bags and ``ros2 topic`` use) -> the rclpy class."""
+    package, kind, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{package}.{kind}"), name)
 
 
 def to_seconds(stamp: Time) -> float:

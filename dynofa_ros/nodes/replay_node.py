@@ -12,7 +12,6 @@ It is driven by :func:`dynofa_ros.replay.run_live` (``dynofa replay``), not laun
 
 from __future__ import annotations
 
-import importlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,16 +23,10 @@ from rosgraph_msgs.msg import Clock
 
 from dynofa_ros.evaluation import topics as T
 from dynofa_ros.nodes import qos
-from dynofa_ros.nodes.convert import to_stamp
+from dynofa_ros.nodes.convert import message_class, to_stamp
 
 INPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 CLOCK_PERIOD_S = 0.01  # wall seconds between /clock messages while waiting for the next input
-
-
-def message_class(msgtype: str) -> Any:
-    """``sensor_msgs/msg/Image`` -> the rclpy class."""
-    package, kind, name = msgtype.split("/")
-    return getattr(importlib.import_module(f"{package}.{kind}"), name)
 
 
 class ReplayNode(Node):
