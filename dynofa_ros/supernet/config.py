@@ -43,8 +43,26 @@ def _int_tuple(value: Any, name: str, length: int) -> tuple[int, ...]:
     return tuple(out)
 
 
+class CanonicalId:
+    """What makes a sub-network config a key: canonical JSON of its ``to_dict()`` and the short
+    id family files, BN statistics and commands name members by (one rule for every kind of
+    super-network)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys, no spaces): the text the :attr:`id` hashes."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @functools.cached_property
+    def id(self) -> str:
+        """Stable short id: the first 10 hex digits of the SHA-1 of :meth:`to_json`."""
+        return hashlib.sha1(self.to_json().encode("ascii")).hexdigest()[:10]
+
+
 @dataclass(frozen=True)
-class SubnetConfig:
+class SubnetConfig(CanonicalId):
     """One sub-network: ``ks`` (20), ``e`` (20), ``d`` (5), input resolution ``r``.
 
     Structural checks (lengths, integer types) happen here; the allowed values depend on the
@@ -76,15 +94,6 @@ class SubnetConfig:
     # ----------------------------------------------------------------- identity and serialisation
     def to_dict(self) -> dict[str, Any]:
         return {"ks": list(self.ks), "e": list(self.e), "d": list(self.d), "r": self.r}
-
-    def to_json(self) -> str:
-        """Canonical JSON (sorted keys, no spaces): the text the :attr:`id` hashes."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-
-    @functools.cached_property
-    def id(self) -> str:
-        """Stable short id: the first 10 hex digits of the SHA-1 of :meth:`to_json`."""
-        return hashlib.sha1(self.to_json().encode("ascii")).hexdigest()[:10]
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> SubnetConfig:

@@ -14,13 +14,13 @@ calls. It imports no torch, so the manager and family files can use it.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import random
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from dynofa_ros.supernet.config import CanonicalId
 
 KIND = "vit"
 FIELDS = ("depth", "heads", "mlp_ratio", "embed", "r")
@@ -43,7 +43,7 @@ def _int_list(value: Any, name: str, length: int) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class ViTConfig:
+class ViTConfig(CanonicalId):
     """One ViT sub-network: ``depth``, ``heads`` and ``mlp_ratio`` per layer, ``embed``, ``r``.
 
     Structural checks (types, one entry per layer) happen here; the allowed values depend on the
@@ -73,15 +73,6 @@ class ViTConfig:
             "embed": self.embed,
             "r": self.r,
         }
-
-    def to_json(self) -> str:
-        """Canonical JSON (sorted keys, no spaces): the text the :attr:`id` hashes."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-
-    @functools.cached_property
-    def id(self) -> str:
-        """Stable short id: the first 10 hex digits of the SHA-1 of :meth:`to_json`."""
-        return hashlib.sha1(self.to_json().encode("ascii")).hexdigest()[:10]
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ViTConfig:
