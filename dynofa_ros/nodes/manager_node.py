@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,7 @@ class ManagerNode(Node):
             except (OSError, yaml.YAMLError) as exc:
                 raise DynofaError(f"config_file {p['config_file']!r}: {exc}") from exc
             config = config_from_dict(raw or {})
-        config = _with_staleness(config, p["stale_after_s"])
+        config = replace(config, stale_after_s=p["stale_after_s"])
         return RuntimeManager(specs, self.platform, policy or p["policy"], config)
 
     def _on_params(self, changed: dict[str, Any]) -> None:
@@ -285,13 +286,6 @@ class ManagerNode(Node):
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(array)
-
-
-def _with_staleness(config: Any, stale_after_s: float) -> Any:
-    from dataclasses import fields, replace
-
-    names = {f.name for f in fields(config)}
-    return replace(config, stale_after_s=stale_after_s) if "stale_after_s" in names else config
 
 
 def main(args: list[str] | None = None) -> int:
