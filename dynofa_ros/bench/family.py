@@ -41,7 +41,6 @@ def remeasure(
         simulated_latency_table,
     )
     from dynofa_ros.supernet.checkpoint import load_checkpoint
-    from dynofa_ros.supernet.config import SubnetConfig
 
     fam = load_family(family_path)
     ckpt = fam.resolve(fam.supernet["checkpoint"])
@@ -57,7 +56,7 @@ def remeasure(
     profilers: dict[tuple, Any] = {}
     sim_tables: dict[tuple, dict[int, float]] = {}
     for m in fam.members:
-        cfg = SubnetConfig.from_dict(m.config)
+        cfg = net.space.parse(m.config)
         for rec in m.latency:
             row = {"family": fam.name, "id": m.id, "record": rec, "stored_ms": rec.median_ms}
             if rec.backend == "simulated":

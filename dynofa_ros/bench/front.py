@@ -37,7 +37,6 @@ def evaluate_front(
     from dynofa_ros.search.pareto import Candidate, dominated_fraction, pareto_front
     from dynofa_ros.search.profile import MeasureSetting, TimingOptions, random_configs
     from dynofa_ros.supernet.checkpoint import load_checkpoint
-    from dynofa_ros.supernet.config import SubnetConfig
 
     fam = load_family(family_path)
     prov = fam.provenance
@@ -45,7 +44,7 @@ def evaluate_front(
     if not search.get("front"):
         raise SearchError(f"{family_path}: no searched front in its provenance")
     net = load_checkpoint(fam.resolve(fam.supernet["checkpoint"])).net.eval()
-    front_cfgs = [SubnetConfig.from_dict(f["config"]) for f in search["front"]]
+    front_cfgs = [net.space.parse(f["config"]) for f in search["front"]]
     rand_cfgs = random_configs(net.space, n_random, seed)
     src = prov.get("latency_source") or {}
     setting = MeasureSetting(**src["setting"])

@@ -14,8 +14,11 @@ the two runs are printed side by side: ratios within one run are what this noisy
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -129,6 +132,9 @@ def _run(
                 os.environ[k] = v
 
 
+TRANSPORTS = {"default": "default transport", "shm": "shared memory (fastdds_shm.xml)"}
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="dynofa bench nodes", description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=300, help="measured frames per transport")
@@ -136,19 +142,39 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--domain-id", type=int, default=91, help="first of two domains used")
+    ap.add_argument(
+        "--transport",
+        choices=(*TRANSPORTS, "both"),
+        default="both",
+        help="both (default) runs each transport in its own process",
+    )
+    ap.add_argument("--json", action="store_true", help="print one JSON line per transport")
     args = ap.parse_args(argv)
     from dynofa_ros.resources import config_dir
 
-    profile = config_dir() / "fastdds_shm.xml"
+    if args.transport != "both":
+        profile = config_dir() / "fastdds_shm.xml" if args.transport == "shm" else None
+        domain = args.domain_id + list(TRANSPORTS).index(args.transport)
+        result = _run(profile, args.frames, args.rate_hz, domain, width=args.width,
+                      height=args.height)  # fmt: skip
+        print(json.dumps({"transport": args.transport, **result}) if args.json else result)
+        return 0
+    # Fast DDS reads its XML profile once per process (the participant factory is a singleton),
+    # so each transport is measured in a fresh interpreter, publisher side included.
     rows = []
-    for label, prof, domain in (
-        ("default transport", None, args.domain_id),
-        ("shared memory (fastdds_shm.xml)", profile, args.domain_id + 1),
-    ):
+    for name, label in TRANSPORTS.items():
         print(f"{label}: {args.frames} frames {args.width}x{args.height} rgb8 at "
               f"{args.rate_hz:g} Hz ...", flush=True)  # fmt: skip
-        result = _run(prof, args.frames, args.rate_hz, domain, width=args.width, height=args.height)
-        rows.append((label, result))
+        child = [
+            sys.executable, "-m", "dynofa_ros.cli", "bench", "nodes", "--transport", name, "--json",
+            "--frames", str(args.frames), "--rate-hz", str(args.rate_hz),
+            "--width", str(args.width), "--height", str(args.height),
+            "--domain-id", str(args.domain_id),
+        ]  # fmt: skip
+        out = subprocess.run(child, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"{label} run failed:\n{out.stderr[-3000:]}")
+        rows.append((label, json.loads(out.stdout.strip().splitlines()[-1])))
     print()
     print(f"{'transport':<34} {'results':>8} {'e2e p50':>9} {'engine p50':>11} "
           f"{'overhead p50':>13} {'p90':>7}")  # fmt: skip

@@ -45,9 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_subnet(spec: str, ckpt: Any) -> Any:
-    """A :class:`SubnetConfig` from a ``--subnet`` value (see module doc)."""
-    from dynofa_ros.supernet.config import SubnetConfig
-
+    """The network's sub-network config from a ``--subnet`` value (see module doc)."""
     net = ckpt.net
     text = spec.strip()
     if text == "largest":
@@ -78,7 +76,7 @@ def resolve_subnet(spec: str, ckpt: Any) -> Any:
     if isinstance(doc, dict) and "config" in doc and isinstance(doc["config"], dict):
         doc = doc["config"]  # a family member / report entry
     try:
-        return net.space.validate(SubnetConfig.from_dict(doc))
+        return net.space.parse(doc)
     except ValueError as exc:
         raise SpecError(f"--subnet: {exc}") from exc
 
