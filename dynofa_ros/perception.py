@@ -39,6 +39,19 @@ class BoardBusyError(DynofaError):
     """The simulated board was still computing the previous frame when this one arrived."""
 
 
+# A command waits for the first frame captured after the decision; one stamped further ahead of
+# the frames than this is taken as clock skew between machines and applies at once.
+COMMAND_SKEW_LIMIT_S = 1.0
+
+
+def command_due(command_stamp_s: float, frame_stamp_s: float) -> bool:
+    """Whether a command decided at ``command_stamp_s`` applies before the frame captured at
+    ``frame_stamp_s``: a decision is about the frames after it. One rule for the node and the
+    fast replay, so a decision and a frame with the same stamp are ordered the same way in both
+    (on a live graph their arrival order is a race). Unstamped commands (0) apply at once."""
+    return command_stamp_s < frame_stamp_s or command_stamp_s - frame_stamp_s > COMMAND_SKEW_LIMIT_S
+
+
 @dataclass(frozen=True)
 class Command:
     """``msg/ReconfigurationCommand.msg`` without ROS: empty / zero / -1 fields mean "keep"."""

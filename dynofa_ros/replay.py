@@ -20,14 +20,13 @@ from typing import Any
 
 from dynofa_ros.errors import DynofaError
 from dynofa_ros.evaluation import topics as T
-from dynofa_ros.evaluation.inprocess import ReplayOptions
+from dynofa_ros.evaluation.inprocess import ReplayOptions, replay_clock
 from dynofa_ros.evaluation.records import RunInfo, RunResults
 from dynofa_ros.evaluation.scenario import Scenario
 from dynofa_ros.launch_graph import NodeSpec
 from dynofa_ros.processes import ProcessManager, ros_env
 
 READY_TIMEOUT_S = 180.0  # engines prepare every member at configure
-DRAIN_S = 1.0  # replay time the clock runs on after the last input
 QUIET_S = 1.5  # wall time without new outputs that ends the drain
 
 
@@ -192,6 +191,7 @@ def run_live(
             procs.start(spec.command(), name=name_)
         _wait_ready(node, procs, scenario, info, progress)
 
+        clock0_ns, clock1_ns = replay_clock(scenario)  # shared with the fast mode
         frames = sum(info.topics[t].count for t in cameras)
         bar = tqdm(total=frames, unit="frame", desc=f"replay {scenario.name} "
                    f"[{options.policy}]", disable=not progress)  # fmt: skip
@@ -215,12 +215,11 @@ def run_live(
                         yield topic, ns, data
 
             node.play(
-                inputs_and_copies(), start_ns=scenario.start_ns, rate=live.rate, stop=stop,
+                inputs_and_copies(), start_ns=clock0_ns, rate=live.rate, stop=stop,
                 on_message=on_message,
             )  # fmt: skip
         bar.close()
-        end_ns = max(info.end_ns, scenario.start_ns) + int(DRAIN_S * 1e9)
-        node.run_clock(end_ns, scenario.start_ns, live.rate, stop)
+        node.run_clock(max(clock1_ns, info.end_ns), clock0_ns, live.rate, stop)
         _drain(node)
         executor.remove_node(node)
         node.destroy_node()

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from dynofa_ros.clock import period_ns, timer_time
 from dynofa_ros.errors import DynofaError
 from dynofa_ros.evaluation.records import RecordBuilder, RunResults, subnets_extra
 from dynofa_ros.evaluation.scenario import Scenario
@@ -41,6 +42,17 @@ from dynofa_ros.evaluation.timeline import (
 DEFAULT_CHECKPOINT = "fmnist_mbv3_small.safetensors"
 TELEMETRY_PERIOD_S = 0.5  # sim_platform_node's publish_period_s default
 MANAGER_RATE_HZ = 5.0  # manager_node's rate_hz default
+# The replay starts the graph's clock at least this long before the scenario's t = 0 (on a whole
+# second, a scheduled time of every usual timer period): every node timer fires once and the
+# manager's first decision reaches the models before the first frame, in the live graph as here.
+PREROLL_S = 1.0
+DRAIN_S = 1.0  # replay time the clock runs on after the scenario's end (the last decisions)
+
+
+def replay_clock(scenario: Scenario) -> tuple[int, int]:
+    """The replay clock's first and last time (ns), in both modes."""
+    start = (scenario.start_ns - round(PREROLL_S * 1e9)) // 1_000_000_000 * 1_000_000_000
+    return start, scenario.start_ns + round((scenario.duration_s + DRAIN_S) * 1e9)
 
 
 @dataclass(frozen=True)
@@ -203,12 +215,14 @@ def run_inprocess(
         Command,
         PerceptionSession,
         SimulatedTarget,
+        command_due,
         most_accurate,
     )
     from dynofa_ros.platform.sim import SimulatedXavierNX
 
     opt = options or ReplayOptions()
-    t0_s = scenario.start_stamp_s
+    clock0_ns, clock1_ns = replay_clock(scenario)
+    clock0_s = clock0_ns * 1e-9  # the first /clock: the board's time starts, timers fire
     board = SimulatedXavierNX(
         seed=scenario.seed,
         ambient_c=scenario.ambient.at(0.0) if scenario.ambient else 25.0,
@@ -234,7 +248,7 @@ def run_inprocess(
             session = PerceptionSession(
                 target,
                 model_name=m.name,
-                timer=BoardTimer(board, offset_s=t0_s),
+                timer=BoardTimer(board, offset_s=clock0_s),
                 platform=board,
                 allow_dvfs=True,
                 initial=Active(most_accurate(target), opt.processor, 1),
@@ -279,7 +293,7 @@ def run_inprocess(
                 )  # fmt: skip
 
         def telemetry(now_s: float) -> None:
-            board.advance_to(now_s - t0_s)
+            board.advance_to(now_s - clock0_s)
             tele = board.telemetry()
             ns = round(now_s * 1e9)
             for zone, celsius in tele.temperatures_c.items():
@@ -306,10 +320,13 @@ def run_inprocess(
                 if model.camera != f.camera:
                     continue
                 s = model.session
-                # between frames, in order; a command decided at this very stamp (on this
-                # frame's events) reaches the node after the frame, as on a live graph
-                due = [c for t, c in model.pending if t < stamp_s]
-                model.pending = [(t, c) for t, c in model.pending if t >= stamp_s]
+                # between frames, in order, the node's rule (command_due): a command decided
+                # at this very stamp waits for the next frame
+                n = 0
+                while n < len(model.pending) and command_due(model.pending[n][0], stamp_s):
+                    n += 1
+                due = [c for _, c in model.pending[:n]]
+                model.pending = model.pending[n:]
                 for cmd in due:
                     if s.apply(cmd) is None and cmd.latency_target_ms > 0:
                         model.target_ms = cmd.latency_target_ms
@@ -348,7 +365,7 @@ def run_inprocess(
 
         def event(item: Item) -> None:
             now_s = item.stamp_ns * 1e-9
-            board.advance_to(now_s - t0_s)
+            board.advance_to(now_s - clock0_s)
             if isinstance(item, PriorityItem):
                 manager.observe(Mission.from_fields(now_s, item.change))
                 decide(now_s)
@@ -360,7 +377,7 @@ def run_inprocess(
                 ev = item.event
                 board.set_corunner(ev.name, ev.processor, ev.share)
 
-        end_s = t0_s + scenario.duration_s
+        end_s = clock1_ns * 1e-9
         total = sum(math.ceil(scenario.duration_s * c.fps - 1e-9) for c in scenario.cameras)
         bar = tqdm(
             total=total, unit="frame", desc=f"{scenario.name} [{opt.policy}]",
@@ -368,8 +385,8 @@ def run_inprocess(
         )  # fmt: skip
         for kind, t_s, payload in _merge(
             items if items is not None else scenario_items(scenario),
-            _ticks(t0_s, end_s, opt.telemetry_period_s, "telemetry"),
-            _ticks(t0_s, end_s, 1.0 / opt.manager_rate_hz, "tick"),
+            _ticks(clock0_s, end_s, 1.0 / opt.manager_rate_hz, "tick"),
+            _ticks(clock0_s, end_s, opt.telemetry_period_s, "telemetry"),
         ):
             if kind == "telemetry":
                 telemetry(t_s)
@@ -397,19 +414,26 @@ def run_inprocess(
             model.session.close()
 
 
-def _ticks(start_s: float, end_s: float, period_s: float, kind: str) -> Iterator[tuple]:
-    k = 1
-    while start_s + k * period_s < end_s - 1e-9:
-        yield kind, start_s + k * period_s, None
-        k += 1
+def _ticks(clock0_s: float, end_s: float, period_s: float, kind: str) -> Iterator[tuple]:
+    """A node timer's scheduled times (``dynofa_ros.clock``) on a replay clock running from
+    ``clock0_s`` (where the timer is overdue and fires at once) to ``end_s``."""
+    step = period_ns(period_s)
+    t_ns, end_ns = round(timer_time(clock0_s, period_s) * 1e9), round(end_s * 1e9)
+    while t_ns <= end_ns:
+        yield kind, t_ns * 1e-9, None
+        t_ns += step
 
 
 def _merge(items: Iterable[Item], *ticks: Iterator[tuple]) -> Iterator[tuple[str, float, Any]]:
-    """Scenario items and periodic ticks, lazily, in time order (items first at equal times)."""
-    streams: list[Iterator[tuple[float, int, int, tuple[str, float, Any]]]] = [
-        ((it.stamp_ns * 1e-9, 0, n, ("item", it.stamp_ns * 1e-9, it)) for n, it in enumerate(items))
-    ]
-    for rank, source in enumerate(ticks, start=1):
+    """Periodic ticks and scenario items, lazily, in time order; at equal times the ticks first,
+    in the order given, as on a live graph: a timer fires as its node receives ``/clock``, before
+    the message published at that time (and its consequences) reach the node."""
+    streams: list[Iterator[tuple[float, int, int, tuple[str, float, Any]]]] = []
+    for rank, source in enumerate(ticks):
         streams.append(((t, rank, n, (k, t, p)) for n, (k, t, p) in enumerate(source)))
+    streams.append(
+        (it.stamp_ns * 1e-9, len(ticks), n, ("item", it.stamp_ns * 1e-9, it))
+        for n, it in enumerate(items)
+    )
     for key in heapq.merge(*streams, key=lambda k: k[:3]):
         yield key[3]

@@ -24,11 +24,13 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState, Temperature
 
+from dynofa_ros.clock import timer_time
 from dynofa_ros.errors import DynofaError
 from dynofa_ros.msg import MissionPriority, PerceptionStatus, ReconfigurationCommand
 from dynofa_ros.nodes import qos
-from dynofa_ros.nodes.convert import to_seconds
+from dynofa_ros.nodes.convert import to_seconds, to_stamp
 from dynofa_ros.nodes.parameters import Param, ParameterTable
+from dynofa_ros.perception import COMMAND_SKEW_LIMIT_S
 
 PLATFORMS = ("sim-xavier-nx", "auto", "jetson", "linux")
 QOS = qos.OUTPUTS
@@ -88,6 +90,7 @@ class ManagerNode(Node):
         self.models = models
         self.model_params = {m: ParameterTable(self, model_params(m)) for m in models}
         self._lock = threading.Lock()
+        self._last_decision_s = 0.0
         self.manager = self._build_manager()
         self.rejected_inputs = 0
         self.last_error = ""
@@ -185,8 +188,9 @@ class ManagerNode(Node):
         capacity = None
         if math.isfinite(msg.capacity) and msg.capacity > 0 and math.isfinite(msg.voltage):
             capacity = float(msg.capacity) * float(msg.voltage) or None
-        self._offer(BatteryReading(to_seconds(msg.header.stamp), soc, capacity), "battery")
-        self._decide()
+        stamp = to_seconds(msg.header.stamp)
+        self._offer(BatteryReading(stamp, soc, capacity), "battery")
+        self._decide(stamp)
 
     def _on_temperature(self, msg: Temperature, topic: str) -> None:
         from dynofa_ros.manager import TemperatureReading
@@ -206,7 +210,7 @@ class ManagerNode(Node):
             self.get_logger().warning(self.last_error)
             return
         self._offer(mission, "mission_priority")
-        self._decide()
+        self._decide(mission.stamp_s)
 
     def _on_status(self, model: str, msg: PerceptionStatus) -> None:
         from dynofa_ros.manager import LatencyObservation
@@ -227,7 +231,7 @@ class ManagerNode(Node):
             ),
             f"/{model}/status",
         )
-        self._decide()
+        self._decide(to_seconds(msg.header.stamp))
 
     def _subscribe_temperature(self, topic: str) -> None:
         name = self.resolve_topic_name(topic)
@@ -245,12 +249,22 @@ class ManagerNode(Node):
 
     # -------------------------------------------------------------------------- outputs
     def _on_tick(self) -> None:
-        self._decide()
+        self._decide(timer_time(self._now(), 1.0 / self.params["rate_hz"]))
 
-    def _decide(self) -> None:
+    def _decide(self, at: float) -> None:
+        """Decide as of ``at``: the triggering input's stamp or the tick's scheduled time, so the
+        decision does not depend on how late the callback ran (the fast replay decides at the
+        same times); an implausible stamp (none, ahead of the clock) falls back to the clock."""
+        now = self._now()
+        if now <= 0.0:
+            return  # use_sim_time and no /clock yet: a decision at time 0 would precede the run
+        if not 0.0 < at <= now + COMMAND_SKEW_LIMIT_S:
+            at = now
+        at = max(at, self._last_decision_s)
+        self._last_decision_s = at
         with self._lock:
             try:
-                decisions = self.manager.step(self._now())
+                decisions = self.manager.step(at)
             except DynofaError as exc:
                 self.last_error = f"decision failed: {exc}"
                 self.get_logger().error(self.last_error)
@@ -258,7 +272,7 @@ class ManagerNode(Node):
         for d in decisions:
             fields = d.message_fields()
             cmd = ReconfigurationCommand()
-            cmd.header.stamp = self.get_clock().now().to_msg()
+            cmd.header.stamp = to_stamp(at)
             for key, value in fields.items():
                 if key != "header":
                     setattr(cmd, key, value)

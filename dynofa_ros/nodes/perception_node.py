@@ -7,9 +7,10 @@ starts the frame worker, *deactivate* stops it, *cleanup* releases the model. ``
 (default true) walks those transitions at start-up for simple use.
 
 Threads: the executor only stores the newest camera frame (an unprocessed older one is dropped and
-counted) and queues commands; one worker thread takes the newest frame, applies every queued
-command between two frames, runs the engine and publishes. Frames are never queued, a command
-takes effect at a frame boundary and is acknowledged by ``last_command_seq`` in the next status.
+counted) and queues commands; one worker thread takes the newest frame, applies the queued
+commands decided before that frame was captured (``perception.command_due``), runs the engine and
+publishes. Frames are never queued, a command takes effect at a frame boundary and is
+acknowledged by ``last_command_seq`` in that frame's status.
 The command rules themselves live in :class:`dynofa_ros.perception.PerceptionSession`.
 """
 
@@ -37,6 +38,7 @@ from dynofa_ros.nodes.convert import to_seconds, to_stamp
 from dynofa_ros.nodes.latest import Latest
 from dynofa_ros.nodes.parameters import Param, ParameterTable
 from dynofa_ros.perception import (
+    COMMAND_SKEW_LIMIT_S,
     Active,
     BoardBusyError,
     Command,
@@ -44,6 +46,7 @@ from dynofa_ros.perception import (
     FrameOutcome,
     PerceptionSession,
     SimulatedTarget,
+    command_due,
     default_family_path,
     inference_of,
     most_accurate,
@@ -170,7 +173,7 @@ class PerceptionNode(LifecycleNode):
         self.session: PerceptionSession | None = None
         self._sim_timer: ServiceTimer | None = None
         self._frames: Latest[tuple[Image | CompressedImage, float]] = Latest()
-        self._commands: deque[ReconfigurationCommand] = deque()
+        self._commands: deque[tuple[ReconfigurationCommand, float]] = deque()  # (msg, received)
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self.counters = Counters(latency_target_ms=self.params["latency_target_ms"])
@@ -335,7 +338,7 @@ class PerceptionNode(LifecycleNode):
 
     # ============================================================================== worker
     def _on_command(self, msg: ReconfigurationCommand) -> None:
-        self._commands.append(msg)
+        self._commands.append((msg, time.monotonic()))
 
     def _on_frame(self, msg: Image | CompressedImage) -> None:
         self._frames.put((msg, time.monotonic()))
@@ -343,8 +346,7 @@ class PerceptionNode(LifecycleNode):
     def _work(self) -> None:
         while not self._stop.is_set():
             item = self._frames.take(timeout_s=0.05)
-            while self._commands:
-                self._apply(self._commands.popleft())
+            self._apply_due(None if item is None else to_seconds(item[0].header.stamp))
             if item is None:
                 continue
             msg, received = item
@@ -367,6 +369,20 @@ class PerceptionNode(LifecycleNode):
                 self._reject_frame(msg, f"{type(exc).__name__}: {exc}")
                 continue
             self._publish_frame(msg, outcome, received)
+
+    def _apply_due(self, frame_stamp_s: float | None) -> None:
+        """Queued commands, in order, that apply before this frame (``command_due``); without
+        frames, those that waited longer than the skew limit (so an idle node still answers)."""
+        while self._commands:
+            msg, received = self._commands[0]
+            if frame_stamp_s is None:
+                due = time.monotonic() - received > COMMAND_SKEW_LIMIT_S
+            else:
+                due = command_due(to_seconds(msg.header.stamp), frame_stamp_s)
+            if not due:
+                return
+            self._commands.popleft()
+            self._apply(msg)
 
     def _apply(self, msg: ReconfigurationCommand) -> None:
         c = self.counters

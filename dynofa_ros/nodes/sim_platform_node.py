@@ -22,11 +22,13 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState, Temperature
 from std_msgs.msg import Header
 
+from dynofa_ros.clock import timer_time
 from dynofa_ros.msg import CoRunnerLoad
 from dynofa_ros.nodes.convert import (
     battery_message,
     temperature_message,
     to_seconds,
+    to_stamp,
     topic_token,
 )
 from dynofa_ros.nodes.parameters import Param, ParameterTable
@@ -172,10 +174,14 @@ class SimPlatformNode(Node):
 
     # ---------------------------------------------------------------------- publishing
     def _publish(self) -> None:
+        now = self._now_s()
+        if now <= 0.0:
+            return  # use_sim_time and no /clock yet: time 0 would anchor the board before the run
+        now = timer_time(now, self.params["publish_period_s"])  # as of the scheduled time
         with self._lock:
-            self._advance_to(self._now_s())
+            self._advance_to(now)
             tele = self.board.telemetry()
-        stamp = self.get_clock().now().to_msg()
+        stamp = to_stamp(now)
         if tele.battery is not None:
             self._battery_pub.publish(
                 battery_message(tele.battery, stamp, self.params["battery_frame_id"])
