@@ -15,6 +15,7 @@ import torch
 
 from dynofa_ros import cli
 from dynofa_ros.family import FamilyError, load_family
+from dynofa_ros.resources import models_dir
 from dynofa_ros.search.accuracy import AccuracyData, AccuracyMeter
 from dynofa_ros.search.build import load_bn_statistics
 from dynofa_ros.search.lut import LatencyTable, LutEntry, TableSet
@@ -232,3 +233,19 @@ def test_profile_cli_simulated_board(workdir, tmp_path) -> None:
     assert "SIMULATED" in doc["provenance"]["note"]
     procs = {(s["processor"], s["threads"]) for s in doc["settings"]}
     assert ("cuda", 0) in procs and ("cpu", 6) in procs
+
+
+def test_embedded_default_front_dominates_random_subnetworks() -> None:
+    """The shipped simulated-GPU family's searched front against 100 random sub-networks, both
+    costed by the simulator and scored by the family's predictor (the measured-accuracy figure,
+    100 %, comes from ``dynofa bench front``; this is the looser, fast check)."""
+    from dynofa_ros.bench.front import evaluate_front
+
+    res = evaluate_front(
+        models_dir() / "fmnist_mbv3_small.sim-nx-cuda.family.json",
+        n_random=100,
+        accuracy="predictor",
+        progress=False,
+    )
+    assert res["random"] == 100
+    assert res["dominated_fraction"] >= 0.8, res["dominated_fraction"]
