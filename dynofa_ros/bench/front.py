@@ -63,10 +63,17 @@ def evaluate_front(
             runtime=src.get("runtime", "torch-dynamic"),
         )
     elif src.get("kind") == "table":
-        rel = src.get("path_from_family")
-        d = fam.resolve(rel) if rel else Path(src["path"])
-        if not d.is_dir():
-            raise SearchError(f"latency tables of {fam.name} not found at {d}")
+        # next to the family as searched, or where the search ran (an installed family's
+        # relative path points outside the install)
+        places = [fam.resolve(src["path_from_family"])] if src.get("path_from_family") else []
+        places += [Path(src["path"])] if src.get("path") else []
+        d = next((q for q in places if q.is_dir()), None)
+        if d is None:
+            raise SearchError(
+                f"latency tables of {fam.name} not found (looked in "
+                f"{', '.join(map(str, places))}): run the profile command in its provenance, "
+                f"or pass --latency measured"
+            )
         tables = TableSet.load(d, net.space.resolutions, **setting.to_dict())
         lat = build.table_latency(net, tables, setting)
     else:
