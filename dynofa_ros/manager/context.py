@@ -17,7 +17,7 @@ recorded frequencies, or when ``gpu_host_fraction`` is set, ``H = gpu_host_fract
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,16 +42,44 @@ class Options:
     dev_p: np.ndarray | None = None  # (K, F) GPU only: device part to the power p
     host_p: np.ndarray | None = None  # (K, F_cpu) GPU only: host part to the power p
     p: float = 3.0
+    # Python-float copies for the scalar hot path (Policy.predict), filled in __post_init__:
+    # per row, the device part (GPU: ``dev_p ** (1 / p)``) or the latency (CPU) at each column,
+    # and the host part (GPU) at each CPU column. Python floats and ``**`` (the C library's
+    # pow) keep the predictions bit for bit what element-wise scalar code gives.
+    main_rows: tuple[tuple[float, ...], ...] = field(default=(), init=False)
+    host_rows: tuple[tuple[float, ...], ...] | None = field(default=None, init=False)
+    inv_p: float = field(default=1.0 / 3.0, init=False)
+    cores_list: tuple[float, ...] = field(default=(), init=False)
+    _index: dict[tuple[str, int | None], int] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        inv_p = 1.0 / self.p
+        if self.dev_p is not None and self.host_p is not None:
+            main = tuple(tuple(v**inv_p for v in row) for row in self.dev_p.tolist())
+            host = tuple(tuple(v**inv_p for v in row) for row in self.host_p.tolist())
+        else:
+            main = tuple(tuple(row) for row in self.latency.tolist())
+            host = None
+        index: dict[tuple[str, int | None], int] = {}
+        gpu = self.host is not None
+        for k, (m, t) in enumerate(zip(self.member_ids, self.threads.tolist(), strict=True)):
+            index.setdefault((m, None if gpu else t), k)
+        object.__setattr__(self, "main_rows", main)
+        object.__setattr__(self, "host_rows", host)
+        object.__setattr__(self, "inv_p", inv_p)
+        object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "cores_list", tuple(self.cores_busy.tolist()))
 
     @property
     def gpu(self) -> bool:
         return self.host is not None
 
     def row(self, member_id: str, threads: int) -> int | None:
-        for k, (m, t) in enumerate(zip(self.member_ids, self.threads.tolist(), strict=True)):
-            if m == member_id and (t == threads or self.gpu):
-                return k
-        return None
+        """The first row of ``member_id`` with ``threads`` (any thread count on a GPU)."""
+        try:
+            return self._index.get((member_id, None if self.host is not None else threads))
+        except TypeError:  # unhashable threads: matches nothing
+            return None
 
     def rows_of(self, member_id: str) -> list[int]:
         return [k for k, m in enumerate(self.member_ids) if m == member_id]
@@ -88,6 +116,29 @@ class Context:
         self.busy_w: dict[str, np.ndarray] = {}
         for p in board.processors:
             self.idle_w[p.name], self.busy_w[p.name] = self.power.curves(p, self.tables[p.name])
+        # the same as Python lists, per processor in board order, for the scalar hot path:
+        # (name, is a CPU, cores, idle W per column, full-load extra W per column)
+        self.power_rows: tuple[tuple[str, bool, int, list[float], list[float]], ...] = tuple(
+            (
+                p.name,
+                p.kind is ProcessorKind.CPU,
+                max(p.cores, 1),
+                self.idle_w[p.name].tolist(),
+                self.busy_w[p.name].tolist(),
+            )
+            for p in board.processors
+        )
+        # the least idle / full-load power at or above each column (bounds in the joint search)
+        self.power_floor: dict[str, tuple[np.ndarray, np.ndarray]] = {
+            p.name: (
+                np.minimum.accumulate(self.idle_w[p.name][::-1])[::-1].copy(),
+                np.minimum.accumulate(self.busy_w[p.name][::-1])[::-1].copy(),
+            )
+            for p in board.processors
+        }
+        self.cpu_name: str | None = self.cpu.name if self.cpu is not None else None
+        self.pair_cache: dict[tuple[int, int, str], tuple] = {}  # see policy.pair_row
+        self.cpu_cores = max(self.cpu.cores, 1) if self.cpu is not None else 1
         cpu_table = self.tables[self.cpu.name] if self.cpu is not None else (0,)
         top_cpu = cpu_table[-1] or (self.cpu.max_frequency_khz if self.cpu else 0) or 0
         self.host_ref_khz = config.gpu_host_cpu_khz or top_cpu

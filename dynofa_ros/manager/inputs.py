@@ -98,6 +98,7 @@ class InputStore:
         }
         self._pending: list[LatencyObservation] = []
         self._expired: dict[str, float] = {}  # what -> stamp of the reading already warned of
+        self._effective: dict[tuple[str, PriorityLevel | None], tuple[Any, Any, Effective]] = {}
 
     # ---- intake ---------------------------------------------------------------------------
     def warn(self, key: str) -> None:
@@ -288,13 +289,18 @@ class InputStore:
         input never received is not stale: the manager starts from its priors."""
         kind, _, key = what.partition("[")
         key = key.rstrip("]")
-        reading = {
-            "battery": lambda: self._battery,
-            "power": lambda: self._power,
-            "temperature": lambda: self._temps.get(key),
-            "load": lambda: self._loads.get(key),
-            "observation": lambda: self._latest.get(key),
-        }[kind]()
+        if kind == "observation":
+            reading: Any = self._latest.get(key)
+        elif kind == "temperature":
+            reading = self._temps.get(key)
+        elif kind == "load":
+            reading = self._loads.get(key)
+        elif kind == "battery":
+            reading = self._battery
+        elif kind == "power":
+            reading = self._power
+        else:
+            raise KeyError(kind)
         return reading is not None and self._fresh(reading, now_s, what) is None
 
     def battery(self, now_s: float) -> BatteryReading | None:
@@ -323,7 +329,18 @@ class InputStore:
 
     def effective(self, model: str, level: PriorityLevel | None = None) -> Effective:
         """The model's requirements in force; ``level`` overrides the mission's level (battery
-        saving mode)."""
+        saving mode). Remembered while the mission and the model's requirements in force are
+        the same (immutable) readings."""
+        mission = self.mission
+        req = self._requirements.get(model)
+        hit = self._effective.get((model, level))
+        if hit is not None and hit[0] is mission and hit[1] is req:
+            return hit[2]
+        out = self._effective_of(model, level)
+        self._effective[model, level] = (mission, req, out)
+        return out
+
+    def _effective_of(self, model: str, level: PriorityLevel | None) -> Effective:
         spec = self.models[model]
         mission = self.mission
         lvl = level if level is not None else (mission.level if mission else PriorityLevel.NORMAL)
