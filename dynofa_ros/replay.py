@@ -75,8 +75,8 @@ def graph(scenario: Scenario, opt: ReplayOptions) -> list[NodeSpec]:
         params = {
             **common,
             "model_name": m.name,
-            "checkpoint": checkpoint,
-            "family": str(opt.family_path(m.name)),
+            "checkpoint": str(opt.checkpoint_path(m)),
+            "family": str(opt.family_path(m)),
             "backend": opt.backend,
             "input": "compressed" if cam.compressed else "raw",
             "processor": opt.processor,
@@ -104,7 +104,7 @@ def graph(scenario: Scenario, opt: ReplayOptions) -> list[NodeSpec]:
         "stale_after_s": float(opt.stale_after_s),
     }
     for m in scenario.models:
-        manager[f"{m.name}.family"] = str(opt.family_path(m.name))
+        manager[f"{m.name}.family"] = str(opt.family_path(m))
         manager[f"{m.name}.latency_target_ms"] = float(m.latency_target_ms)
         manager[f"{m.name}.frame_rate_hz"] = float(scenario.camera(m.camera).fps)
         manager[f"{m.name}.min_accuracy"] = float(m.min_accuracy)
@@ -287,4 +287,4 @@ def _subnets(scenario: Scenario, options: ReplayOptions) -> list[dict[str, Any]]
     from dynofa_ros.evaluation.records import subnets_extra
     from dynofa_ros.family import load_family
 
-    return subnets_extra(*(load_family(options.family_path(m.name)) for m in scenario.models))
+    return subnets_extra(*(load_family(options.family_path(m)) for m in scenario.models))

@@ -29,7 +29,8 @@ from typing import Any
 from dynofa_ros.clock import period_ns, timer_time
 from dynofa_ros.errors import DynofaError
 from dynofa_ros.evaluation.records import RecordBuilder, RunResults, subnets_extra
-from dynofa_ros.evaluation.scenario import Scenario
+from dynofa_ros.evaluation.scenario import ModelSpec as ScenarioModel
+from dynofa_ros.evaluation.scenario import Scenario, model_file
 from dynofa_ros.evaluation.timeline import (
     AmbientItem,
     BatteryItem,
@@ -69,17 +70,26 @@ class ReplayOptions:
     stale_after_s: float = 5.0
     manager_config: Any = None  # a ManagerConfig; None: defaults
 
-    def checkpoint_path(self) -> Path:
+    def checkpoint_path(self, model: ScenarioModel | None = None) -> Path:
+        """The super-network of ``model``: its scenario ``checkpoint``, else this replay's."""
         from dynofa_ros.resources import models_dir
 
+        if model is not None and model.checkpoint:
+            return model_file(model, "checkpoint")
         return Path(self.checkpoint) if self.checkpoint else models_dir() / DEFAULT_CHECKPOINT
 
-    def family_path(self, model: str) -> Path:
+    def family_path(self, model: str | ScenarioModel) -> Path:
+        """A model's family: ``families`` (the command line), else its scenario ``family``,
+        else its checkpoint's simulated family for ``processor``."""
         from dynofa_ros.perception import default_family_path
 
-        if model in self.families:
-            return Path(self.families[model])
-        return default_family_path(self.checkpoint_path(), self.processor, simulated=True)
+        name = model if isinstance(model, str) else model.name
+        if name in self.families:
+            return Path(self.families[name])
+        if not isinstance(model, str) and model.family:
+            return model_file(model, "family")
+        spec = None if isinstance(model, str) else model
+        return default_family_path(self.checkpoint_path(spec), self.processor, simulated=True)
 
 
 @dataclass(frozen=True)
@@ -228,16 +238,16 @@ def run_inprocess(
         ambient_c=scenario.ambient.at(0.0) if scenario.ambient else 25.0,
         state_of_charge=scenario.battery.at(0.0) if scenario.battery else 1.0,
     )
-    checkpoint = opt.checkpoint_path()
+    checkpoints = list(dict.fromkeys(opt.checkpoint_path(m) for m in scenario.models))
     models: dict[str, _Model] = {}
     specs = []
     try:
         for m in scenario.models:
-            family_path = opt.family_path(m.name)
+            family_path = opt.family_path(m)
             family = load_family(family_path)
             engine = Engine.load(
-                checkpoint, family, backend=opt.backend, processors=("cpu",), threads=(1,),
-                progress=False,
+                opt.checkpoint_path(m), family, backend=opt.backend, processors=("cpu",),
+                threads=(1,), progress=False,
             )  # fmt: skip
             target = SimulatedTarget(engine, board)
             if opt.processor not in target.processors:
@@ -274,7 +284,7 @@ def run_inprocess(
             mode="fast",
             source=source,
             extra={
-                "checkpoint": checkpoint.name,
+                "checkpoint": ", ".join(c.name for c in checkpoints),
                 "processor": opt.processor,
                 "subnets": subnets_extra(*(spec.family for spec in specs)),
             },

@@ -34,6 +34,10 @@ Format (every key optional unless marked; times ``t`` in seconds from the start)
         latency_target_ms: 60            # (0, 60000]; default: the camera's frame period
         min_accuracy: 0.0                # [0, 1]
         priority: 1.0                    # (0, 1000]; weight against other models
+        checkpoint: null                 # its super-network (.safetensors): a path, or a file
+                                         # name in models/; default: the replay's --checkpoint
+        family: null                     # its family (.json), path or name in models/; default:
+                                         # <checkpoint stem>.sim-nx-<processor>.family.json
     mission:                             # priority changes; a NORMAL entry at t=0 if none there
       - {t: 0, level: NORMAL, latency_target_ms: 0, min_accuracy: 0, energy_budget_j: 0,
          mission_duration_s: 0, reason: start}
@@ -86,6 +90,8 @@ PROCESSORS = ("cpu", "cuda")
 SPLITS = ("test", "train")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _SCENARIO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_CHECKPOINT = re.compile(r"^.+\.safetensors$")
+_FAMILY = re.compile(r"^.+\.json$")
 
 
 class ScenarioError(DynofaError):
@@ -130,6 +136,8 @@ class ModelSpec:
     latency_target_ms: float
     min_accuracy: float = 0.0
     priority: float = 1.0
+    checkpoint: str | None = None  # None: the replay's checkpoint (see model_file)
+    family: str | None = None  # None: the checkpoint's simulated family
 
 
 @dataclass(frozen=True)
@@ -224,7 +232,7 @@ class Scenario:
             "start_stamp_s": self.start_stamp_s,
             "platform": self.platform,
             "cameras": [{**asdict(c), "item_scale": list(c.item_scale)} for c in self.cameras],
-            "models": [asdict(m) for m in self.models],
+            "models": [{k: v for k, v in asdict(m).items() if v is not None} for m in self.models],
             "mission": [{**asdict(p), "level": p.level_name} for p in self.mission],
             "corunners": [asdict(c) for c in self.corunners],
             "replay": dict(self.replay),
@@ -453,6 +461,27 @@ def _model(v: _Validator, data: Any, where: str, cameras: tuple[CameraSpec, ...]
         ),
         min_accuracy=v.number(data, "min_accuracy", where, default=0.0, lo=0.0, hi=1.0),
         priority=v.number(data, "priority", where, default=1.0, lo=0.0, hi=1000.0, lo_open=True),
+        checkpoint=v.string(
+            data, "checkpoint", where, pattern=_CHECKPOINT, allowed="a .safetensors file"
+        ),
+        family=v.string(data, "family", where, pattern=_FAMILY, allowed="a .json family file"),
+    )
+
+
+def model_file(model: ModelSpec, field_name: str) -> Path:
+    """The file a model's ``checkpoint`` / ``family`` names: the path as given when it exists,
+    else that name in the package's models folder (where the embedded networks live)."""
+    from dynofa_ros.resources import models_dir
+
+    value = getattr(model, field_name)
+    p = Path(value)
+    if p.exists():
+        return p
+    if not p.is_absolute() and (models_dir() / p).exists():
+        return models_dir() / p
+    raise ScenarioError(
+        f"scenario model {model.name!r}: field '{field_name}' = {value!r} is not a file here nor "
+        f"in {models_dir()}; allowed: an existing {field_name} file"
     )
 
 

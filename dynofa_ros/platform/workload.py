@@ -8,11 +8,19 @@ kernel launches (conv, BatchNorm, activation, ...) in eager PyTorch, and on the 
 per-launch host overhead dominates small networks.
 
 From a super-network config, :func:`workload_from_layer_specs` counts them from the per-layer
-description (``ElasticMobileNetV3.layer_specs(cfg)``), duck-typed so this module stays free of
-torch::
+description (``ElasticMobileNetV3.layer_specs(cfg)`` or ``ElasticViT.layer_specs(cfg)``),
+duck-typed so this module stays free of torch::
 
     specs = supernet.layer_specs(cfg)
     w = workload_from_layer_specs(cfg.id, specs, runtime="torch-static")
+
+A transformer layer is not one weight layer: :func:`vit_layer_kernels` lists the kernels a GPU
+runtime launches for it (two LayerNorms, the QKV projection, the two attention products and the
+softmax, the head merge, the output projection, the MLP's fc1 + GELU + fc2, two residual adds),
+each with its MACs and activation traffic; the layer's kernels count as
+``kernels / KERNELS_PER_WEIGHT_LAYER`` weight layers, so the simulator charges each kernel one
+launch and a third of a weight layer's host dispatch (``docs/simulator.md``, "Transformer
+layers"). The CNN's layers are counted as before.
 
 :data:`PUBLISHED_GPU_FAMILY` is the Dynamic-OFA GPU family published for the Xavier NX
 (accuracy, latency, resolution: TOOLCHAIN.md). Its MACs / layers / parameters are **not
@@ -38,7 +46,8 @@ RUNTIMES = ("torch-dynamic", "torch-static", "onnxruntime")
 class Workload:
     """One inference of one network (batch 1) as the simulator sees it.
 
-    ``macs``: multiply-accumulates per image; ``layers``: executed weight layers (conv + linear);
+    ``macs``: multiply-accumulates per image; ``layers``: executed weight layers (conv + linear;
+    a ViT's launched kernels / :data:`KERNELS_PER_WEIGHT_LAYER`, see :func:`vit_layer_kernels`);
     ``params``: parameters; ``activations``: activation elements read + written per image
     (``None``: estimated from MACs by the model); ``runtime``: one of :data:`RUNTIMES`.
     """
@@ -79,15 +88,20 @@ def count_weight_layers(specs: Iterable[Any]) -> int:
     """Weight layers of a network from its per-layer description (objects with ``kind`` and,
     for ``expanded_conv``, ``block`` with ``expand_ratio`` and ``use_se``): first conv, final
     expand, feature mix and logits are one each; an MBConv block has depthwise + pointwise, plus
-    the expand conv when its expand ratio is not 1, plus two SE convolutions when it has SE."""
+    the expand conv when its expand ratio is not 1, plus two SE convolutions when it has SE.
+    ViT layers (:data:`VIT_KINDS`) count their launched kernels (:func:`vit_layer_kernels`),
+    converted to weight-layer equivalents (rounded half up, once for the whole network)."""
     n = 0
+    vit_kernels = 0
     for s in specs:
-        if s.kind == "expanded_conv":
+        if s.kind in VIT_KINDS:
+            vit_kernels += len(vit_layer_kernels(s))
+        elif s.kind == "expanded_conv":
             b = s.block
             n += 2 + int(b.expand_ratio != 1) + 2 * int(bool(b.use_se))
         elif s.kind != "AvgPool2D":
             n += 1
-    return n
+    return n + (vit_kernels + KERNELS_PER_WEIGHT_LAYER // 2) // KERNELS_PER_WEIGHT_LAYER
 
 
 def workload_from_layer_specs(
@@ -95,10 +109,14 @@ def workload_from_layer_specs(
 ) -> Workload:
     """A :class:`Workload` from ``layer_specs`` entries (each with ``macs``, ``params``,
     ``input_shape``, ``output_shape``); activations are summed from the layer shapes, times
-    the expansion inside each block (a block reads and writes its expanded tensor three times)."""
+    the expansion inside each block (a block reads and writes its expanded tensor three times);
+    a ViT layer's are what its kernels read and write (:func:`vit_layer_kernels`)."""
     specs = list(specs)
     acts = 0
     for s in specs:
+        if s.kind in VIT_KINDS:
+            acts += sum(k.elements for k in vit_layer_kernels(s))
+            continue
         a_in = _prod(s.input_shape)
         a_out = _prod(s.output_shape)
         acts += a_in + a_out
@@ -114,6 +132,85 @@ def workload_from_layer_specs(
         activations=int(acts),
         runtime=runtime,
     )
+
+
+# ------------------------------------------------------------------------- transformer layers
+#: Kernels per weight layer the simulator charges (``NXModel.kernels_per_layer``: conv,
+#: BatchNorm, activation). A ViT's kernel count is divided by it to give weight-layer
+#: equivalents, so each of its kernels costs one launch and a third of a layer's host dispatch.
+KERNELS_PER_WEIGHT_LAYER = 3
+
+#: ``layer_specs`` kinds of the ViT super-network (``dynofa_ros.supernet.vit.ViTLayerSpec``).
+VIT_KINDS = ("PatchEmbed", "TransformerLayer", "Head")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One kernel launch of batch-1 inference: ``macs`` multiply-accumulates and ``elements``
+    activation elements read + written (weights are counted once, in ``Workload.params``)."""
+
+    op: str
+    macs: int
+    elements: int
+
+
+def transformer_layer_kernels(
+    tokens: int, embed: int, heads: int, head_dim: int, hidden: int
+) -> tuple[Kernel, ...]:
+    """The kernels a GPU runtime launches for one pre-norm transformer layer, unfused (eager
+    PyTorch, or the extracted network's ONNX graph on a CUDA back-end without attention fusion).
+
+    ``n`` tokens of width ``e``, ``heads`` x ``head_dim`` = ``a`` attention width, MLP ``hidden``
+    units; attention scores are ``heads x n x n``. Their MACs sum to the layer's MACs
+    (``vit_config.layer_macs``). Views (reshape, permute, unbind) launch nothing."""
+    n, e, m = tokens, embed, hidden
+    a = heads * head_dim
+    sc = heads * n * n
+    return (
+        Kernel("layernorm1", 0, 2 * n * e),
+        Kernel("qkv_gemm", n * e * 3 * a, n * e + 3 * n * a),
+        Kernel("scores_bmm", n * n * a, 2 * n * a + sc),  # q k^T per head, scale folded in
+        Kernel("softmax", 0, 2 * sc),
+        Kernel("context_bmm", n * n * a, sc + 2 * n * a),  # softmax(scores) v per head
+        Kernel("merge_heads_copy", 0, 2 * n * a),  # (heads, n, d) -> (n, heads * d), contiguous
+        Kernel("out_proj_gemm", n * a * e, n * a + n * e),
+        Kernel("residual_add1", 0, 3 * n * e),
+        Kernel("layernorm2", 0, 2 * n * e),
+        Kernel("fc1_gemm", n * e * m, n * e + n * m),
+        Kernel("gelu", 0, 2 * n * m),
+        Kernel("fc2_gemm", n * m * e, n * m + n * e),
+        Kernel("residual_add2", 0, 3 * n * e),
+    )
+
+
+def vit_layer_kernels(spec: Any) -> tuple[Kernel, ...]:
+    """The kernels of one ViT ``layer_specs`` entry (``kind`` in :data:`VIT_KINDS`).
+
+    ``PatchEmbed`` (image H x W x C to n x e): the patch convolution and the position-embedding
+    add (which also makes the transposed tokens contiguous). ``TransformerLayer``:
+    :func:`transformer_layer_kernels`. ``Head`` (n x e to classes): LayerNorm, mean over
+    tokens, classifier."""
+    if spec.kind == "PatchEmbed":
+        n, e = spec.output_shape
+        c = spec.input_shape[2]
+        return (
+            Kernel(
+                "patch_conv", n * e * spec.patch * spec.patch * c, _prod(spec.input_shape) + n * e
+            ),
+            Kernel("pos_embed_add", 0, 3 * n * e),
+        )
+    if spec.kind == "TransformerLayer":
+        n, e = spec.input_shape
+        return transformer_layer_kernels(n, e, spec.heads, spec.head_dim, spec.hidden)
+    if spec.kind == "Head":
+        n, e = spec.input_shape
+        k = spec.output_shape[0]
+        return (
+            Kernel("layernorm", 0, 2 * n * e),
+            Kernel("token_mean", 0, n * e + e),
+            Kernel("classifier_gemm", e * k, e + k),
+        )
+    raise ValueError(f"layer kind {spec.kind!r} is not a ViT layer (one of {VIT_KINDS})")
 
 
 def _prod(shape: Iterable[int]) -> int:
