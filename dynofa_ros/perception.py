@@ -280,6 +280,20 @@ def default_family_path(checkpoint: Path, processor: str, simulated: bool) -> Pa
     return checkpoint.with_name(f"{checkpoint.stem}.{target}.family.json")
 
 
+def model_files(checkpoint: str, family: str, processor: str, simulated: bool) -> tuple[Path, Path]:
+    """The (checkpoint, family) a model runs, from the nodes' two parameters: a family alone
+    brings its own super-network (the one it was searched on), a checkpoint alone its default
+    family; neither is the embedded default."""
+    from dynofa_ros.family import load_family
+    from dynofa_ros.resources import models_dir
+
+    if family and not checkpoint:
+        fam = load_family(family)
+        return fam.resolve(fam.supernet["checkpoint"]), Path(family)
+    ckpt = Path(checkpoint) if checkpoint else models_dir() / "fmnist_mbv3_small.safetensors"
+    return ckpt, Path(family) if family else default_family_path(ckpt, processor, simulated)
+
+
 class PerceptionSession:
     """Engine + board + the command rules of one perception model (see the module docstring).
 

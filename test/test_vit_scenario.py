@@ -4,6 +4,7 @@ a short in-process replay of it decides for both models and runs each on its own
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -108,3 +109,19 @@ def test_short_fast_replay_decides_for_both_models(scenario: sc.Scenario) -> Non
     vit_ms = [f.latency_ms for f in run.frames_of("vit") if f.processor == "cuda"]
     assert vit_ms and min(vit_ms) > 15.0  # costed as a ViT on the simulated GPU (>= 21.9 ms)
     assert "fmnist_vit_small.safetensors" in run.info.extra["checkpoint"]
+
+
+def test_a_family_alone_brings_its_own_checkpoint(tmp_path: Path) -> None:
+    from dynofa_ros.family import FamilyError
+    from dynofa_ros.perception import model_files
+    from dynofa_ros.resources import models_dir
+
+    vit_family = models_dir() / "fmnist_vit_small.cpu.family.json"
+    ckpt, fam = model_files("", str(vit_family), "cpu", simulated=False)
+    assert ckpt == models_dir() / "fmnist_vit_small.safetensors" and fam == vit_family
+    ckpt, fam = model_files("", "", "cuda", simulated=True)
+    assert fam.name == "fmnist_mbv3_small.sim-nx-cuda.family.json"
+    bad = tmp_path / "bad.family.json"
+    bad.write_text("{not json")
+    with pytest.raises(FamilyError, match=r"bad\.family\.json"):
+        model_files("", str(bad), "cpu", simulated=False)

@@ -20,7 +20,6 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import rclpy
@@ -47,8 +46,8 @@ from dynofa_ros.perception import (
     PerceptionSession,
     SimulatedTarget,
     command_due,
-    default_family_path,
     inference_of,
+    model_files,
     most_accurate,
 )
 from dynofa_ros.srv import SimulateFrame
@@ -59,7 +58,8 @@ PLATFORMS = ("none", "auto", "jetson", "linux", "sim-xavier-nx")
 PARAMS = (
     Param("model_name", "model", "name of this perception model; commands must target it",
           live=False),
-    Param("checkpoint", "", "super-network checkpoint (.safetensors); '' = the embedded default",
+    Param("checkpoint", "", "super-network checkpoint (.safetensors); '' = the family's own, or "
+          "the embedded default",
           live=False),
     Param("family", "", "family file (.family.json); '' = <checkpoint stem>.<processor>"
           ".family.json beside the checkpoint (sim-nx-<processor> on the simulated board)",
@@ -235,14 +235,10 @@ class PerceptionNode(LifecycleNode):
     def _build_session(self) -> PerceptionSession:
         from dynofa_ros.engine import Engine
         from dynofa_ros.platform import make_platform
-        from dynofa_ros.resources import models_dir
 
         p = self.params
-        checkpoint = Path(p["checkpoint"] or models_dir() / "fmnist_mbv3_small.safetensors")
         simulated = p["platform"] == "sim-xavier-nx"
-        family = Path(p["family"]) if p["family"] else default_family_path(
-            checkpoint, p["processor"], simulated
-        )  # fmt: skip
+        checkpoint, family = model_files(p["checkpoint"], p["family"], p["processor"], simulated)
         if p["threads"] > p["max_threads"]:
             raise DynofaError(f"threads {p['threads']} is above max_threads {p['max_threads']}")
         platform = None
