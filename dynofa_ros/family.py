@@ -13,7 +13,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,31 @@ class Family:
     @property
     def ids(self) -> tuple[str, ...]:
         return tuple(m.id for m in self.members)
+
+    def for_backend(self, backend: str | None = None) -> Family:
+        """This family with the latency records of one engine backend (simulated records stay).
+
+        A family measured with several backends (ONNX Runtime and torch-static, ~5x apart) must
+        not be averaged over them: an engine runs one. ``None`` picks the backend the family was
+        searched with (its provenance), else ONNX Runtime, when there are several."""
+        measured = {r.backend for m in self.members for r in m.latency} - {"simulated"}
+        if backend is None:
+            if len(measured) <= 1:
+                return self
+            setting = (self.provenance.get("latency_source") or {}).get("setting") or {}
+            backend = setting.get("backend") or "onnxruntime"
+        if backend not in measured:
+            if not measured:
+                return self
+            raise FamilyError(
+                f"family {self.name} has no latency record for backend {backend!r} (recorded: "
+                f"{', '.join(sorted(measured))})"
+            )
+        members = tuple(
+            replace(m, latency=tuple(r for r in m.latency if r.backend in (backend, "simulated")))
+            for m in self.members
+        )
+        return replace(self, members=members)
 
     def resolve(self, relative: str) -> Path:
         """A file named in the family, relative to the family file's folder."""

@@ -235,3 +235,23 @@ def test_mission_from_message_fields_checks_the_level() -> None:
     )  # fmt: skip
     with pytest.raises(ValueError, match="7"):
         Mission.from_fields(0.0, SimpleNamespace(**{**vars(fields), "level": 7}))
+
+
+def test_a_family_measured_with_several_backends_predicts_from_one() -> None:
+    """The shipped CPU family holds onnxruntime and torch-static records (~5x apart): the
+    manager must predict from the engine's backend, not the median of both."""
+    family = load_family(models_dir() / "fmnist_mbv3_small.cpu.family.json")
+    assert {r.backend for m in family.members for r in m.latency} == {
+        "onnxruntime",
+        "torch-static",
+    }
+    spec = ModelSpec("m", family, latency_target_ms=5.0)
+    assert {r.backend for m in spec.family.members for r in m.latency} == {"onnxruntime"}
+    torch_spec = ModelSpec("m", family, latency_target_ms=5.0, backend="torch-static")
+    member = family.members[-1]
+    assert torch_spec.family.member(member.id).latency_ms(
+        "cpu", backend="torch-static", threads=1
+    ) == member.latency_ms("cpu", backend="torch-static", threads=1)
+    assert {r.backend for m in torch_spec.family.members for r in m.latency} == {"torch-static"}
+    with pytest.raises(ManagerConfigError, match=r"'backend'.*'tensorrt'.*onnxruntime"):
+        ModelSpec("m", family, latency_target_ms=5.0, backend="tensorrt")

@@ -50,10 +50,15 @@ class ModelSpec:
     processors: tuple[str, ...] | None = None
     threads: tuple[int, ...] | None = None
     static_member: str | None = None  # member used by static baselines / the DVFS-only ablation
+    backend: str | None = None  # engine backend whose records predict (None: the searched one)
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ManagerConfigError("model spec: field 'name' must not be empty")
+        try:
+            object.__setattr__(self, "family", self.family.for_backend(self.backend))
+        except DynofaError as exc:
+            raise ManagerConfigError(f"model {self.name}: field 'backend': {exc}") from exc
         if self.latency_target_ms is None and self.frame_rate_hz is None:
             raise ManagerConfigError(
                 f"model {self.name}: give 'latency_target_ms' or 'frame_rate_hz' (or both)"
