@@ -306,6 +306,14 @@ def run_inprocess(
             board.advance_to(now_s - clock0_s)
             tele = board.telemetry()
             ns = round(now_s * 1e9)
+            # sim_platform_node publishes the battery first; the manager decides on it, then
+            # takes the temperatures (which trigger no decision)
+            if tele.battery is not None:
+                builder.battery(ns, float(tele.battery.state_of_charge))
+                manager.observe(
+                    BatteryReading(now_s, tele.battery.state_of_charge, tele.battery.capacity_wh)
+                )
+                decide(now_s)
             for zone, celsius in tele.temperatures_c.items():
                 manager.observe(TemperatureReading(now_s, zone, float(celsius)))
                 builder.temperature(ns, zone, float(celsius))
@@ -315,12 +323,6 @@ def run_inprocess(
             if tele.energy_j is not None:
                 builder.board_energy(ns, float(tele.energy_j))
             builder.power_mode(ns, tele.power_mode)
-            if tele.battery is not None:
-                builder.battery(ns, float(tele.battery.state_of_charge))
-                manager.observe(
-                    BatteryReading(now_s, tele.battery.state_of_charge, tele.battery.capacity_wh)
-                )
-                decide(now_s)
 
         def frame(f: Frame) -> None:
             stamp_s = f.stamp_ns * 1e-9
