@@ -62,12 +62,13 @@ from typing import Any
 
 import yaml
 
+from dynofa_ros.evaluation import scenario as scenario_files
 from dynofa_ros.evaluation.scenario import (
     BACKGROUNDS,
     ENCODINGS,
     CameraSpec,
+    FieldValidator,
     ScenarioError,
-    _Validator,
 )
 from dynofa_ros.family import Family, FamilyError, load_family
 from dynofa_ros.manager.config import ManagerConfig, config_from_dict
@@ -201,7 +202,7 @@ def load(path: str | os.PathLike[str]) -> RealScenario:
 
 def from_dict(data: Any, source: str = "<scenario>", base_dir: Path | None = None) -> RealScenario:
     """Validate plain data (a parsed YAML document); files resolve against ``base_dir``."""
-    v = _Validator(source)
+    v = FieldValidator(source)
     if not isinstance(data, Mapping):
         v.fail("(top level)", data, "a mapping")
     v.keys(
@@ -271,7 +272,7 @@ def from_dict(data: Any, source: str = "<scenario>", base_dir: Path | None = Non
     )
 
 
-def _camera(v: _Validator, data: Any) -> RealCamera:
+def _camera(v: FieldValidator, data: Any) -> RealCamera:
     if not isinstance(data, Mapping):
         v.fail("camera", data, "a mapping")
     v.keys(data, "camera", set(RealCamera.__dataclass_fields__))
@@ -303,7 +304,7 @@ def _camera(v: _Validator, data: Any) -> RealCamera:
     )
 
 
-def _find(v: _Validator, where: str, value: str, base_dir: Path | None) -> Path:
+def _find(v: FieldValidator, where: str, value: str, base_dir: Path | None) -> Path:
     """A file named in the scenario: as given, relative to the scenario, then to models/."""
     from dynofa_ros.resources import models_dir
 
@@ -319,7 +320,7 @@ def _find(v: _Validator, where: str, value: str, base_dir: Path | None) -> Path:
     v.fail(where, value, "an existing file (absolute, relative to the scenario, or in models/)")
 
 
-def _model(v: _Validator, data: Any, base_dir: Path | None) -> RealModel:
+def _model(v: FieldValidator, data: Any, base_dir: Path | None) -> RealModel:
     if data is None:
         raise ScenarioError(f"scenario {v.source}: field 'model' is required")
     if not isinstance(data, Mapping):
@@ -423,7 +424,7 @@ def measured_family(
     return replace(family, members=tuple(members))
 
 
-def _corunner(v: _Validator, data: Any, where: str, duration: float) -> CoRunnerStep:
+def _corunner(v: FieldValidator, data: Any, where: str, duration: float) -> CoRunnerStep:
     if not isinstance(data, Mapping):
         v.fail(where, data, "a mapping {t, processes, kind}")
     v.keys(data, where, {"t", "processes", "kind"})
@@ -435,27 +436,11 @@ def _corunner(v: _Validator, data: Any, where: str, duration: float) -> CoRunner
 
 
 # ------------------------------------------------------------------------------- bundled
-def bundled_dir() -> Path:
-    from dynofa_ros.resources import config_dir
-
-    return config_dir() / "scenarios" / "real"
-
-
 def bundled() -> dict[str, Path]:
     """Bundled real-machine scenarios by name (``config/scenarios/real/*.yaml``)."""
-    d = bundled_dir()
-    return {p.stem: p for p in sorted(d.glob("*.yaml"))} if d.is_dir() else {}
+    return scenario_files.bundled("real")
 
 
 def resolve(spec: str | os.PathLike[str]) -> Path:
     """A scenario file path, or the name of a bundled real-machine scenario."""
-    p = Path(spec)
-    if p.is_file():
-        return p
-    found = bundled().get(str(spec))
-    if found is not None:
-        return found
-    raise ScenarioError(
-        f"scenario {str(spec)!r}: no such file, and not a bundled real-machine scenario "
-        f"(bundled: {', '.join(bundled()) or 'none'})"
-    )
+    return scenario_files.resolve(spec, "real", "real-machine scenario")

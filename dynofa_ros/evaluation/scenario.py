@@ -287,7 +287,7 @@ def parse(text: str, source: str = "<scenario>") -> Scenario:
 
 
 def from_dict(data: Any, source: str = "<scenario>") -> Scenario:
-    v = _Validator(source)
+    v = FieldValidator(source)
     if not isinstance(data, Mapping):
         raise ScenarioError(
             f"scenario {source}: expected a mapping at the top level, got {type(data).__name__}"
@@ -386,7 +386,7 @@ def from_dict(data: Any, source: str = "<scenario>") -> Scenario:
     )
 
 
-def _camera(v: _Validator, data: Any, where: str, fixed_name: str | None) -> CameraSpec:
+def _camera(v: FieldValidator, data: Any, where: str, fixed_name: str | None) -> CameraSpec:
     if not isinstance(data, Mapping):
         v.fail(where, data, "a mapping")
     keys = set(CameraSpec.__dataclass_fields__)
@@ -436,7 +436,7 @@ def _camera(v: _Validator, data: Any, where: str, fixed_name: str | None) -> Cam
     )
 
 
-def _model(v: _Validator, data: Any, where: str, cameras: tuple[CameraSpec, ...]) -> ModelSpec:
+def _model(v: FieldValidator, data: Any, where: str, cameras: tuple[CameraSpec, ...]) -> ModelSpec:
     if not isinstance(data, Mapping):
         v.fail(where, data, "a mapping")
     v.keys(data, where, set(ModelSpec.__dataclass_fields__))
@@ -485,11 +485,11 @@ def model_file(model: ModelSpec, field_name: str) -> Path:
     )
 
 
-def _time(v: _Validator, data: Mapping, where: str, duration: float) -> float:
+def _time(v: FieldValidator, data: Mapping, where: str, duration: float) -> float:
     return v.number(data, "t", where, required=True, lo=0.0, hi=duration)
 
 
-def _priority(v: _Validator, data: Any, where: str, duration: float) -> PriorityChange:
+def _priority(v: FieldValidator, data: Any, where: str, duration: float) -> PriorityChange:
     if not isinstance(data, Mapping):
         v.fail(where, data, "a mapping")
     v.keys(data, where, set(PriorityChange.__dataclass_fields__))
@@ -514,7 +514,7 @@ def _priority(v: _Validator, data: Any, where: str, duration: float) -> Priority
 
 
 def _timeline(  # noqa: PLR0917 - private helper, one call per timeline kind
-    v: _Validator, data: Mapping, where: str, key: str, lo: float, hi: float, duration: float
+    v: FieldValidator, data: Mapping, where: str, key: str, lo: float, hi: float, duration: float
 ) -> tuple[Keyframe, ...]:
     items = v.sequence(data, "timeline", where, min_len=1, required=True)
     frames: list[Keyframe] = []
@@ -532,7 +532,7 @@ def _timeline(  # noqa: PLR0917 - private helper, one call per timeline kind
     return tuple(frames)
 
 
-def _battery(v: _Validator, data: Any, duration: float) -> BatterySpec:
+def _battery(v: FieldValidator, data: Any, duration: float) -> BatterySpec:
     if not isinstance(data, Mapping):
         v.fail("battery", data, "a mapping")
     v.keys(data, "battery", {"timeline", "rate_hz", "capacity_wh", "thresholds"})
@@ -549,7 +549,7 @@ def _battery(v: _Validator, data: Any, duration: float) -> BatterySpec:
     )
 
 
-def _ambient(v: _Validator, data: Any, duration: float) -> AmbientSpec:
+def _ambient(v: FieldValidator, data: Any, duration: float) -> AmbientSpec:
     if not isinstance(data, Mapping):
         v.fail("ambient", data, "a mapping")
     v.keys(data, "ambient", {"timeline", "rate_hz"})
@@ -559,7 +559,7 @@ def _ambient(v: _Validator, data: Any, duration: float) -> AmbientSpec:
     )
 
 
-def _corunner(v: _Validator, data: Any, where: str, duration: float) -> CoRunnerEvent:
+def _corunner(v: FieldValidator, data: Any, where: str, duration: float) -> CoRunnerEvent:
     if not isinstance(data, Mapping):
         v.fail(where, data, "a mapping")
     v.keys(data, where, set(CoRunnerEvent.__dataclass_fields__))
@@ -571,7 +571,7 @@ def _corunner(v: _Validator, data: Any, where: str, duration: float) -> CoRunner
     )
 
 
-def _ordered(v: _Validator, items: list[Any], where: str) -> None:
+def _ordered(v: FieldValidator, items: list[Any], where: str) -> None:
     for i in range(1, len(items)):
         if items[i].t < items[i - 1].t:
             v.fail(
@@ -585,7 +585,7 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
-class _Validator:
+class FieldValidator:
     """Field checks that raise :class:`ScenarioError` naming source, field, value, allowed."""
 
     def __init__(self, source: str) -> None:
@@ -714,28 +714,27 @@ class _Validator:
 
 
 # ----------------------------------------------------------------------------- bundled
-def bundled_dir() -> Path:
+def bundled_dir(subdir: str = "") -> Path:
     from dynofa_ros.resources import config_dir
 
-    return config_dir() / "scenarios"
+    return config_dir() / "scenarios" / subdir if subdir else config_dir() / "scenarios"
 
 
-def bundled() -> dict[str, Path]:
-    """Bundled scenarios by name (``config/scenarios/*.yaml``)."""
-    d = bundled_dir()
+def bundled(subdir: str = "") -> dict[str, Path]:
+    """Bundled scenarios by name (``config/scenarios/[subdir/]*.yaml``)."""
+    d = bundled_dir(subdir)
     return {p.stem: p for p in sorted(d.glob("*.yaml"))} if d.is_dir() else {}
 
 
-def resolve(spec: str | os.PathLike[str]) -> Path:
-    """A scenario file path, or the name of a bundled scenario."""
+def resolve(spec: str | os.PathLike[str], subdir: str = "", kind: str = "scenario") -> Path:
+    """A scenario file path, or the name of a bundled ``kind`` (in ``subdir``)."""
     p = Path(spec)
-    if p.exists():
+    if p.is_file():
         return p
-    found = bundled().get(str(spec))
+    found = bundled(subdir).get(str(spec))
     if found is not None:
         return found
     raise ScenarioError(
-        f"scenario {str(spec)!r}: no such file, and not a bundled scenario (bundled: "
-        + ", ".join(bundled())
-        + ")"
+        f"scenario {str(spec)!r}: no such file, and not a bundled {kind} (bundled: "
+        f"{', '.join(bundled(subdir)) or 'none'})"
     )
