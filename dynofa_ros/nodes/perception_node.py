@@ -24,8 +24,7 @@ from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image
@@ -117,9 +116,7 @@ class ServiceTimer:
         self._node = node
         self._model = model_name
         self.timeout_s = timeout_s
-        self._client = node.create_client(
-            SimulateFrame, "/sim_board/simulate_frame", callback_group=ReentrantCallbackGroup()
-        )
+        self._client = node.create_client(SimulateFrame, "/sim_board/simulate_frame")
 
     def cost(self, workload: Any, active: Active, result: Any, stamp_s: float) -> FrameCost:
         if not self._client.wait_for_service(timeout_sec=self.timeout_s):
@@ -525,7 +522,10 @@ class PerceptionNode(LifecycleNode):
 def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     node = None
-    executor = MultiThreadedExecutor(num_threads=3)
+    # Single-threaded on purpose: frames are processed on the node's own worker thread, and
+    # rclpy 9.1.2's MultiThreadedExecutor busy-loops holding the GIL (ros2/rclpy#1452), which
+    # starved the camera, /clock and service-response callbacks (75 % of frames lost).
+    executor = SingleThreadedExecutor()
     try:
         node = PerceptionNode()
         executor.add_node(node)
