@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from dynofa_ros.platform import make_platform
-from dynofa_ros.platform.base import PlatformError, Setting
+from dynofa_ros.platform.base import PlatformError, Setting, schedutil_khz
 from dynofa_ros.platform.nx_data import CPU_FREQUENCIES_KHZ, GPU_FREQUENCIES_KHZ, POWER_MODES
 from dynofa_ros.platform.sim import (
     CPU_VOLTAGE_TABLE,
@@ -313,8 +313,15 @@ def test_schedutil_follows_utilisation() -> None:
         nx.run_frame(W, "cuda")  # the host thread keeps one core busy
     assert nx.frequency_khz("cpu") == POWER_MODES[2].cpu_max_khz
     t = nx.telemetry().processors["cpu"]
-    assert t.utilisation_max == pytest.approx(1.0, abs=0.05)
+    assert t.utilisation_max > 0.8  # busy at the top: 1.25 x f x busy asks for more
     assert t.utilisation < 0.3
+    # the GPU settles where schedutil's rule keeps its own frequency (about 80 % busy), below
+    # the top for this launch-bound member
+    gpu = nx.telemetry().processors["cuda"]
+    f = nx.frequency_khz("cuda")
+    assert f < GPU_FREQUENCIES_KHZ[-1]
+    assert schedutil_khz(GPU_FREQUENCIES_KHZ, f, gpu.utilisation) == f
+    assert 0.5 < gpu.utilisation <= 0.8
 
 
 def test_latency_table_and_reference_checks() -> None:

@@ -129,8 +129,6 @@ class ManagerConfig:
     # ---- baselines
     step_window: int = 10  # step controller: frames averaged before a step
     step_up_ratio: float = 0.8  # step controller: step up below this fraction of the target
-    schedutil_margin: float = 1.25  # Linux schedutil: f = margin * f_max * util
-    schedutil_period_s: float = 0.05  # schedutil-like baseline: re-evaluation period
 
     def __post_init__(self) -> None:
         checks: dict[str, tuple[float, float]] = {
@@ -153,8 +151,6 @@ class ManagerConfig:
             "board_static_w": (0.0, math.inf),
             "step_window": (1, 10_000),
             "step_up_ratio": (0.05, 1.0),
-            "schedutil_margin": (1.0, 10.0),
-            "schedutil_period_s": (1e-3, 3600.0),
         }
         for key, (lo, hi) in checks.items():
             _check_range(getattr(self, key), lo, hi, f"manager.{key}")

@@ -14,9 +14,9 @@
   Battery below ``battery_low``: the saving level (and power mode, when configured).
 * ``static-performance``: the most accurate member on the family's processor, every frequency at
   the top (Linux's ``performance`` governor).
-* ``static-schedutil``: one member (the most accurate meeting the target at the top frequency)
-  with Linux's schedutil rule ``f = 1.25 * f_max * util`` (frequency-invariant utilisation from
-  telemetry) rounded up to the table, re-evaluated every ``schedutil_period_s``.
+* ``static-schedutil``: one member (the most accurate meeting the target at the top frequency);
+  frequencies are left to the board's governor (Linux's schedutil on the board's measured
+  utilisation), never pinned.
 * ``step``: the original Dynamic-OFA demo's controller: the mean latency of a window of frames;
   over the target, one member down; under ``step_up_ratio`` of it (or below the accuracy floor),
   one member up; frequencies left to the platform (no DVFS).
@@ -49,11 +49,9 @@ from dynofa_ros.manager.policy import (
     Row,
     pair_row,
     predict_rows,
-    schedutil_column,
     settle_pair,
 )
 from dynofa_ros.manager.types import Choice, LatencyObservation, ManagerConfigError, PriorityLevel
-from dynofa_ros.platform.base import ProcessorKind
 
 
 # ------------------------------------------------------------------------------- safety guards
@@ -852,55 +850,30 @@ class StaticPerformance(Policy):
 
 
 class StaticSchedutil(Policy):
+    """The static member with the board's own governor: frequencies are never pinned, so the
+    board (simulated or real) runs Linux's schedutil on its measured utilisation, the GPU's busy
+    fraction included, the same in every runner (the rule: ``platform.base.schedutil_khz``)."""
+
     name = "static-schedutil"
-    description = "static member, schedutil rule f = 1.25 f_max util on telemetry"
-
-    @property
-    def dwell_s(self) -> float:
-        return self.ctx.config.schedutil_period_s
-
-    def needs(self, inputs: InputStore) -> Iterable[str]:
-        return [f"load[{p.name}]" for p in self.ctx.processors if self.ctx.settable(p.name)]
-
-    def _rows(self) -> dict[str, tuple[str, int]]:
-        out = {}
-        for m, st in self.ctx.static.items():
-            o = self.ctx.options[m][st.processor]
-            row = o.row(st.member_id, st.threads)
-            assert row is not None
-            out[m] = (st.processor, row)
-        return out
+    description = "static member, frequencies left to the board's schedutil governor"
 
     def plan(
         self, inputs: InputStore, now_s: float, current: Mapping[str, Choice]
     ) -> dict[str, Choice] | None:
-        ctx = self.ctx
-        cfg = ctx.config
-        cur = self.joint_of(current) if current else None
-        cols: dict[str, int] = {}
-        for p in ctx.processors:
-            table = ctx.tables[p.name]
-            if table == (0,):
-                cols[p.name] = 0
-                continue
-            top = ctx.top_column(p.name)
-            cur_col = cur.cols[p.name] if cur is not None else top
-            load = inputs.load(p.name, now_s)
-            if load is None:
-                cols[p.name] = cur_col
-                continue
-            util = load.utilisation
-            if p.kind is ProcessorKind.CPU and load.utilisation_max is not None:
-                util = load.utilisation_max
-            f_cur = load.frequency_khz or table[cur_col]
-            cols[p.name] = schedutil_column(table, f_cur, util, cfg.schedutil_margin)
-        joint = Joint(self._rows(), cols)
-        if cur is not None and joint == cur:
+        if current:
             return None
+        ctx = self.ctx
+        rows = {}
+        for m, st in ctx.static.items():
+            row = ctx.options[m][st.processor].row(st.member_id, st.threads)
+            assert row is not None
+            rows[m] = (st.processor, row)
+        # predicted at the top frequencies: the governor's choice is the board's to make
+        joint = Joint(rows, {p.name: ctx.top_column(p.name) for p in ctx.processors})
         eff = self.effective(inputs)
         pred = self.predict(joint, eff, self.factors(now_s))
-        reasons = {m: f"{self.name}: static member, schedutil frequencies" for m in joint.rows}
-        return self.choices(joint, eff, pred, reasons)
+        reasons = {m: f"{self.name}: static member, board governor" for m in rows}
+        return self.choices(joint, eff, pred, reasons, pin=False)
 
 
 class Step(Policy):

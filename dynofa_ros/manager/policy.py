@@ -25,7 +25,6 @@ Prediction model (shared by every policy, documented once here):
 from __future__ import annotations
 
 import bisect
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -300,20 +299,6 @@ def first_at_most(row: np.ndarray, limit: float) -> int:
     ok = row <= limit
     j = int(ok.argmax())
     return j if ok[j] else -1
-
-
-def schedutil_column(
-    table: tuple[int, ...], current_khz: int, utilisation: float, margin: float = 1.25
-) -> int:
-    """Linux schedutil's rule with frequency-invariant utilisation:
-    ``f_next = margin * f_max * util_inv`` with ``util_inv = busy * f_cur / f_max``, i.e.
-    ``margin * f_cur * busy``, rounded up to the table (``get_next_freq`` in
-    kernel/sched/cpufreq_schedutil.c)."""
-    if table == (0,):
-        return 0
-    target = margin * current_khz * utilisation
-    i = bisect.bisect_left(table, math.ceil(target))
-    return min(i, len(table) - 1)
 
 
 def options_of(ctx: Context, model: str, processor: str) -> Options:

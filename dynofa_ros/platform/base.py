@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -54,6 +55,21 @@ class Processor:
             f"({table[0]}..{table[-1]} kHz, {len(table)} steps); nearest valid: "
             + ", ".join(f"{f} kHz" for f in nearest)
         )
+
+
+SCHEDUTIL_MARGIN = 1.25  # Linux schedutil's headroom (map_util_freq: freq + freq / 4)
+
+
+def schedutil_khz(
+    table: tuple[int, ...], current_khz: int, busy: float, margin: float = SCHEDUTIL_MARGIN
+) -> int:
+    """Linux schedutil's next frequency: ``margin * f_max * util`` with frequency-invariant
+    utilisation ``util = busy * f_cur / f_max``, i.e. ``margin * f_cur * busy``, rounded up to the
+    table (``get_next_freq`` in kernel/sched/cpufreq_schedutil.c). The one rule of the governor
+    baseline: the simulated board runs it; a real board runs the kernel's own."""
+    target = margin * current_khz * busy
+    i = bisect.bisect_left(table, math.ceil(target))
+    return table[min(i, len(table) - 1)]
 
 
 @dataclass(frozen=True)

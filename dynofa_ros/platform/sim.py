@@ -91,6 +91,7 @@ from dataclasses import dataclass, field
 
 from dynofa_ros.platform import nx_data as nx
 from dynofa_ros.platform.base import (
+    SCHEDUTIL_MARGIN,
     BatteryTelemetry,
     Capabilities,
     Platform,
@@ -100,6 +101,7 @@ from dynofa_ros.platform.base import (
     ProcessorTelemetry,
     Setting,
     Telemetry,
+    schedutil_khz,
 )
 from dynofa_ros.platform.workload import Workload
 
@@ -219,7 +221,7 @@ class NXModel:
     throttle_period_s: float = 1.0  # step-wise passive polling period (estimate)
     # --- governors ---------------------------------------------------------------------------
     governor_period_s: float = 0.05  # re-evaluation period (estimate)
-    schedutil_margin: float = 1.25  # Linux schedutil: f = 1.25 * f_max * util
+    schedutil_margin: float = SCHEDUTIL_MARGIN  # Linux schedutil (platform.base.schedutil_khz)
     util_window_s: float = 0.5  # telemetry utilisation window
     # --- battery -----------------------------------------------------------------------------
     battery_cells: int = 4  # 4S Li-ion pack (estimate for a small robot)
@@ -935,7 +937,7 @@ class SimulatedXavierNX(Platform):
         if gov == "ondemand":
             target = u.table[-1] if util > 0.8 else u.table[-1] * util / 0.8
         else:  # schedutil, nvhost_podgov, simple_ondemand: the schedutil rule (estimate)
-            target = self.model.schedutil_margin * u.table[-1] * util
+            return schedutil_khz(u.table, u.cur_khz, util, self.model.schedutil_margin)
         i = bisect.bisect_left(u.table, math.ceil(target))
         return u.table[min(i, len(u.table) - 1)]
 
