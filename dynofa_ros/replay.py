@@ -10,11 +10,12 @@ The fast mode (:mod:`dynofa_ros.evaluation.inprocess`) runs the same core code i
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -193,10 +194,13 @@ def run_live(
 
         clock0_ns, clock1_ns = replay_clock(scenario)  # shared with the fast mode
         frames = sum(info.topics[t].count for t in cameras)
+        published: dict[str, int] = {}
+        cpu = CpuMeter(procs)
         bar = tqdm(total=frames, unit="frame", desc=f"replay {scenario.name} "
                    f"[{options.policy}]", disable=not progress)  # fmt: skip
 
         def on_message(topic: str) -> None:
+            published[topic] = published.get(topic, 0) + 1
             if topic in cameras:
                 bar.update(1)
             _check_alive(procs)
@@ -221,8 +225,18 @@ def run_live(
         bar.close()
         node.run_clock(max(clock1_ns, info.end_ns), clock0_ns, live.rate, stop)
         _drain(node)
+        shares = cpu.shares()
         executor.remove_node(node)
         node.destroy_node()
+        with writer_lock:
+            accounting = frame_accounting(
+                published, _camera_topics(scenario), _last_status(recorded)
+            )
+        run_info = replace(run_info, extra={**run_info.extra, "frames": accounting,
+                                            "cpu_share": shares})  # fmt: skip
+        custom[T.CUSTOM_DATA_RUN] = json.dumps(run_info.to_dict())
+        if progress:
+            print(_summary(accounting, shares), flush=True)
         with writer_lock, BagWriter(result_bag, live.storage, custom_data=custom) as writer:
             for ns, _, topic, msgtype, data in sorted(recorded, key=lambda r: r[:2]):
                 writer.write_raw(topic, msgtype, ns, data)
@@ -234,6 +248,84 @@ def run_live(
         if spinner is not None:
             spinner.join(timeout=5.0)
     return load_result_bag(result_bag, name=run_info.name)
+
+
+class CpuMeter:
+    """CPU time of each node process (and this one) over the replay, as a share of one core:
+    what the whole graph costs, and the number that exposes an executor that spins."""
+
+    def __init__(self, procs: ProcessManager) -> None:
+        import psutil
+
+        self._procs = {p.name: psutil.Process(p.popen.pid) for p in procs.processes}
+        self._procs["replay"] = psutil.Process()
+        self._start = {n: self._cpu(n) for n in self._procs}
+        self._t0 = time.monotonic()
+
+    def _cpu(self, name: str) -> float:
+        try:
+            t = self._procs[name].cpu_times()
+        except Exception:  # a process that is gone has no more CPU to count
+            return math.nan
+        return float(t.user + t.system)
+
+    def shares(self) -> dict[str, float]:
+        wall = max(time.monotonic() - self._t0, 1e-9)
+        return {n: round((self._cpu(n) - c0) / wall, 3) for n, c0 in self._start.items()}
+
+
+def frame_accounting(
+    published: dict[str, int], cameras: dict[str, str], last_status: dict[str, Any]
+) -> dict[str, dict[str, int]]:
+    """Per model: frames the replay published on its camera, and where each went (processed,
+    dropped by the node as stale / board busy, rejected, or lost before the node in transport)."""
+    out = {}
+    for model, topic in cameras.items():
+        st = last_status.get(model)
+        processed = int(st.frames_processed) if st is not None else 0
+        dropped = int(st.frames_dropped) if st is not None else 0
+        rejected = int(st.frames_rejected) if st is not None else 0
+        sent = int(published.get(topic, 0))
+        out[model] = {
+            "in_bag": sent,
+            "processed": processed,
+            "dropped_node": dropped,
+            "rejected": rejected,
+            "lost_transport": max(0, sent - processed - dropped - rejected),
+        }
+    return out
+
+
+def _last_status(recorded: list[tuple[int, int, str, str, bytes]]) -> dict[str, Any]:
+    from rclpy.serialization import deserialize_message
+
+    from dynofa_ros.msg import PerceptionStatus
+
+    last: dict[str, Any] = {}
+    for _, _, _topic, msgtype, data in recorded:
+        if msgtype == T.PERCEPTION_STATUS:
+            msg = deserialize_message(data, PerceptionStatus)
+            last[msg.model_name] = msg
+    return last
+
+
+def _camera_topics(scenario: Scenario) -> dict[str, str]:
+    """Each model's camera topic, as the replay plays it."""
+    out = {}
+    for m in scenario.models:
+        cam = scenario.camera(m.camera)
+        out[m.name] = f"/{m.camera}{T.COMPRESSED_SUFFIX if cam.compressed else T.IMAGE_SUFFIX}"
+    return out
+
+
+def _summary(accounting: dict[str, dict[str, int]], shares: dict[str, float]) -> str:
+    parts = [
+        f"{m}: {a['processed']}/{a['in_bag']} frames processed, {a['dropped_node']} dropped by "
+        f"the node, {a['rejected']} rejected, {a['lost_transport']} lost in transport"
+        for m, a in accounting.items()
+    ]
+    cpu = ", ".join(f"{n} {v:.2f}" for n, v in shares.items())
+    return "; ".join(parts) + f"; CPU (cores): {cpu}, graph {sum(shares.values()):.2f}"
 
 
 def _check_alive(procs: ProcessManager) -> None:
@@ -249,10 +341,7 @@ def _wait_ready(
     """Until every perception node listens to its camera, the manager to the mission topic and
     the simulated board serves frames (engines take a while to prepare every member)."""
     needed: dict[str, int] = {}
-    for m in scenario.models:
-        cam = scenario.camera(m.camera)
-        suffix = T.COMPRESSED_SUFFIX if cam.compressed else T.IMAGE_SUFFIX
-        topic = f"/{m.camera}{suffix}"
+    for topic in _camera_topics(scenario).values():
         needed[topic] = needed.get(topic, 0) + 1
     if T.MISSION_PRIORITY in info.topics:
         needed[T.MISSION_PRIORITY] = 1

@@ -190,6 +190,7 @@ class _Model:
         self.session = session
         self.target_ms = target_ms
         self.pending: list[tuple[float, Any]] = []  # (decided at, command)
+        self.seen = 0
         self.processed = 0
         self.dropped = 0
         self.energy_total_j = 0.0
@@ -331,6 +332,7 @@ def run_inprocess(
             for model in models.values():
                 if model.camera != f.camera:
                     continue
+                model.seen += 1
                 s = model.session
                 # between frames, in order, the node's rule (command_due): a command decided
                 # at this very stamp waits for the next frame
@@ -416,6 +418,16 @@ def run_inprocess(
         run.info.extra.update(
             {
                 "dropped": {m.name: m.dropped for m in models.values()},
+                "frames": {
+                    m.name: {
+                        "in_bag": m.seen,
+                        "processed": m.processed,
+                        "dropped_node": m.dropped,
+                        "rejected": 0,
+                        "lost_transport": 0,
+                    }
+                    for m in models.values()
+                },
                 "manager_warnings": dict(manager.warnings),
                 "board_energy_j": float(board.telemetry().energy_j or 0.0),
             }
