@@ -26,6 +26,7 @@ from dynofa_ros.evaluation.records import RunInfo, RunResults
 from dynofa_ros.evaluation.scenario import Scenario
 from dynofa_ros.launch_graph import NodeSpec
 from dynofa_ros.processes import ProcessManager, ros_env
+from dynofa_ros.resources import config_dir
 
 READY_TIMEOUT_S = 180.0  # engines prepare every member at configure
 QUIET_S = 1.5  # wall time without new outputs that ends the drain
@@ -156,13 +157,26 @@ def run_live(
     if not 0 <= domain <= 232:
         raise ValueError(f"domain_id {domain} is not in [0, 232]")
     env = ros_env(domain)
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
+    # the transport the launch files set (camera-sized images need it: the default transport
+    # lost most 640x480 frames), unless the user chose a profile
+    env["FASTDDS_DEFAULT_PROFILES_FILE"] = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or str(
+        config_dir() / "fastdds_shm.xml"
+    )
+    os.environ.update(
+        {
+            k: env[k]
+            for k in (
+                "ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"
+            )
+        }
+    )  # fmt: skip
     log_dir = Path(live.log_dir or tempfile.mkdtemp(prefix="dynofa-replay-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     run_info = RunInfo.for_scenario(
         scenario, name or f"{scenario.name}-{options.policy}", policy=options.policy,
         mode="live", source=str(bag),
-        extra={"rate": live.rate, "logs": str(log_dir), "subnets": _subnets(scenario, options)},
+        extra={"rate": live.rate, "logs": str(log_dir), "subnets": _subnets(scenario, options),
+               "dds_profile": env["FASTDDS_DEFAULT_PROFILES_FILE"]},
     )  # fmt: skip
     custom = {
         T.CUSTOM_DATA_RUN: json.dumps(run_info.to_dict()),
