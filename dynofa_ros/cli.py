@@ -21,7 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "profile": ("dynofa_ros.search.profile_cli", "measure latency tables on this machine"),
     "search": ("dynofa_ros.search.search_cli", "evolutionary search -> family file"),
     "platform": ("dynofa_ros.platform.cli", "what the platform back-end sees and can set"),
-    "simulate": ("dynofa_ros.manager.simulate_cli", "run policies against the simulated NX"),
+    "simulate": (
+        "dynofa_ros.evaluation.simulate_cli",
+        "run policies on a scenario in-process (simulated NX)",
+    ),
     "launch": ("dynofa_ros.launch_cli", "run a launch file's node graph here (no ros2 launch)"),
     "bench": ("dynofa_ros.bench", "benchmarks (supernet, engine, manager, nodes)"),
     "replay": ("dynofa_ros.replay_cli", "replay a scenario bag through the nodes"),

@@ -19,7 +19,8 @@ from dynofa_ros.evaluation.inprocess import (
 )
 
 
-def _policies(text: str) -> list[str]:
+def parse_policies(text: str) -> list[str]:
+    """``--policy``: a comma list of policy names, or ``all``."""
     from dynofa_ros.manager import POLICIES
 
     names = list(POLICIES) if text == "all" else [p.strip() for p in text.split(",") if p.strip()]
@@ -75,7 +76,7 @@ def main(argv: list[str]) -> int:
     from dynofa_ros.evaluation.inprocess import bag_items, run_inprocess
     from dynofa_ros.evaluation.records import write_results
 
-    policies = _policies(args.policy)
+    policies = parse_policies(args.policy)
     families = {}
     for item in args.family:
         model, sep, path = item.partition("=")
@@ -86,6 +87,10 @@ def main(argv: list[str]) -> int:
         if not getattr(args, key) > 0:
             raise ValueError(f"--{key.replace('_', '-')} {getattr(args, key)} must be > 0")
     scenario, _ = bag_items(args.bag)  # validates the bag before anything starts
+    if not args.fast:
+        from dynofa_ros.evaluation.scenario import require_network
+
+        require_network(scenario, "a live replay")
     args.out.mkdir(parents=True, exist_ok=True)
     written = []
     for policy in policies:

@@ -23,7 +23,7 @@ import numpy as np
 
 from dynofa_ros.evaluation import bagio
 from dynofa_ros.evaluation import topics as T
-from dynofa_ros.evaluation.scenario import CameraSpec, Scenario, ScenarioError
+from dynofa_ros.evaluation.scenario import CameraSpec, Scenario, ScenarioError, require_network
 from dynofa_ros.evaluation.timeline import (
     AmbientItem,
     BatteryItem,
@@ -56,8 +56,10 @@ def generate(
     """Write ``scenario`` as a bag at ``out``. ``progress(done, total)`` is called per frame.
 
     Raises :class:`~.bagio.BagError` (bad storage name, ``out`` exists) or
-    :class:`~.scenario.ScenarioError` (camera source missing) before anything is written.
+    :class:`~.scenario.ScenarioError` (camera source missing; a model with no network or a
+    camera with no pixels: a bag is for the nodes) before anything is written.
     """
+    require_network(scenario, "a scenario bag")
     bagio.storage_plugin(storage)  # fail early on a wrong storage name
     if Path(out).exists() and not overwrite:
         raise bagio.BagError(f"{out} exists already; choose another path or --overwrite")

@@ -15,6 +15,11 @@ It runs the same core objects as the live graph, wired the way the nodes wire th
 
 Time is the frames' stamps (bag time); nothing sleeps, so a sweep over policies takes seconds
 per simulated minute. For a deterministic scenario the live replay makes the same decisions.
+
+The frames come from a bag (``dynofa replay --fast``) or from the scenario's own timeline
+(:func:`scenario_items`: ``dynofa simulate``), one loop for both. A model whose family is
+``builtin:<name>`` runs on a :class:`~dynofa_ros.engine.recorded.RecordedEngine` (recorded
+members, no network: frames are costed, not classified).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dynofa_ros.clock import period_ns, timer_time
 from dynofa_ros.errors import DynofaError
@@ -39,6 +44,9 @@ from dynofa_ros.evaluation.timeline import (
     PriorityItem,
     iter_timeline,
 )
+
+if TYPE_CHECKING:
+    from dynofa_ros.family import Family
 
 DEFAULT_CHECKPOINT = "fmnist_mbv3_small.safetensors"
 TELEMETRY_PERIOD_S = 0.5  # sim_platform_node's publish_period_s default
@@ -77,6 +85,16 @@ class ReplayOptions:
         if model is not None and model.checkpoint:
             return model_file(model, "checkpoint")
         return Path(self.checkpoint) if self.checkpoint else models_dir() / DEFAULT_CHECKPOINT
+
+    def family(self, model: ScenarioModel) -> Family:
+        """A model's family: a ``builtin:<name>`` one (unless ``families`` names a file for it),
+        else the file :meth:`family_path` names."""
+        from dynofa_ros.family import load_family
+        from dynofa_ros.manager.families import BUILTIN
+
+        if model.builtin_family is not None and model.name not in self.families:
+            return BUILTIN[model.builtin_family]()
+        return load_family(self.family_path(model))
 
     def family_path(self, model: str | ScenarioModel) -> Path:
         """A model's family: ``families`` (the command line), else its scenario ``family``,
@@ -117,7 +135,9 @@ Item = Frame | Truth | PriorityItem | BatteryItem | AmbientItem | CoRunnerItem
 def scenario_items(scenario: Scenario) -> Iterator[Item]:
     """The scenario's timeline, frames composed on the fly (no bag needed)."""
     for item in iter_timeline(scenario):
-        if isinstance(item, FrameItem):
+        if isinstance(item, FrameItem) and item.pixels is None:  # source: none
+            yield Frame(item.stamp_ns, item.camera, lambda e: e.infer_blank(), item.label)
+        elif isinstance(item, FrameItem):
             pixels, encoding = item.pixels, item.encoding
             yield Frame(
                 item.stamp_ns,
@@ -209,7 +229,7 @@ def run_inprocess(
     from tqdm import tqdm
 
     from dynofa_ros.engine import Engine
-    from dynofa_ros.family import load_family
+    from dynofa_ros.engine.recorded import RecordedEngine
     from dynofa_ros.manager import (
         BatteryReading,
         LatencyObservation,
@@ -239,16 +259,20 @@ def run_inprocess(
         ambient_c=scenario.ambient.at(0.0) if scenario.ambient else 25.0,
         state_of_charge=scenario.battery.at(0.0) if scenario.battery else 1.0,
     )
-    checkpoints = list(dict.fromkeys(opt.checkpoint_path(m) for m in scenario.models))
+    recorded = {m.name for m in scenario.models if m.builtin_family and m.name not in opt.families}
+    checkpoints = list(
+        dict.fromkeys(opt.checkpoint_path(m) for m in scenario.models if m.name not in recorded)
+    )
     models: dict[str, _Model] = {}
     specs = []
     try:
         for m in scenario.models:
-            family_path = opt.family_path(m)
-            family = load_family(family_path)
-            engine = Engine.load(
-                opt.checkpoint_path(m), family, backend=opt.backend, processors=("cpu",),
-                threads=(1,), progress=False,
+            family = opt.family(m)
+            engine: Any = (
+                RecordedEngine(family) if m.name in recorded else Engine.load(
+                    opt.checkpoint_path(m), family, backend=opt.backend, processors=("cpu",),
+                    threads=(1,), progress=False,
+                )
             )  # fmt: skip
             target = SimulatedTarget(engine, board)
             if opt.processor not in target.processors:
@@ -285,7 +309,10 @@ def run_inprocess(
             mode="fast",
             source=source,
             extra={
-                "checkpoint": ", ".join(c.name for c in checkpoints),
+                "checkpoint": ", ".join(
+                    [c.name for c in checkpoints]
+                    + [str(scenario.model(n).family) for n in recorded]
+                ),
                 "processor": opt.processor,
                 "subnets": subnets_extra(*(spec.family for spec in specs)),
             },

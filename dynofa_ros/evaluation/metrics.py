@@ -4,7 +4,12 @@ Definitions (``None`` = cannot be computed from what the run recorded):
 
 - latency p50 / p95 / p99: percentiles (linear interpolation) of ``latency_ms`` over all frames;
 - deadline-miss rate: frames with ``latency_ms > target_ms`` / frames with a target;
-- accuracy: correct frames / frames with ground truth;
+- accuracy: correct frames / frames with ground truth; expected accuracy: the mean of the
+  family's recorded top-1 accuracy of the sub-network that ran each frame (``RunInfo.extra``
+  ``subnets``), what a run without ground truth reports (a ``builtin:`` family has no network,
+  so its frames have no prediction: :meth:`ModelMetrics.accuracy_or_expected`);
+- dropped: frames the run counted as dropped before they were processed (``RunInfo.extra``
+  ``dropped``, per model; ``None`` when the run did not count them);
 - energy: sum of the frames' energy (the perception node's per-frame estimate), J; average power:
   energy / run duration, W; mean frame power: mean of the frames' ``power_w``; board energy (per
   run): the increase of the board's energy counter (``board_energy`` series) from its first to
@@ -33,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from dynofa_ros.evaluation.records import Event, FrameRecord, RunResults, Sample
+from dynofa_ros.evaluation.records import Event, FrameRecord, RunResults, Sample, subnets_of
 
 SETTLE_FRAMES = 5
 
@@ -76,6 +81,17 @@ class ModelMetrics:
     subnets_used: int
     reactions: tuple[Reaction, ...] = field(default=())
     power_modes: tuple[int, ...] = ()
+    expected_accuracy: float | None = None  # the family's recorded accuracy of the frames
+    dropped: int | None = None
+
+    def accuracy_or_expected(self) -> tuple[float | None, str]:
+        """Measured accuracy (``"measured"``) when the run had ground truth, else the family's
+        expected accuracy (``"family"``), else ``(None, "")``."""
+        if self.accuracy is not None:
+            return self.accuracy, "measured"
+        if self.expected_accuracy is not None:
+            return self.expected_accuracy, "family"
+        return None, ""
 
 
 @dataclass(frozen=True)
@@ -105,12 +121,17 @@ def compute(run: RunResults) -> RunMetrics:
     battery = run.series("battery")
     temps = [s.value for s in run.samples if s.series.startswith("temperature/")]
     throttle = sorted(run.series("throttled"), key=lambda s: s.t_s)
+    recorded = {s["id"]: s.get("accuracy") for s in subnets_of(run.info)}
+    counted = run.info.extra.get("dropped") if isinstance(run.info.extra, dict) else None
     models = []
     for model in run.models:
         frames = sorted(run.frames_of(model), key=lambda f: f.t_s)
         lat = [f.latency_ms for f in frames if math.isfinite(f.latency_ms)]
         with_target = [f for f in frames if f.deadline_missed is not None]
         with_gt = [f for f in frames if f.correct is not None]
+        expected = [recorded.get(f.subnet_id) for f in frames]
+        expected_known = [float(a) for a in expected if _is_fraction(a)]
+        dropped = counted.get(model) if isinstance(counted, dict) else None
         energies = [f.energy_j for f in frames if f.energy_j is not None]
         energy = float(sum(energies)) if energies else None
         powers = [f.power_w for f in frames if f.power_w is not None]
@@ -156,6 +177,12 @@ def compute(run: RunResults) -> RunMetrics:
                 subnets_used=len({f.subnet_id for f in frames}),
                 reactions=tuple(reactions(run.events, frames, model, duration)),
                 power_modes=tuple(sorted({m for f in frames if (m := f.power_mode) is not None})),
+                expected_accuracy=(
+                    float(np.mean(expected_known))
+                    if expected_known and len(expected_known) == len(frames)
+                    else None
+                ),
+                dropped=int(dropped) if isinstance(dropped, int) else None,
             )
         )
     board, covered, source = board_energy(run.series("board_energy"), run.series("power"), duration)
@@ -169,6 +196,10 @@ def compute(run: RunResults) -> RunMetrics:
         board_average_power_w=board / covered if board is not None and covered > 0 else None,
         board_energy_source=source,
     )
+
+
+def _is_fraction(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and 0.0 <= x <= 1.0
 
 
 def board_energy(

@@ -15,7 +15,8 @@ Format (every key optional unless marked; times ``t`` in seconds from the start)
     platform: sim_xavier_nx              # informative: the board the scenario is meant for
     camera:                              # one camera named "camera"
                                          # (or `cameras:`, a list of these with a `name` each)
-      source: fashion_mnist              # fashion_mnist | video
+      source: fashion_mnist              # fashion_mnist | video | none (frames without pixels:
+                                         # timing only, for models with a builtin family)
       path: null                         # IDX dir (fashion_mnist) or video file (video, required)
       split: test                        # test | train (fashion_mnist)
       fps: 15                            # [0.1, 120]
@@ -37,18 +38,25 @@ Format (every key optional unless marked; times ``t`` in seconds from the start)
         checkpoint: null                 # its super-network (.safetensors): a path, or a file
                                          # name in models/; default: the replay's --checkpoint
         family: null                     # its family (.json), path or name in models/; default:
-                                         # <checkpoint stem>.sim-nx-<processor>.family.json
+                                         # <checkpoint stem>.sim-nx-<processor>.family.json;
+                                         # or builtin:<name> (manager/families.py BUILTIN, e.g.
+                                         # builtin:published-nx-gpu): recorded members, no
+                                         # network; runs under `dynofa simulate` only
     mission:                             # priority changes; a NORMAL entry at t=0 if none there
       - {t: 0, level: NORMAL, latency_target_ms: 0, min_accuracy: 0, energy_budget_j: 0,
          mission_duration_s: 0, reason: start}
+                                         # latency_target_ms > 0: the target of every model
+                                         # from then on (0: each model's own)
     battery:                             # absent: the simulated board drains its own battery
       rate_hz: 1                         # (0, 100]
       capacity_wh: 50                    # (0, 10000]
       thresholds: [0.5, 0.2, 0.1]        # events for the report, each in (0, 1)
-      timeline: [{t: 0, soc: 0.9}, {t: 40, soc: 0.1}]   # soc in [0, 1], linear in between
+      interpolate: linear                # linear | step (hold each value until the next)
+      timeline: [{t: 0, soc: 0.9}, {t: 40, soc: 0.1}]   # soc in [0, 1], in time order
     ambient:                             # absent: the simulated board's default ambient
       rate_hz: 1
-      timeline: [{t: 0, celsius: 25}]    # [-40, 125] °C, linear in between
+      interpolate: linear                # linear | step
+      timeline: [{t: 0, celsius: 25}]    # [-40, 125] °C, in time order
     corunners:                           # co-runner load changes (CoRunnerLoad)
       - {t: 15, name: gpu_app, processor: cuda, share: 0.35}   # processor cpu | cuda; share [0, 1]
     replay: {}                           # free mapping for the replay (policy-independent knobs)
@@ -61,7 +69,14 @@ much more, since it was trained on clean black backgrounds.
 A replay should start the simulated board in the scenario's t = 0 state (ambient, battery) and
 then follow the timeline; without a ``battery`` section the board drains its own battery.
 
+Runners (:func:`runners`): every scenario runs under ``dynofa simulate`` (the in-process loop over
+this timeline). One whose models all have a network and whose cameras all have pixels can also
+be generated into a bag and replayed (fast, or live through the nodes); a ``builtin:`` family or a
+``source: none`` camera cannot (:func:`require_network` says why).
+
 Every error is a :class:`ScenarioError` naming the file, the field, the value and what is allowed.
+A file in the old ``dynofa simulate`` format (``config/scenarios/sim``, removed) is refused with
+how to migrate it (:data:`OLD_FORMAT`).
 """
 
 from __future__ import annotations
@@ -83,7 +98,9 @@ FORMAT_VERSION = 1
 DEFAULT_START_STAMP_S = 1_700_000_000.0
 LEVELS = {"LOW": 0, "NORMAL": 1, "HIGH": 2, "CRITICAL": 3}
 LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
-SOURCES = ("fashion_mnist", "video")
+SOURCES = ("fashion_mnist", "video", "none")
+INTERPOLATIONS = ("linear", "step")
+BUILTIN_PREFIX = "builtin:"
 ENCODINGS = ("rgb8", "bgr8", "mono8")
 BACKGROUNDS = ("noise", "texture", "flat")
 PROCESSORS = ("cpu", "cuda")
@@ -91,7 +108,24 @@ SPLITS = ("test", "train")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _SCENARIO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CHECKPOINT = re.compile(r"^.+\.safetensors$")
-_FAMILY = re.compile(r"^.+\.json$")
+_FAMILY = re.compile(r"^(.+\.json|builtin:.+)$")
+
+# Keys of the old ``dynofa simulate`` format (config/scenarios/sim) and how to migrate each.
+OLD_FORMAT: dict[str, str] = {
+    "telemetry_hz": "drop it (the runner's --telemetry-period-s)",
+    "board": "give board.ambient_c as ambient: {interpolate: step, timeline: [{t: 0, celsius: C}]} "
+    "and board.state_of_charge as a battery timeline; the other board fields are not scenario "
+    "fields",
+    "manager": "drop it (manager settings are the runner's)",
+    "requirements": "give target changes as mission entries' latency_target_ms (every model)",
+    "cooling": "drop it (not a scenario field)",
+    "frame_rate_hz": "give the model a camera with that fps (cameras: [{name: NAME, source: none, "
+    "fps: F}]) and set the model's camera: NAME",
+    "processors": "drop it (every processor of the family is allowed)",
+    "threads": "drop it (every thread count of the board is allowed)",
+    "static_member": "drop it (the static baselines pick their member)",
+    "memory_gbps": "drop it (co-runners take a share of a processor)",
+}
 
 
 class ScenarioError(DynofaError):
@@ -123,6 +157,11 @@ class CameraSpec:
     def has_ground_truth(self) -> bool:
         return self.source == "fashion_mnist"
 
+    @property
+    def has_pixels(self) -> bool:
+        """``source: none`` cameras give frames without pixels (timing only)."""
+        return self.source != "none"
+
     def frame_times(self, duration_s: float) -> list[float]:
         """Seconds from t = 0 of every frame: ``i / fps`` for ``i / fps < duration``."""
         n = math.ceil(duration_s * self.fps - 1e-9)
@@ -138,6 +177,13 @@ class ModelSpec:
     priority: float = 1.0
     checkpoint: str | None = None  # None: the replay's checkpoint (see model_file)
     family: str | None = None  # None: the checkpoint's simulated family
+
+    @property
+    def builtin_family(self) -> str | None:
+        """The name of a ``builtin:<name>`` family (recorded members, no network), else None."""
+        if self.family is not None and self.family.startswith(BUILTIN_PREFIX):
+            return self.family.removeprefix(BUILTIN_PREFIX)
+        return None
 
 
 @dataclass(frozen=True)
@@ -167,18 +213,20 @@ class BatterySpec:
     rate_hz: float = 1.0
     capacity_wh: float = 50.0
     thresholds: tuple[float, ...] = (0.5, 0.2, 0.1)
+    interpolate: str = "linear"  # one of INTERPOLATIONS
 
     def at(self, t: float) -> float:
-        return interpolate(self.timeline, t)
+        return interpolate(self.timeline, t, self.interpolate)
 
 
 @dataclass(frozen=True)
 class AmbientSpec:
     timeline: tuple[Keyframe, ...]
     rate_hz: float = 1.0
+    interpolate: str = "linear"  # one of INTERPOLATIONS
 
     def at(self, t: float) -> float:
-        return interpolate(self.timeline, t)
+        return interpolate(self.timeline, t, self.interpolate)
 
 
 @dataclass(frozen=True)
@@ -242,11 +290,13 @@ class Scenario:
                 "rate_hz": self.battery.rate_hz,
                 "capacity_wh": self.battery.capacity_wh,
                 "thresholds": list(self.battery.thresholds),
+                "interpolate": self.battery.interpolate,
                 "timeline": [{"t": k.t, "soc": k.value} for k in self.battery.timeline],
             }
         if self.ambient is not None:
             out["ambient"] = {
                 "rate_hz": self.ambient.rate_hz,
+                "interpolate": self.ambient.interpolate,
                 "timeline": [{"t": k.t, "celsius": k.value} for k in self.ambient.timeline],
             }
         return out
@@ -255,16 +305,54 @@ class Scenario:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
 
 
-def interpolate(timeline: tuple[Keyframe, ...], t: float) -> float:
-    """Piecewise-linear value at ``t``; constant before the first and after the last keyframe."""
+def interpolate(timeline: tuple[Keyframe, ...], t: float, mode: str = "linear") -> float:
+    """The value at ``t``: piecewise linear (``linear``) or the last keyframe at or before ``t``
+    (``step``); the first value before the first keyframe, the last after the last."""
     if t <= timeline[0].t:
         return timeline[0].value
+    if mode == "step":
+        return next(k.value for k in reversed(timeline) if k.t <= t)
     for a, b in itertools.pairwise(timeline):
         if t <= b.t:
             if b.t == a.t:
                 return b.value
             return a.value + (b.value - a.value) * (t - a.t) / (b.t - a.t)
     return timeline[-1].value
+
+
+# ------------------------------------------------------------------------------- runners
+RUNNERS = ("simulate", "replay fast", "replay live")
+
+
+def network_refusal(scenario: Scenario) -> str | None:
+    """Why ``scenario`` cannot become a bag and run through the perception node (a model with a
+    ``builtin:`` family has no network to run; a ``source: none`` camera has no pixels to
+    publish), or ``None`` when it can."""
+    for m in scenario.models:
+        if m.builtin_family is not None:
+            return (
+                f"model {m.name!r} has family {m.family!r}: recorded members, no network to run "
+                "(run it with `dynofa simulate`)"
+            )
+    for c in scenario.cameras:
+        if not c.has_pixels:
+            return (
+                f"camera {c.name!r} has source 'none': frames without pixels (run it with "
+                "`dynofa simulate`)"
+            )
+    return None
+
+
+def require_network(scenario: Scenario, runner: str) -> None:
+    """Raise :class:`ScenarioError` when ``runner`` (a bag or the live nodes) cannot run it."""
+    why = network_refusal(scenario)
+    if why is not None:
+        raise ScenarioError(f"scenario {scenario.name}: {runner} needs a network: {why}")
+
+
+def runners(scenario: Scenario) -> tuple[str, ...]:
+    """The runners of :data:`RUNNERS` that can run ``scenario`` (``dynofa scenario list``)."""
+    return RUNNERS if network_refusal(scenario) is None else RUNNERS[:1]
 
 
 # ------------------------------------------------------------------------------- loading
@@ -292,6 +380,7 @@ def from_dict(data: Any, source: str = "<scenario>") -> Scenario:
         raise ScenarioError(
             f"scenario {source}: expected a mapping at the top level, got {type(data).__name__}"
         )
+    _refuse_old_format(v, data)
     v.keys(
         data,
         "",
@@ -386,6 +475,28 @@ def from_dict(data: Any, source: str = "<scenario>") -> Scenario:
     )
 
 
+def _refuse_old_format(v: FieldValidator, data: Mapping) -> None:
+    """One line naming the first key of the old simulate format and how to migrate it."""
+    found = [(k, k) for k in data if k in OLD_FORMAT]
+    for key in ("battery", "ambient"):
+        if isinstance(data.get(key), list):
+            found.append((key, key))
+    for i, m in enumerate(data.get("models") or []):
+        if isinstance(m, Mapping):
+            found += [(f"models[{i}].{k}", k) for k in m if k in OLD_FORMAT]
+    for i, c in enumerate(data.get("corunners") or []):
+        if isinstance(c, Mapping):
+            found += [(f"corunners[{i}].{k}", k) for k in c if k in OLD_FORMAT]
+    if not found:
+        return
+    name, key = found[0]
+    how = OLD_FORMAT.get(key, "give it as a mapping {interpolate: step, timeline: [...]}")
+    raise ScenarioError(
+        f"scenario {v.source}: field '{name}' is from the old `dynofa simulate` format "
+        f"(config/scenarios/sim, removed); migrate: {how} (docs/evaluation.md, 'Migrating')"
+    )
+
+
 def _camera(v: FieldValidator, data: Any, where: str, fixed_name: str | None) -> CameraSpec:
     if not isinstance(data, Mapping):
         v.fail(where, data, "a mapping")
@@ -452,7 +563,37 @@ def _model(v: FieldValidator, data: Any, where: str, cameras: tuple[CameraSpec, 
     camera = data.get("camera", cam_names[0])
     if camera not in cam_names:
         v.fail(f"{where}.camera", camera, "one of " + ", ".join(cam_names))
-    period = next(c.period_ms for c in cameras if c.name == camera)
+    cam = next(c for c in cameras if c.name == camera)
+    period = cam.period_ms
+    family = v.string(
+        data,
+        "family",
+        where,
+        pattern=_FAMILY,
+        allowed="a .json family file, or " + ", ".join(BUILTIN_PREFIX + n for n in _builtins()),
+    )
+    if family is not None and family.startswith(BUILTIN_PREFIX):
+        if family.removeprefix(BUILTIN_PREFIX) not in _builtins():
+            v.fail(
+                f"{where}.family",
+                family,
+                "one of "
+                + ", ".join(BUILTIN_PREFIX + n for n in _builtins())
+                + ", or a .json family file",
+            )
+        if data.get("checkpoint") is not None:
+            v.fail(
+                f"{where}.checkpoint",
+                data["checkpoint"],
+                f"none with family {family} (it has no network)",
+            )
+    elif not cam.has_pixels:
+        v.fail(
+            f"{where}.camera",
+            camera,
+            "a camera with pixels (camera "
+            f"{camera!r} has source 'none'; only a builtin: family runs on it)",
+        )
     return ModelSpec(
         name=name,
         camera=camera,
@@ -464,8 +605,14 @@ def _model(v: FieldValidator, data: Any, where: str, cameras: tuple[CameraSpec, 
         checkpoint=v.string(
             data, "checkpoint", where, pattern=_CHECKPOINT, allowed="a .safetensors file"
         ),
-        family=v.string(data, "family", where, pattern=_FAMILY, allowed="a .json family file"),
+        family=family,
     )
+
+
+def _builtins() -> tuple[str, ...]:
+    from dynofa_ros.manager.families import BUILTIN
+
+    return tuple(BUILTIN)
 
 
 def model_file(model: ModelSpec, field_name: str) -> Path:
@@ -535,7 +682,7 @@ def _timeline(  # noqa: PLR0917 - private helper, one call per timeline kind
 def _battery(v: FieldValidator, data: Any, duration: float) -> BatterySpec:
     if not isinstance(data, Mapping):
         v.fail("battery", data, "a mapping")
-    v.keys(data, "battery", {"timeline", "rate_hz", "capacity_wh", "thresholds"})
+    v.keys(data, "battery", {"timeline", "rate_hz", "capacity_wh", "thresholds", "interpolate"})
     thresholds = data.get("thresholds", [0.5, 0.2, 0.1])
     if not isinstance(thresholds, list) or not all(_is_number(x) and 0 < x < 1 for x in thresholds):
         v.fail("battery.thresholds", thresholds, "a list of fractions, each in (0, 1)")
@@ -546,16 +693,18 @@ def _battery(v: FieldValidator, data: Any, duration: float) -> BatterySpec:
             data, "capacity_wh", "battery", default=50.0, lo=0.0, hi=10000.0, lo_open=True
         ),
         thresholds=tuple(sorted((float(x) for x in thresholds), reverse=True)),
+        interpolate=v.choice(data, "interpolate", "battery", INTERPOLATIONS, "linear"),
     )
 
 
 def _ambient(v: FieldValidator, data: Any, duration: float) -> AmbientSpec:
     if not isinstance(data, Mapping):
         v.fail("ambient", data, "a mapping")
-    v.keys(data, "ambient", {"timeline", "rate_hz"})
+    v.keys(data, "ambient", {"timeline", "rate_hz", "interpolate"})
     return AmbientSpec(
         timeline=_timeline(v, data, "ambient", "celsius", -40.0, 125.0, duration),
         rate_hz=v.number(data, "rate_hz", "ambient", default=1.0, lo=0.0, hi=100.0, lo_open=True),
+        interpolate=v.choice(data, "interpolate", "ambient", INTERPOLATIONS, "linear"),
     )
 
 

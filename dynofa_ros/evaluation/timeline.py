@@ -51,9 +51,10 @@ class FrameItem:
     """One camera frame and its ground truth.
 
     ``pixels``: ``uint8`` ``(H, W, 3)`` for ``rgb8`` / ``bgr8``, ``(H, W)`` for ``mono8`` (``None``
-    when iterated with ``images=False``). ``index`` counts this camera's frames from 0 (the ground
-    truth message's ``frame_seq`` is ``index + 1``). ``label`` / ``label_name``: the class shown
-    (``None`` for a video source).
+    when iterated with ``images=False``, and always for a ``source: none`` camera). ``index``
+    counts this camera's frames from 0 (the ground truth message's ``frame_seq`` is
+    ``index + 1``). ``label`` / ``label_name``: the class shown (``None`` for a video source and
+    a ``source: none`` camera).
     """
 
     kind: ClassVar[str] = "frame"
@@ -151,7 +152,7 @@ def iter_frames(
 ) -> Iterator[FrameItem]:
     """One camera's frames in time order (deterministic for the scenario's seed)."""
     times = camera.frame_times(scenario.duration_s)
-    if not images:
+    if not images or not camera.has_pixels:  # source: none has no pixels to compose
         labels = (
             FashionMnistFrames(camera, scenario.seed) if camera.source == "fashion_mnist" else None
         )
