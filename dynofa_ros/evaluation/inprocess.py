@@ -302,6 +302,12 @@ def run_inprocess(
         config = opt.manager_config or ManagerConfig()
         config = replace(config, stale_after_s=opt.stale_after_s)
         manager = RuntimeManager(specs, board, opt.policy, config)
+        planned: Iterable[tuple] = ()  # the oracle's schedule times (it knows the scenario)
+        if opt.policy == "oracle":
+            from dynofa_ros.evaluation.oracle import foresee
+
+            t0_s = scenario.start_ns * 1e-9 - clock0_s
+            planned = foresee(manager, scenario, specs, board, offset_s=t0_s)
         builder = RecordBuilder.for_scenario(
             scenario,
             name or f"{scenario.name}-{opt.policy}",
@@ -428,6 +434,7 @@ def run_inprocess(
             items if items is not None else scenario_items(scenario),
             _ticks(clock0_s, end_s, 1.0 / opt.manager_rate_hz, "tick"),
             _ticks(clock0_s, end_s, opt.telemetry_period_s, "telemetry"),
+            iter(planned),
         ):
             if kind == "telemetry":
                 telemetry(t_s)

@@ -24,6 +24,8 @@
   frequencies at the top usable step, under the thermal cap).
 * ``dvfs-only``: ``dynofa``'s system level alone (static member; processor, threads and
   frequencies chosen).
+* ``oracle``: the clairvoyant reference: plays a schedule planned with the whole scenario and
+  the board's true cost model known (:mod:`~dynofa_ros.manager.oracle`); the runner hands it over.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import numpy as np
 
 from dynofa_ros.manager.context import Context, Options
 from dynofa_ros.manager.inputs import Effective, InputStore
+from dynofa_ros.manager.oracle import Oracle
 from dynofa_ros.manager.policy import (
     ACCURACY_PENALTY,
     BUDGET_PENALTY,
@@ -974,6 +977,7 @@ _FACTORIES = {
     "step": Step,
     "switch-only": _switch_only,
     "dvfs-only": _dvfs_only,
+    "oracle": Oracle,
 }
 POLICIES: tuple[str, ...] = tuple(_FACTORIES)
 

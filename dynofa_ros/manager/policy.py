@@ -98,6 +98,11 @@ class Policy(ABC):
         """Inputs (``InputStore.stale`` names) without which this policy holds its decision."""
         return ()
 
+    def due(self, now_s: float) -> bool:
+        """Whether the policy must plan at ``now_s`` even with no new reading (a schedule)."""
+        del now_s
+        return False
+
     def observe(
         self, obs: LatencyObservation, inputs: InputStore, current: Mapping[str, Choice]
     ) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
+from typing import Any
 
 from dynofa_ros.manager.config import ManagerConfig
 from dynofa_ros.manager.context import Context
@@ -23,7 +24,7 @@ from dynofa_ros.manager.inputs import InputStore, Reading
 from dynofa_ros.manager.model import Board
 from dynofa_ros.manager.policies import make_policy
 from dynofa_ros.manager.policy import Policy
-from dynofa_ros.manager.types import Choice, Decision, ModelSpec, PowerReading
+from dynofa_ros.manager.types import Choice, Decision, ManagerConfigError, ModelSpec, PowerReading
 from dynofa_ros.platform.base import Platform, Telemetry
 
 
@@ -100,6 +101,15 @@ class RuntimeManager:
                 self.policy.observe_power(reading, self._choices)
         return ok
 
+    def foresee(self, schedule: Sequence[Any], origin_s: float = 0.0, lead_s: float = 0.0) -> None:
+        """Hand a clairvoyant policy (``oracle``) the plan of the whole run; see
+        :mod:`~dynofa_ros.manager.oracle`."""
+        take = getattr(self.policy, "foresee", None)
+        if take is None:
+            raise ManagerConfigError(f"policy {self.policy.name!r} takes no schedule")
+        take(schedule, origin_s, lead_s)
+        self._dirty = True
+
     # ---- decisions --------------------------------------------------------------------------
     def step(self, now_s: float) -> list[Decision]:
         """Decisions that change something, each with a new sequence number (often none)."""
@@ -118,7 +128,7 @@ class RuntimeManager:
             if self._holding:
                 self._holding = ()
                 self._dirty = True
-        if not self._dirty:
+        if not self._dirty and not self.policy.due(now_s):
             return []
         if now_s - self._last_change_s < self.policy.dwell_s:
             return []
