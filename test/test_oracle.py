@@ -242,6 +242,6 @@ def test_oracle_without_a_schedule_is_a_one_line_error() -> None:
 
 
 def test_replay_policy_all_includes_the_oracle() -> None:
-    from dynofa_ros.replay_cli import _policies
+    from dynofa_ros.replay_cli import parse_policies
 
-    assert "oracle" in _policies("all")
+    assert "oracle" in parse_policies("all")
