@@ -91,8 +91,7 @@ def graph(scenario: Scenario, opt: ReplayOptions) -> list[NodeSpec]:
             NodeSpec(
                 "dynofa_ros", "perception_node", "perception", namespace=f"/{m.name}",
                 params={k: _yaml(v) for k, v in params.items()},
-                remaps=[("image", f"/{m.camera}{T.IMAGE_SUFFIX}"),
-                        ("image/compressed", f"/{m.camera}{T.COMPRESSED_SUFFIX}")],
+                remaps=[("image/compressed" if cam.compressed else "image", cam.bag_topic)],
             )
         )  # fmt: skip
     manager: dict[str, Any] = {
@@ -122,7 +121,7 @@ def graph(scenario: Scenario, opt: ReplayOptions) -> list[NodeSpec]:
 
 def run_live(
     bag: str | Path,
-    scenario: Scenario,
+    replay_plan: Any,
     options: ReplayOptions,
     live: LiveOptions,
     result_bag: str | Path,
@@ -130,7 +129,9 @@ def run_live(
     name: str | None = None,
     progress: bool = True,
 ) -> RunResults:
-    """Replay ``bag`` through the live graph; write ``result_bag``; return its records."""
+    """Replay ``bag`` through the live graph as ``replay_plan`` (:func:`~.recorded.plan`) says;
+    write ``result_bag``; return its records. Frames on the receive-time base get that time as
+    their header stamp (the nodes work on header stamps)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from tqdm import tqdm
@@ -142,8 +143,9 @@ def run_live(
 
     if not live.rate > 0:
         raise ValueError(f"rate {live.rate} must be > 0")
-    info = inspect_bag(bag)
-    cameras = {c.topic for c in info.cameras}
+    scenario: Scenario = replay_plan.scenario
+    cameras = {c.bag_topic for c in scenario.cameras}
+    info = inspect_bag(bag, cameras=cameras)
     events = {t for t in T.SCENARIO_EVENTS if t in info.topics}
     truth = {c.ground_truth_topic for c in info.cameras if c.ground_truth_topic}
     played = sorted(cameras | events)
@@ -230,7 +232,8 @@ def run_live(
                     if topic in kept:
                         record(topic, msgtype, ns, data)
                     if topic in inputs:
-                        yield topic, ns, data
+                        restamp = replay_plan.restamp(topic)
+                        yield topic, ns, reader.restamp(msgtype, data, ns) if restamp else data
 
             node.play(
                 inputs_and_copies(), start_ns=clock0_ns, rate=live.rate, stop=stop,
@@ -327,8 +330,7 @@ def _camera_topics(scenario: Scenario) -> dict[str, str]:
     """Each model's camera topic, as the replay plays it."""
     out = {}
     for m in scenario.models:
-        cam = scenario.camera(m.camera)
-        out[m.name] = f"/{m.camera}{T.COMPRESSED_SUFFIX if cam.compressed else T.IMAGE_SUFFIX}"
+        out[m.name] = scenario.camera(m.camera).bag_topic
     return out
 
 

@@ -38,7 +38,23 @@ def parser() -> argparse.ArgumentParser:
         description="Replay a scenario bag through the perception / manager / simulated-board "
         "nodes (live, over DDS) or their core code in one process (--fast), per policy.",
     )
-    ap.add_argument("bag", type=Path, help="scenario bag (`dynofa scenario generate`)")
+    ap.add_argument(
+        "bag", type=Path,
+        help="a scenario bag (`dynofa scenario generate`) or any rosbag2 with a camera",
+    )  # fmt: skip
+    ap.add_argument(
+        "--camera", action="append", default=[], metavar="TOPIC[=MODEL]",
+        help="camera topic of a recorded bag, and the model it feeds (repeatable; default: the "
+        "bag's only image topic)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--scenario", type=Path, metavar="FILE",
+        help="scenario file for the settings a recorded bag lacks (models, targets, mission, "
+        "events); replaces a bag's own scenario",
+    )  # fmt: skip
+    ap.add_argument(
+        "--target-ms", type=float, help="latency target of every model (recorded bags: default 50)"
+    )
     ap.add_argument(
         "--policy", default="dynofa",
         help="comma list of policies, or 'all' (default dynofa)",
@@ -86,7 +102,19 @@ def main(argv: list[str]) -> int:
     for key in ("rate", "manager_rate_hz", "telemetry_period_s"):
         if not getattr(args, key) > 0:
             raise ValueError(f"--{key.replace('_', '-')} {getattr(args, key)} must be > 0")
-    scenario, _ = bag_items(args.bag)  # validates the bag before anything starts
+    if args.target_ms is not None and not 0 < args.target_ms <= 60000:
+        raise ValueError(f"--target-ms {args.target_ms} is not in (0, 60000]")
+    from dynofa_ros.evaluation.recorded import CameraChoice, plan
+
+    replay_plan = plan(
+        args.bag,
+        cameras=[CameraChoice.parse(c) for c in args.camera],
+        scenario_file=args.scenario,
+        target_ms=args.target_ms,
+    )
+    scenario, _ = bag_items(args.bag, replay_plan)  # validates the bag before anything starts
+    if not args.quiet:
+        print(replay_plan.summary(), flush=True)
     if not args.fast:
         from dynofa_ros.evaluation.scenario import require_network
 
@@ -105,7 +133,7 @@ def main(argv: list[str]) -> int:
         name = f"{scenario.name}-{policy}" + ("" if args.fast else "-live")
         start = time.monotonic()
         if args.fast:
-            _, items = bag_items(args.bag)
+            _, items = bag_items(args.bag, replay_plan)
             run = run_inprocess(
                 scenario, opt, items=items, name=name, source=str(args.bag),
                 progress=not args.quiet,
@@ -123,7 +151,7 @@ def main(argv: list[str]) -> int:
 
                 shutil.rmtree(result_bag) if result_bag.is_dir() else result_bag.unlink()
             run = run_live(
-                args.bag, scenario, opt, live, result_bag, name=name, progress=not args.quiet
+                args.bag, replay_plan, opt, live, result_bag, name=name, progress=not args.quiet
             )
         path = write_results(args.out / f"{name}.results.jsonl", run)
         written.append(path)

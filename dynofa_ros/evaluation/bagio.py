@@ -333,6 +333,14 @@ class BagReader:
         except (*_READ_ERRORS, OSError) as exc:
             raise BagError(f"cannot read bag {self.path}: {_reason(exc)}") from None
 
+    def restamp(self, msgtype: str, data: bytes, ns: int) -> bytes:
+        """``data`` (CDR of a message with a header) with ``header.stamp`` set to ``ns``."""
+        from dataclasses import replace
+
+        msg = self._store.deserialize_cdr(data, msgtype)
+        msg = replace(msg, header=replace(msg.header, stamp=stamp(ns)))
+        return bytes(self._store.serialize_cdr(msg, msgtype))
+
     def messages(self, topics: Collection[str]) -> Iterator[tuple[str, int, Any]]:
         """``(topic, timestamp_ns, message)`` deserialized, in time order."""
         present = set(self.topics())

@@ -23,7 +23,13 @@ import numpy as np
 
 from dynofa_ros.evaluation import bagio
 from dynofa_ros.evaluation import topics as T
-from dynofa_ros.evaluation.scenario import CameraSpec, Scenario, ScenarioError, require_network
+from dynofa_ros.evaluation.scenario import (
+    CameraSpec,
+    Scenario,
+    ScenarioError,
+    require_composable,
+    require_network,
+)
 from dynofa_ros.evaluation.timeline import (
     AmbientItem,
     BatteryItem,
@@ -60,6 +66,7 @@ def generate(
     camera with no pixels: a bag is for the nodes) before anything is written.
     """
     require_network(scenario, "a scenario bag")
+    require_composable(scenario, "a scenario bag")
     bagio.storage_plugin(storage)  # fail early on a wrong storage name
     if Path(out).exists() and not overwrite:
         raise bagio.BagError(f"{out} exists already; choose another path or --overwrite")
@@ -176,7 +183,7 @@ def _frame_messages(cam: CameraSpec, item: FrameItem) -> list[tuple[str, str, An
             raise ScenarioError(f"camera {cam.name}: JPEG encoding failed")
         out = [
             (
-                T.image_topic(cam.name, True),
+                cam.bag_topic,
                 T.COMPRESSED_IMAGE,
                 types[T.COMPRESSED_IMAGE](
                     header=hdr, format="jpeg", data=np.asarray(buf, np.uint8).ravel()
@@ -188,7 +195,7 @@ def _frame_messages(cam: CameraSpec, item: FrameItem) -> list[tuple[str, str, An
         channels = 1 if px.ndim == 2 else px.shape[2]
         out = [
             (
-                T.image_topic(cam.name),
+                cam.bag_topic,
                 T.IMAGE,
                 types[T.IMAGE](
                     header=hdr,

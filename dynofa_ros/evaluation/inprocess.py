@@ -134,6 +134,9 @@ Item = Frame | Truth | PriorityItem | BatteryItem | AmbientItem | CoRunnerItem
 
 def scenario_items(scenario: Scenario) -> Iterator[Item]:
     """The scenario's timeline, frames composed on the fly (no bag needed)."""
+    from dynofa_ros.evaluation.scenario import require_composable
+
+    require_composable(scenario, "a run on the scenario's own timeline")
     for item in iter_timeline(scenario):
         if isinstance(item, FrameItem) and item.pixels is None:  # source: none
             yield Frame(item.stamp_ns, item.camera, lambda e: e.infer_blank(), item.label)
@@ -151,33 +154,36 @@ def scenario_items(scenario: Scenario) -> Iterator[Item]:
             yield item
 
 
-def bag_items(path: str | Path) -> tuple[Scenario, Iterator[Item]]:
-    """A scenario bag's scenario and its messages as replay items (frames decoded lazily).
+def bag_items(path: str | Path, replay_plan: Any = None) -> tuple[Scenario, Iterator[Item]]:
+    """A bag's scenario and its messages as replay items (frames decoded lazily).
 
-    Camera frames (raw or compressed) and their ground truth, mission priority, and the
-    ``/scenario/*`` timelines for the simulated board are used; other topics are ignored."""
+    ``replay_plan`` (:func:`~.recorded.plan`, default: the bag's own) says which camera topics
+    feed which model and on which time base. Their ground truth, mission priority and the
+    ``/scenario/*`` timelines for the simulated board are used; other topics are ignored (a
+    robot's own ``/battery`` too: the simulated board has its own)."""
     from dynofa_ros.evaluation import topics as T
-    from dynofa_ros.evaluation.bagio import BagError, BagReader, stamp_ns
+    from dynofa_ros.evaluation.bagio import BagReader, stamp_ns
+    from dynofa_ros.evaluation.recorded import plan
     from dynofa_ros.evaluation.scenario import CoRunnerEvent, PriorityChange
     from dynofa_ros.evaluation.scenario_bag import inspect_bag
     from dynofa_ros.perception import inference_of
 
-    info = inspect_bag(path)
-    scenario = info.scenario
-    if scenario is None:
-        raise BagError(
-            f"bag {path} has no scenario description (custom_data {T.CUSTOM_DATA_SCENARIO} or "
-            f"{T.DESCRIPTION}): generate it with `dynofa scenario generate`, or pass --scenario"
-        )
-    used = {c.topic: c.name for c in info.cameras}
-    truth = {c.ground_truth_topic: c.name for c in info.cameras if c.ground_truth_topic}
+    rp = replay_plan or plan(path)
+    scenario = rp.scenario
+    used = {c.bag_topic: c.name for c in scenario.cameras}
+    info = inspect_bag(path, cameras=list(used))
+    truth = {
+        T.ground_truth_topic(c.name): c.name
+        for c in scenario.cameras
+        if T.ground_truth_topic(c.name) in info.topics
+    }
     events = [t for t in T.SCENARIO_EVENTS if t in info.topics]
     t0 = scenario.start_ns
 
     def items() -> Iterator[Item]:
         with BagReader(path) as reader:
-            for topic, _, msg in reader.messages([*used, *truth, *events]):
-                ns = stamp_ns(msg)
+            for topic, recv_ns, msg in reader.messages([*used, *truth, *events]):
+                ns = recv_ns if rp.restamp(topic) else stamp_ns(msg)
                 t = (ns - t0) / 1e9
                 if topic in truth:
                     if len(msg.class_ids):

@@ -98,7 +98,7 @@ FORMAT_VERSION = 1
 DEFAULT_START_STAMP_S = 1_700_000_000.0
 LEVELS = {"LOW": 0, "NORMAL": 1, "HIGH": 2, "CRITICAL": 3}
 LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
-SOURCES = ("fashion_mnist", "video", "none")
+SOURCES = ("fashion_mnist", "video", "none", "recorded")
 INTERPOLATIONS = ("linear", "step")
 BUILTIN_PREFIX = "builtin:"
 ENCODINGS = ("rgb8", "bgr8", "mono8")
@@ -106,6 +106,7 @@ BACKGROUNDS = ("noise", "texture", "flat")
 PROCESSORS = ("cpu", "cuda")
 SPLITS = ("test", "train")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_TOPIC = re.compile(r"^(/[A-Za-z_][A-Za-z0-9_]*)+$")
 _SCENARIO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CHECKPOINT = re.compile(r"^.+\.safetensors$")
 _FAMILY = re.compile(r"^(.+\.json|builtin:.+)$")
@@ -148,6 +149,14 @@ class CameraSpec:
     background: str = "noise"
     background_level: int = 6
     noise_amplitude: int = 6
+    topic: str | None = None  # the topic in the bag; None: /<name>/image_raw[/compressed]
+
+    @property
+    def bag_topic(self) -> str:
+        """Where this camera's frames are in a bag and on the live graph."""
+        if self.topic:
+            return self.topic
+        return f"/{self.name}/image_raw" + ("/compressed" if self.compressed else "")
 
     @property
     def period_ms(self) -> float:
@@ -350,8 +359,22 @@ def require_network(scenario: Scenario, runner: str) -> None:
         raise ScenarioError(f"scenario {scenario.name}: {runner} needs a network: {why}")
 
 
+def require_composable(scenario: Scenario, runner: str) -> None:
+    """Raise :class:`ScenarioError` when ``runner`` would have to compose frames of a camera
+    whose frames exist only in a recorded bag (``source: recorded``)."""
+    for c in scenario.cameras:
+        if c.source == "recorded":
+            raise ScenarioError(
+                f"scenario {scenario.name}: {runner} composes camera frames, but camera "
+                f"{c.name!r} has source 'recorded' (its frames are in a robot's bag: replay "
+                "that bag with `dynofa replay BAG --scenario FILE`)"
+            )
+
+
 def runners(scenario: Scenario) -> tuple[str, ...]:
     """The runners of :data:`RUNNERS` that can run ``scenario`` (``dynofa scenario list``)."""
+    if any(c.source == "recorded" for c in scenario.cameras):
+        return RUNNERS[1:]  # replays of the recorded bag
     return RUNNERS if network_refusal(scenario) is None else RUNNERS[:1]
 
 
@@ -543,6 +566,14 @@ def _camera(v: FieldValidator, data: Any, where: str, fixed_name: str | None) ->
         ),
         noise_amplitude=v.integer(
             data, "noise_amplitude", where, default=d.noise_amplitude, lo=0, hi=255
+        ),
+        topic=v.string(
+            data,
+            "topic",
+            where,
+            default=None,
+            pattern=_TOPIC,
+            allowed="an absolute ROS topic name such as /camera/color/image_raw",
         ),
     )
 

@@ -14,6 +14,7 @@ rclpy publishes as they are).
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,17 +101,28 @@ class ScenarioBagInfo:
         return "\n".join(lines)
 
 
-def inspect_bag(path: str | os.PathLike[str], *, verify: bool = True) -> ScenarioBagInfo:
+def inspect_bag(
+    path: str | os.PathLike[str],
+    *,
+    verify: bool = True,
+    cameras: Collection[str] | None = None,
+) -> ScenarioBagInfo:
     """What a bag holds for a replay; :class:`~.bagio.BagError` when it cannot be replayed.
 
     ``verify`` reads every message of the topics a replay uses once (decodes it, checks image
     sizes and the per-topic counts against the metadata), so corruption inside the storage is
-    found here rather than in the middle of a replay.
+    found here rather than in the middle of a replay. ``cameras``: the camera topics the replay
+    uses (default: every image topic in an encoding the models take; depth and other image
+    streams beside them are ignored).
     """
+    from dynofa_ros.evaluation.recorded import image_topics
+
     with BagReader(path) as reader:
         topics = reader.topics()
         if reader.message_count == 0 or not topics:
             raise BagError(f"bag {reader.path} holds no messages")
+        if cameras is None:
+            cameras = [c.topic for c in image_topics(reader) if c.usable]
         ignored: list[str] = []
         used: list[str] = []
         for name, info in topics.items():
@@ -120,7 +132,7 @@ def inspect_bag(path: str | os.PathLike[str], *, verify: bool = True) -> Scenari
                     f"bag {reader.path}: topic {name} has type {info.msgtype}; the scenario "
                     f"contract needs {expected}"
                 )
-            if expected is not None or info.msgtype in CAMERA_TYPES:
+            if expected is not None or (info.msgtype in CAMERA_TYPES and name in cameras):
                 reader.check_type(name)
                 used.append(name)
             else:
@@ -129,8 +141,8 @@ def inspect_bag(path: str | os.PathLike[str], *, verify: bool = True) -> Scenari
             _verify(reader, used, topics)
 
         scenario = scenario_in_bag(reader)
-        cameras = _cameras(topics)
-        if not cameras:
+        streams = _cameras({t: i for t, i in topics.items() if t in cameras})
+        if not streams:
             raise BagError(
                 f"bag {reader.path} has no camera topic (a sensor_msgs/msg/Image or "
                 f"CompressedImage topic, e.g. {T.image_topic('camera')}); topics: "
@@ -138,19 +150,18 @@ def inspect_bag(path: str | os.PathLike[str], *, verify: bool = True) -> Scenari
             )
         notes: list[str] = []
         if scenario is not None:
-            names = {c.name for c in cameras}
             for cam in scenario.cameras:
-                if cam.name not in names:
+                if cam.bag_topic not in topics:
                     raise BagError(
                         f"bag {reader.path}: the scenario's camera {cam.name!r} has no topic "
-                        f"{T.image_topic(cam.name, cam.compressed)} in the bag"
+                        f"{cam.bag_topic} in the bag"
                     )
         else:
             notes.append(
                 "no scenario description (/scenario/description or metadata): models "
                 "and latency targets come from the replay's settings"
             )
-        for c in cameras:
+        for c in streams:
             if c.count == 0:
                 raise BagError(f"bag {reader.path}: camera topic {c.topic} has no messages")
             if not c.ground_truth_count:
@@ -184,7 +195,7 @@ def inspect_bag(path: str | os.PathLike[str], *, verify: bool = True) -> Scenari
             end_ns=reader.end_ns,
             message_count=reader.message_count,
             topics=topics,
-            cameras=tuple(cameras),
+            cameras=tuple(streams),
             scenario=scenario,
             battery_topic=battery,
             temperature_topics=temperatures,

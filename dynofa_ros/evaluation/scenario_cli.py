@@ -3,7 +3,7 @@
 ::
 
     dynofa scenario generate SCENARIO -o BAG [--storage sqlite3|mcap] [--seed N] [--overwrite]
-    dynofa scenario check BAG [--json]
+    dynofa scenario check BAG [--camera TOPIC[=MODEL]] [--scenario FILE] [--json]
     dynofa scenario list
 
 SCENARIO is a YAML file or the name of a bundled scenario (``dynofa scenario list``). The bag is
@@ -39,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     c = sub.add_parser("check", help="what a bag holds and lacks for a replay")
     c.add_argument("bag")
+    c.add_argument(
+        "--camera", action="append", default=[], metavar="TOPIC[=MODEL]",
+        help="camera topic(s) the replay would use (as `dynofa replay --camera`)",
+    )  # fmt: skip
+    c.add_argument("--scenario", metavar="FILE", help="as `dynofa replay --scenario`")
     c.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("list", help="bundled scenarios")
     return p
@@ -92,9 +97,16 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from dynofa_ros.evaluation.recorded import CameraChoice, plan
     from dynofa_ros.evaluation.scenario_bag import inspect_bag
 
-    info = inspect_bag(args.bag)
+    # everything the replay will need, checked as the replay checks it
+    replay_plan = plan(
+        args.bag,
+        cameras=[CameraChoice.parse(c) for c in args.camera],
+        scenario_file=args.scenario,
+    )
+    info = inspect_bag(args.bag, cameras=[c.bag_topic for c in replay_plan.scenario.cameras])
     if args.json:
         out = {
             "path": str(info.path),
@@ -106,10 +118,20 @@ def _check(args: argparse.Namespace) -> int:
             "scenario": info.scenario.name if info.scenario else None,
             "ignored": list(info.ignored),
             "missing": list(info.notes),
+            "plan": {
+                "scenario": replay_plan.scenario.name,
+                "recorded": replay_plan.recorded,
+                "cameras": {
+                    c.bag_topic: dataclasses.asdict(replay_plan.time_base[c.bag_topic])
+                    for c in replay_plan.scenario.cameras
+                },
+                "ignored": replay_plan.ignored,
+            },
         }
         print(json.dumps(out, indent=2))
     else:
         print(info.summary())
+        print(replay_plan.summary())
     return 0
 
 
