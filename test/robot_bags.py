@@ -45,6 +45,7 @@ def write_robot_bag(
     stamps: str = "valid",  # valid | zero | jittered | backwards
     depth: bool = True,
     extras: bool = True,
+    color: bool = True,
 ) -> Path:
     store = get_typestore(Stores.ROS2_HUMBLE)
     T = store.types
@@ -76,7 +77,7 @@ def write_robot_bag(
                 frame_id="camera_color_optical_frame",
             )
             h, wd = img.shape[:2]
-            if not compressed or raw_too:
+            if color and (not compressed or raw_too):
                 px = img if encoding == "bgr8" else img[:, :, ::-1].copy()
                 msg = T["sensor_msgs/msg/Image"](
                     header=header, height=h, width=wd, encoding=encoding, is_bigendian=0,
@@ -84,7 +85,7 @@ def write_robot_bag(
                 )  # fmt: skip
                 w.write(conn(COLOR, "sensor_msgs/msg/Image"), recv_ns,
                         store.serialize_cdr(msg, "sensor_msgs/msg/Image"))  # fmt: skip
-            if compressed:
+            if color and compressed:
                 ok, jpg = cv2.imencode(".jpg", img)
                 assert ok
                 msg = T["sensor_msgs/msg/CompressedImage"](
