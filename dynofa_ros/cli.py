@@ -30,6 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("dynofa_ros.replay_cli", "replay a scenario bag through the nodes"),
     "scenario": ("dynofa_ros.evaluation.scenario_cli", "generate a scenario bag from YAML"),
     "report": ("dynofa_ros.evaluation.report_cli", "write a report from replay results"),
+    "record-video": (
+        "dynofa_ros.evaluation.video_bag",
+        "record a video file as a camera driver's bag (to try replay on real footage)",
+    ),
     "realtime": ("dynofa_ros.evaluation.realtime_cli", "real engine, real co-runner load, here"),
 }
 

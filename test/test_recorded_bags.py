@@ -155,3 +155,29 @@ def test_bad_recorded_bags_get_one_line_errors(tmp_path: Path) -> None:
     err = _cli_error("replay", str(color), "--fast", "--scenario", str(sc), "-o", str(out))
     assert "duration_s" in err
     assert not out.exists() or not any(out.iterdir())  # nothing half-written
+
+
+VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")  # Debian opencv-doc
+
+
+def test_real_video_recorded_as_a_robot_bag_and_replayed(tmp_path: Path) -> None:
+    """The README's worked example: footage we did not make, recorded as a camera driver does."""
+    assert VTEST.is_file(), "make setup installs opencv-doc (tools/apt-packages.txt)"
+    bag = tmp_path / "street.bag"
+    done = subprocess.run(
+        [*CLI, "record-video", str(VTEST), "-o", str(bag), "--compressed", "--max-frames", "20"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "20 frames on /camera/color/image_raw/compressed" in done.stdout
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [*CLI, "replay", str(bag), "--fast", "--policy", "dynofa", "-o", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    run = read_results(out / "street.bag-dynofa.results.jsonl")
+    assert run.info.extra["frames"]["classifier"]["in_bag"] == 20
+    assert len(run.frames) >= 15
+    members = {s["id"] for s in run.info.extra["subnets"]}
+    assert {f.subnet_id for f in run.frames} <= members
