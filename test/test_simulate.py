@@ -142,7 +142,7 @@ def test_simulate_cli_compare_table_and_results_for_report(tmp_path: Path, capsy
     assert f"{m.energy_j:.2f}" in row and f"{100 * m.expected_accuracy:.2f}*" in row
     assert dynofa(["report", str(out / "published_fig7_corunner-dynofa.results.jsonl"),
                    "-o", str(tmp_path / "report")]) == 0  # fmt: skip
-    assert (tmp_path / "report" / "report.md").is_file()
+    assert f"{100 * m.expected_accuracy:.1f}*" in (tmp_path / "report" / "report.md").read_text()
     capsys.readouterr()
     assert dynofa(["simulate", "nope_nope", "--quiet"]) == 1
     assert "dynofa simulate: error: scenario 'nope_nope'" in capsys.readouterr().err
