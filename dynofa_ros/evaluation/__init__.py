@@ -21,6 +21,8 @@ Modules, one concern each:
 - ``metrics``: latency percentiles, misses, accuracy, energy, battery, temperature, switches,
   reaction time to each event;
 - ``plots``, ``report``: Markdown + HTML report with PNG plots and per-frame CSV per run;
+- ``inprocess``: the closed loop in one process (fast replay of a bag, or a scenario's own
+  timeline); ``simulate_cli``: ``dynofa simulate SCENARIO`` (that loop, no bag, per policy);
 - ``scenario_cli``: ``dynofa scenario generate | check | list``; ``report_cli``:
   ``dynofa report RESULTS... -o DIR``.
 """

@@ -422,7 +422,7 @@ def comparison(metrics: Sequence[RunMetrics]) -> Any:
                     mm = next((a for a in rm.models if a.model == model), None)
                     if mm is None:  # the run has no such model: no bar, no "n/a"
                         continue
-                    value = getattr(mm, key)
+                    value = mm.accuracy_or_expected()[0] if key == "accuracy" else getattr(mm, key)
                 c = (
                     RUN_COLORS[i % len(RUN_COLORS)]
                     if len(groups) == 1

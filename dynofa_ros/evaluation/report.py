@@ -158,7 +158,7 @@ def _summary_row(rm: RunMetrics, m: ModelMetrics) -> tuple[str, ...]:
         _fmt(m.latency_p95_ms),
         _fmt(m.latency_p99_ms),
         _fmt(m.miss_rate, 1, 100),
-        _fmt(m.accuracy, 1, 100),
+        _accuracy_cell(m),
         _fmt(m.energy_j, 2),
         _fmt(m.average_power_w, 2),
         _fmt(m.battery_end, 1, 100),
@@ -168,6 +168,12 @@ def _summary_row(rm: RunMetrics, m: ModelMetrics) -> tuple[str, ...]:
         str(m.config_changes),
         str(m.commands),
     )
+
+
+def _accuracy_cell(m: ModelMetrics) -> str:
+    """Measured accuracy; without ground truth the family's expected accuracy, marked ``*``."""
+    value, source = m.accuracy_or_expected()
+    return _fmt(value, 1, 100) + ("*" if source == "family" else "")
 
 
 REACTION_HEADER = (
@@ -299,7 +305,9 @@ def _extra_text(value: Any, limit: int = 160) -> str:
 DEFINITIONS = (
     "Latency percentiles over all frames of the model; a frame misses its deadline when its "
     "latency exceeds the target in force.",
-    "Accuracy: top-1 against the ground-truth label, over frames that have one.",
+    "Accuracy: top-1 against the ground-truth label, over frames that have one; without ground "
+    "truth (e.g. a builtin: family, which has no network), marked *, the family's recorded top-1 "
+    "of the sub-network that ran each frame, averaged over the frames.",
     "Energy: the perception node's per-frame estimate summed over the run; average power: "
     "energy / run duration. Board energy: the increase of the board's energy counter over the "
     "run, else its power telemetry integrated over the run (the whole module, every model).",

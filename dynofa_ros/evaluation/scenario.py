@@ -456,6 +456,13 @@ def from_dict(data: Any, source: str = "<scenario>") -> Scenario:
     if "models" in data:
         items = v.sequence(data, "models", min_len=1)
         models = tuple(_model(v, item, f"models[{i}]", cameras) for i, item in enumerate(items))
+    elif not cameras[0].has_pixels:
+        v.fail(
+            "models",
+            None,
+            f"models with a builtin: family (camera {cameras[0].name!r} has source 'none': "
+            "no pixels for the default model's network)",
+        )
     else:
         models = (ModelSpec("classifier", cameras[0].name, cameras[0].period_ms),)
     mnames = [m.name for m in models]

@@ -6,7 +6,9 @@
     dynofa scenario check BAG [--camera TOPIC[=MODEL]] [--scenario FILE] [--json]
     dynofa scenario list
 
-SCENARIO is a YAML file or the name of a bundled scenario (``dynofa scenario list``). The bag is
+SCENARIO is a YAML file or the name of a bundled scenario (``dynofa scenario list``, which says
+which runners each can use; one with a ``builtin:`` family runs under ``dynofa simulate`` only and
+``generate`` refuses it). The bag is
 written beside BAG and renamed into place when complete: an interrupted run leaves no bag.
 ``check`` prints topics, message counts, duration, the cameras and their ground truth, and what
 is missing (exit 1 with one error line when the bag cannot be replayed).
@@ -136,13 +138,24 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _list() -> int:
+    """Each bundled scenario with the runners that can run it: ``simulate`` (every scenario),
+    ``replay fast`` / ``replay live`` (after ``generate``; not with a ``builtin:`` family or a
+    ``source: none`` camera), ``realtime`` (the real-machine scenarios in ``real/``)."""
+    from dynofa_ros.evaluation import realtime_scenario as rt
     from dynofa_ros.evaluation import scenario as sc
 
+    rows = []
     for name, path in sc.bundled().items():
         s = sc.load(path)
-        first = " ".join(s.description.split())
-        first = first if len(first) <= 90 else first[:89] + "…"
-        print(f"{name:<22} {s.duration_s:>5g} s  {len(s.models)} model(s)  {first}")
+        rows.append((name, s.duration_s, len(s.models), ", ".join(sc.runners(s)), s.description))
+    for name, path in rt.bundled().items():
+        r = rt.load(path)
+        rows.append((f"real/{name}", r.duration_s, 1, "realtime", r.description))
+    width = max(len(r[3]) for r in rows)
+    for name, duration, n, runners, description in rows:
+        first = " ".join(description.split())
+        first = first if len(first) <= 70 else first[:69] + "…"
+        print(f"{name:<24} {duration:>5g} s  {n} model(s)  {runners:<{width}}  {first}")
     return 0
 
 
