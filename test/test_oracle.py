@@ -245,3 +245,57 @@ def test_replay_policy_all_includes_the_oracle() -> None:
     from dynofa_ros.replay_cli import _policies
 
     assert "oracle" in _policies("all")
+
+
+def _run(
+    policy: str, latency_ms: float, correct: int, joules: float, scenario: str = "tiny"
+) -> Any:
+    """Ten frames of one model (60 ms target): ``latency_ms`` each, the first ``correct`` right;
+    the board's energy counter rises by ``joules``."""
+    from dynofa_ros.evaluation.records import RecordBuilder, RunInfo
+
+    t0 = 1_700_000_000_000_000_000
+    b = RecordBuilder(
+        RunInfo(f"{scenario}-{policy}", policy=policy, scenario=scenario, t0_ns=t0, duration_s=2),
+        battery_thresholds=(),
+    )
+    for i in range(10):
+        ns = t0 + i * 200_000_000
+        b.ground_truth("camera", ns, 1)
+        label = 1 if i < correct else 2
+        b.classification("m", ns, frame_seq=i + 1, subnet_id="s", class_ids=[label],
+                         latency_ms=latency_ms)  # fmt: skip
+        b.status("m", i + 1, processor="cuda", threads=1, latency_ms=latency_ms,
+                 latency_target_ms=60.0, power_w=3.0, energy_per_frame_mj=10.0)  # fmt: skip
+    b.board_energy(t0, 100.0)
+    b.board_energy(t0 + 2_000_000_000, 100.0 + joules)
+    return b.build()
+
+
+def test_report_shows_each_run_relative_to_the_oracle(tmp_path: Path) -> None:
+    from dynofa_ros.evaluation import report as rp
+    from dynofa_ros.evaluation.metrics import compute, relative_to_oracle
+
+    runs = [
+        _run("dynofa", 70.0, 8, 30.0),  # every frame late, 80 % right, 1.5 x the energy
+        _run("oracle", 50.0, 9, 20.0),
+        _run("step", 50.0, 9, 20.0, scenario="other"),  # no oracle for its scenario
+    ]
+    rel = relative_to_oracle([compute(r) for r in runs])
+    assert [(r.name, r.oracle) for r in rel] == [
+        ("tiny-dynofa", "tiny-oracle"),
+        ("tiny-oracle", "tiny-oracle"),
+    ]
+    mine, ref = rel
+    assert mine.energy_ratio == pytest.approx(1.5) and ref.energy_ratio == pytest.approx(1.0)
+    assert mine.miss_points == pytest.approx(100.0) and ref.miss_points == 0.0
+    assert mine.accuracy_points == pytest.approx(-10.0) and ref.accuracy_points == 0.0
+    files = rp.write_report(runs, tmp_path / "report")
+    assert files.oracle is not None and files.oracle.stat().st_size > 1000
+    md = files.markdown.read_text()
+    assert "## Relative to the oracle" in md and "(oracle.png)" in md
+    assert "| tiny | tiny-dynofa | dynofa | 30.0 | 1.500 | 100.0 | +100.0 | 80.0 | -10.0 |" in md
+    assert "| tiny | tiny-oracle | oracle | 20.0 | 1.000 | 0.0 | +0.0 | 90.0 | +0.0 |" in md
+    # without an oracle run: no such section, no chart
+    plain = rp.write_report(runs[:1], tmp_path / "plain")
+    assert plain.oracle is None and "## Relative to the oracle" not in plain.markdown.read_text()
