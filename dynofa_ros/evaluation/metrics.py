@@ -308,3 +308,77 @@ def _settle_index(frames: list[FrameRecord]) -> int | None:
         if run == SETTLE_FRAMES or i == len(frames) - 1:
             return i - run + 1
     return None
+
+
+# ------------------------------------------------------------------------------ vs the oracle
+ORACLE_POLICY = "oracle"
+
+
+@dataclass(frozen=True)
+class Relative:
+    """One run against the oracle run of the same scenario (the oracle's own row: 1.0, 0, 0).
+
+    ``energy_j``: board energy, else the frames' energy summed; ``miss_rate`` / ``accuracy``:
+    over every model's frames together. ``energy_ratio`` = energy / the oracle's;
+    ``miss_points`` / ``accuracy_points``: differences in percentage points (positive = more)."""
+
+    name: str
+    policy: str
+    scenario: str
+    oracle: str  # the oracle run's name
+    energy_j: float | None
+    miss_rate: float | None
+    accuracy: float | None
+    energy_ratio: float | None
+    miss_points: float | None
+    accuracy_points: float | None
+
+
+def totals(rm: RunMetrics) -> tuple[float | None, float | None, float | None]:
+    """``(energy J, miss rate, accuracy)`` of a whole run (every model; see :class:`Relative`)."""
+    energy = rm.board_energy_j
+    if energy is None:
+        known = [m.energy_j for m in rm.models if m.energy_j is not None]
+        energy = float(sum(known)) if known else None
+    timed = [(m.miss_rate, m.frames) for m in rm.models if m.miss_rate is not None and m.frames]
+    n = sum(f for _, f in timed)
+    miss = sum(r * f for r, f in timed) / n if n else None
+    judged = [(m.accuracy, m.frames_with_ground_truth) for m in rm.models if m.accuracy is not None]
+    g = sum(f for _, f in judged)
+    acc = sum(a * f for a, f in judged) / g if g else None
+    return energy, miss, acc
+
+
+def relative_to_oracle(metrics: list[RunMetrics]) -> list[Relative]:
+    """Every run of a scenario that has an oracle run (policy ``oracle``; the first one when
+    several), against it, in the order given; runs of other scenarios are left out."""
+    oracles: dict[str, RunMetrics] = {}
+    for rm in metrics:
+        if rm.policy == ORACLE_POLICY:
+            oracles.setdefault(rm.scenario, rm)
+    out: list[Relative] = []
+    for rm in metrics:
+        ref = oracles.get(rm.scenario)
+        if ref is None:
+            continue
+        e, miss, acc = totals(rm)
+        e0, miss0, acc0 = totals(ref)
+        out.append(
+            Relative(
+                name=rm.name,
+                policy=rm.policy,
+                scenario=rm.scenario,
+                oracle=ref.name,
+                energy_j=e,
+                miss_rate=miss,
+                accuracy=acc,
+                energy_ratio=e / e0 if e is not None and e0 else None,
+                miss_points=100.0 * (miss - miss0)
+                if miss is not None and miss0 is not None
+                else None,
+                accuracy_points=(
+                    100.0 * (acc - acc0) if acc is not None and acc0 is not None else None
+                ),
+            )
+        )
+    return out

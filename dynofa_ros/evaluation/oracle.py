@@ -22,9 +22,10 @@ Tractable because the objective separates: for fixed frequencies each model's be
 alone (most accurate feasible, cheapest of equal accuracy), so a plan costs one pass over the
 frequency pairs x rows (member x processor x threads, the manager's candidates), with energies
 only for the few rows that can win. A noise-free shadow board follows the schedule through the
-scenario (events, frames) to know the temperature and the thermal caps at each interval; a cap
-change starts an interval of its own. The state of charge changes no cost on the simulated
-board, so battery samples start no interval; ambient samples do when the value changes.
+scenario (events, frames) to know the thermal caps at each interval; a cap change starts an
+interval of its own. The state of charge changes no cost on the simulated board, so battery
+samples start no interval; ambient samples do when the value changes, but the temperature adds
+the same leakage to every configuration's power, so the plan is the same unless a cap moved.
 
 Use::
 
@@ -297,6 +298,7 @@ def compute_schedule(
     stream.sort(key=lambda k: k[:3])
 
     entries: list[ScheduleEntry] = []
+    plans: dict[tuple, Plan] = {}
     why: list[str] = ["start"]
     since: float | None = 0.0  # time of the first change since the last plan
     caps_planned: tuple[int, int] | None = None
@@ -337,6 +339,7 @@ def compute_schedule(
                 t_s=since,
                 why=why,
                 jitter=board.latency_jitter,
+                cache=plans,
             )
             last = entries[-1] if entries else None
             if last is None or (last.configs, last.targets_ms) != (entry.configs, entry.targets_ms):
@@ -367,14 +370,23 @@ def _plan_entry(
     t_s: float,
     why: Sequence[str],
     jitter: float,
+    cache: dict[tuple, Plan],
 ) -> ScheduleEntry:
-    costs = BoardCosts(shadow, Conditions.of(shadow), jitter)
-    tables = []
-    for name, cap in ((CPU, caps[0]), (GPU, caps[1])):
-        table = ctx.tables[name]
-        tables.append([f for f in table if f <= cap] or [table[0]])
+    cond = Conditions.of(shadow)
     targets = {m: inputs.effective(m).latency_target_ms for m in ctx.specs}
-    plan = plan_interval(costs, rows, targets, fps, cpu_table=tables[0], gpu_table=tables[1])
+    # the package temperature adds the same leakage to every configuration's power: it changes
+    # no choice (only the thermal caps it causes do), so plans are reused across it
+    key = (cond.corunners, cond.power_mode, caps, tuple(sorted(targets.items())))
+    plan = cache.get(key)
+    if plan is None:
+        costs = BoardCosts(shadow, cond, jitter)
+        tables = []
+        for name, cap in ((CPU, caps[0]), (GPU, caps[1])):
+            table = ctx.tables[name]
+            tables.append([f for f in table if f <= cap] or [table[0]])
+        plan = cache[key] = plan_interval(
+            costs, rows, targets, fps, cpu_table=tables[0], gpu_table=tables[1]
+        )
     configs = {
         m: Configuration(r.member, r.processor, r.threads, plan.cpu_khz, plan.gpu_khz)
         for m, r in plan.rows.items()

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from dynofa_ros.evaluation.metrics import RunMetrics
+from dynofa_ros.evaluation.metrics import ORACLE_POLICY, Relative, RunMetrics
 from dynofa_ros.evaluation.records import RunResults, subnets_of
 
 MODEL_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -482,5 +482,37 @@ def comparison(metrics: Sequence[RunMetrics]) -> Any:
     fig.suptitle(
         "Policy comparison" + (f" — scenario {', '.join(scen)}" if scen else ""), fontsize=12
     )
+    fig.tight_layout()
+    return fig
+
+
+def relative(rows: Sequence[Relative]) -> Any:
+    """Bars per run against the oracle run of its scenario: board energy as a multiple of the
+    oracle's, deadline misses and accuracy as differences in percentage points."""
+    names = [f"{r.name}" for r in rows]
+    panels = (
+        ("energy_ratio", "energy (x oracle)", "{:.2f}", 1.0),
+        ("miss_points", "deadline misses (Δ points)", "{:+.1f}", 0.0),
+        ("accuracy_points", "accuracy (Δ points)", "{:+.1f}", 0.0),
+    )
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2 + 0.12 * len(rows)))
+    y = np.arange(len(rows))
+    for ax, (key, label, fmt, ref) in zip(axes, panels, strict=True):
+        for i, r in enumerate(rows):
+            value = getattr(r, key)
+            if value is None:
+                ax.text(ref, y[i], "n/a", ha="center", va="center", fontsize=8, color="grey")
+                continue
+            color = "black" if r.policy == ORACLE_POLICY else RUN_COLORS[i % len(RUN_COLORS)]
+            ax.barh(y[i], value - ref, left=ref, color=color, height=0.7)
+            ax.text(value, y[i], " " + fmt.format(value), va="center", fontsize=7)
+        ax.axvline(ref, color="black", lw=1.0)
+        ax.set_title(label, fontsize=10)
+        ax.set_yticks(y)
+        ax.set_yticklabels(names if ax is axes[0] else [], fontsize=7)
+        ax.invert_yaxis()
+        ax.grid(True, axis="x", alpha=0.3)
+        ax.margins(x=0.2)
+    fig.suptitle("Relative to the oracle (black: the oracle itself)", fontsize=12)
     fig.tight_layout()
     return fig

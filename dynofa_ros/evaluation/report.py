@@ -5,6 +5,8 @@
 - ``report.md`` and ``report.html`` (self-contained page; images and CSV referenced relatively),
 - ``comparison.png``: energy, p95 latency against the target, deadline-miss rate, accuracy per
   run (and model),
+- ``oracle.png`` (when an ``oracle`` run is among the runs): each run's energy, misses and
+  accuracy relative to the oracle run of its scenario (also a table in the document),
 - ``timeline_<run>.png`` per run: sub-network, processor / threads, latency vs target (misses
   marked), CPU / GPU frequencies and power mode, power, temperatures (throttled time shaded),
   battery; events as vertical lines,
@@ -31,7 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dynofa_ros.evaluation.metrics import ModelMetrics, Reaction, RunMetrics, compute
+from dynofa_ros.evaluation.metrics import (
+    ModelMetrics,
+    Reaction,
+    Relative,
+    RunMetrics,
+    compute,
+    relative_to_oracle,
+)
 from dynofa_ros.evaluation.records import (
     RESULTS_SUFFIX,
     CommandRecord,
@@ -176,6 +185,36 @@ def _accuracy_cell(m: ModelMetrics) -> str:
     return _fmt(value, 1, 100) + ("*" if source == "family" else "")
 
 
+RELATIVE_HEADER = (
+    "scenario",
+    "run",
+    "policy",
+    "energy J",
+    "energy x oracle",
+    "miss %",
+    "miss Δ pts",
+    "accuracy %",
+    "accuracy Δ pts",
+)
+
+
+def _relative_row(r: Relative) -> tuple[str, ...]:
+    def signed(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:+.1f}"
+
+    return (
+        r.scenario,
+        r.name,
+        r.policy,
+        _fmt(r.energy_j, 1),
+        _fmt(r.energy_ratio, 3),
+        _fmt(r.miss_rate, 1, 100),
+        signed(r.miss_points),
+        _fmt(r.accuracy, 1, 100),
+        signed(r.accuracy_points),
+    )
+
+
 REACTION_HEADER = (
     "t s",
     "event",
@@ -313,6 +352,10 @@ DEFINITIONS = (
     "run, else its power telemetry integrated over the run (the whole module, every model).",
     "Switches: frame-to-frame sub-network changes; configuration changes also count processor, "
     "threads, CPU / GPU frequency and power mode.",
+    "Relative to the oracle (a clairvoyant reference that plans every interval between the "
+    "scenario's events with the board's true costs: meet the target, then the best accuracy, "
+    "then the least board energy): energy x oracle = board energy / the oracle run's; miss and "
+    "accuracy Δ = difference in percentage points, over every model's frames together.",
     "Reaction to an event (window: until the next event): reconfigured after = first frame with "
     "a different configuration; transient = frames before the first 5 consecutive frames within "
     "target; recovered after = time of that frame; within target after = share of the window's "
@@ -339,6 +382,13 @@ def _document(
     for rm in metrics:
         rows.extend(_summary_row(rm, m) for m in rm.models)
     b.append(_Block("table", rows=tuple(rows)))
+    rel = relative_to_oracle(metrics)
+    if rel:
+        b.append(_Block("h2", "Relative to the oracle"))
+        b.append(_Block("table", rows=(RELATIVE_HEADER, *(_relative_row(r) for r in rel))))
+        b.append(
+            _Block("img", "Energy, misses and accuracy relative to the oracle", src="oracle.png")
+        )
     b.append(_Block("h2", "Policy comparison"))
     b.append(
         _Block(
@@ -505,6 +555,7 @@ class ReportFiles:
     csvs: dict[str, Path]
     metrics: Path
     commands: dict[str, Path] = dataclasses.field(default_factory=dict)
+    oracle: Path | None = None  # oracle.png, when an oracle run is among the runs
 
 
 def write_report(
@@ -542,6 +593,9 @@ def write_report(
         fig = plots.timeline(run)
         _save(fig, out / f["timeline"])
     _save(plots.comparison(metrics), out / "comparison.png")
+    rel = relative_to_oracle(metrics)
+    if rel:
+        _save(plots.relative(rel), out / "oracle.png")
     atomic_write_text(
         out / "metrics.json",
         json.dumps(_finite([m.to_dict() for m in metrics]), indent=2, allow_nan=False) + "\n",
@@ -559,6 +613,7 @@ def write_report(
         csvs={n: out / f["csv"] for n, f in files.items()},
         metrics=out / "metrics.json",
         commands={n: out / f["commands"] for n, f in files.items()},
+        oracle=out / "oracle.png" if rel else None,
     )
 
 
