@@ -63,7 +63,9 @@ def test_generate_then_check(bag: Path) -> None:
     assert "camera: /camera/image_raw 15 frames, ground truth /camera/ground_truth (15)" in (
         proc.stdout
     )
-    assert proc.stdout.rstrip().endswith("missing:   nothing")
+    assert "missing:   nothing\nreplay plan: scenario tiny (3.000 s)" in proc.stdout
+    assert "model classifier: /camera/image_raw (raw rgb8, 64x64, 5.00 fps)" in proc.stdout
+    assert "time base: header" in proc.stdout
     listing = dynofa("scenario", "list")
     names = [line.split()[0] for line in listing.stdout.splitlines()]
     assert listing.returncode == 0 and {"tiny", "steady", "two_models"} <= set(names)

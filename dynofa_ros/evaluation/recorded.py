@@ -314,7 +314,7 @@ def _recorded_scenario(
     first = min(tb.first_ns for tb in bases.values())
     last = max(tb.last_ns for tb in bases.values())
     start_ns = first // 1_000_000 * 1_000_000  # on a whole millisecond (float-exact enough)
-    period = max(1.0 / tb.fps for tb in bases.values() if tb.fps > 0) if bases else 0.0
+    period = max((1.0 / tb.fps for tb in bases.values() if tb.fps > 0), default=0.0)
     duration = max((last - start_ns) / 1e9 + period, 1e-3)
     data: dict[str, Any] = base.to_dict() if base is not None else {}
     data.pop("camera", None)

@@ -141,7 +141,7 @@ def inspect_bag(
             _verify(reader, used, topics)
 
         scenario = scenario_in_bag(reader)
-        streams = _cameras({t: i for t, i in topics.items() if t in cameras})
+        streams = _cameras(topics, cameras)
         if not streams:
             raise BagError(
                 f"bag {reader.path} has no camera topic (a sensor_msgs/msg/Image or "
@@ -242,10 +242,10 @@ def _verify(reader: BagReader, used: list[str], topics: dict[str, TopicInfo]) ->
             )
 
 
-def _cameras(topics: dict[str, TopicInfo]) -> list[CameraStream]:
+def _cameras(topics: dict[str, TopicInfo], used: Collection[str]) -> list[CameraStream]:
     out: list[CameraStream] = []
     for name, info in sorted(topics.items()):
-        if info.msgtype not in CAMERA_TYPES:
+        if info.msgtype not in CAMERA_TYPES or name not in used:
             continue
         cam = T.camera_of(name) or name.strip("/")
         gt = T.ground_truth_topic(cam)

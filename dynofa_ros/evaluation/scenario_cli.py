@@ -102,7 +102,9 @@ def _check(args: argparse.Namespace) -> int:
     from dynofa_ros.evaluation.recorded import CameraChoice, plan
     from dynofa_ros.evaluation.scenario_bag import inspect_bag
 
-    # everything the replay will need, checked as the replay checks it
+    # everything the replay will need, checked as the replay checks it: the topics' types
+    # first, then the plan, then every message the plan uses
+    inspect_bag(args.bag, verify=False)
     replay_plan = plan(
         args.bag,
         cameras=[CameraChoice.parse(c) for c in args.camera],
