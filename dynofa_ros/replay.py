@@ -390,6 +390,10 @@ def _drain(node: Any) -> None:
 
 def _subnets(scenario: Scenario, options: ReplayOptions) -> list[dict[str, Any]]:
     from dynofa_ros.evaluation.records import subnets_extra
+    from dynofa_ros.evaluation.scenario import family_accuracy_applies
     from dynofa_ros.family import load_family
 
-    return subnets_extra(*(load_family(options.family_path(m)) for m in scenario.models))
+    return subnets_extra(
+        *(load_family(options.family_path(m)) for m in scenario.models),
+        accuracy=family_accuracy_applies(scenario),
+    )

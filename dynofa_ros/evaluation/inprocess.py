@@ -35,7 +35,7 @@ from dynofa_ros.clock import period_ns, timer_time
 from dynofa_ros.errors import DynofaError
 from dynofa_ros.evaluation.records import RecordBuilder, RunResults, subnets_extra
 from dynofa_ros.evaluation.scenario import ModelSpec as ScenarioModel
-from dynofa_ros.evaluation.scenario import Scenario, model_file
+from dynofa_ros.evaluation.scenario import Scenario, family_accuracy_applies, model_file
 from dynofa_ros.evaluation.timeline import (
     AmbientItem,
     BatteryItem,
@@ -326,7 +326,10 @@ def run_inprocess(
                     + [str(scenario.model(n).family) for n in recorded]
                 ),
                 "processor": opt.processor,
-                "subnets": subnets_extra(*(spec.family for spec in specs)),
+                "subnets": subnets_extra(
+                    *(spec.family for spec in specs),
+                    accuracy=family_accuracy_applies(scenario),
+                ),
             },
         )
 

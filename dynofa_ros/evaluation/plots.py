@@ -326,8 +326,10 @@ def timeline(run: RunResults) -> Any:
     axes[-1, 0].set_xlabel("time (s)", fontsize=9)
     title = run.info.name + (f" — scenario {run.info.scenario}" if run.info.scenario else "")
     fig.suptitle(title, fontsize=11, x=0.02, ha="left")
+    # room on the left for the longest sub-network tick label and the axis label (7 pt text)
+    longest = max((len(lab) for lab in labels), default=0)
     fig.subplots_adjust(
-        left=0.115,
+        left=min(0.3, max(0.115, (0.7 + 0.06 * longest) / fig.get_figwidth())),
         right=0.84,
         top=1 - 0.75 / fig.get_figheight(),
         bottom=0.45 / fig.get_figheight(),
@@ -388,7 +390,8 @@ def short_names(metrics: Sequence[RunMetrics]) -> list[str]:
         prefix = f"{next(iter(scenarios))}-"
         if prefix != "-" and all(n.startswith(prefix) and len(n) > len(prefix) for n in names):
             names = [n[len(prefix) :] for n in names]
-    width = max(8, 100 // max(1, len(names)) // 1)
+    # characters that fit under one bar of a comparison panel (13 in wide, 3 panels, 8 pt text)
+    width = max(6, int(13 / 3 / max(1, len(names)) / 0.07))
     return ["\n".join(textwrap.wrap(n, min(width, 22), break_on_hyphens=True)) for n in names]
 
 

@@ -679,17 +679,22 @@ def _num(x: Any) -> float | None:
 
 
 # ------------------------------------------------------------------------------ subnets
-def subnets_extra(*families: Any) -> list[dict[str, Any]]:
+def subnets_extra(*families: Any, accuracy: bool = True) -> list[dict[str, Any]]:
     """``RunInfo.extra["subnets"]`` from :class:`~dynofa_ros.family.Family` objects: each
     member's ``id``, ``accuracy`` (top-1 in [0, 1]) and ``macs``, fastest first per family (the
-    family's order), each id once. Plots then order sub-networks by it and show accuracies."""
+    family's order), each id once. Plots then order sub-networks by it and show accuracies.
+    ``accuracy=False`` leaves the accuracies out: a family's top-1 on its own data says nothing
+    about frames of another source (a robot's camera, a video)."""
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
     for family in families:
         for m in family.members:
             if m.id not in seen:
                 seen.add(m.id)
-                out.append({"id": m.id, "accuracy": float(m.accuracy), "macs": int(m.macs)})
+                entry: dict[str, Any] = {"id": m.id, "macs": int(m.macs)}
+                if accuracy:
+                    entry["accuracy"] = float(m.accuracy)
+                out.append(entry)
     return out
 
 

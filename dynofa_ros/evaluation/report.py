@@ -215,6 +215,38 @@ def _relative_row(r: Relative) -> tuple[str, ...]:
     )
 
 
+FRAMES_HEADER = (
+    "run", "model", "in bag", "processed", "dropped by node", "lost in transport",
+    "mJ / processed frame", "",
+)  # fmt: skip
+FEWER_FRAMES = 0.95  # a run below this share of its scenario's best run is flagged
+
+
+def _frame_rows(runs: list[RunResults], metrics: list[RunMetrics]) -> list[tuple[str, ...]]:
+    """Where each run's frames went (``RunInfo.extra["frames"]``, which every replay records),
+    and the energy per processed frame; runs that processed noticeably fewer are flagged."""
+    best: dict[tuple[str, str], int] = {}
+    for run in runs:
+        for model, f in (run.info.extra.get("frames") or {}).items():
+            key = (run.info.scenario, model)
+            best[key] = max(best.get(key, 0), int(f.get("processed", 0)))
+    rows: list[tuple[str, ...]] = [FRAMES_HEADER]
+    for run, rm in zip(runs, metrics, strict=True):
+        for model, f in (run.info.extra.get("frames") or {}).items():
+            processed = int(f.get("processed", 0))
+            energy = next((m.energy_j for m in rm.models if m.model == model), None)
+            few = processed < FEWER_FRAMES * best[(run.info.scenario, model)]
+            rows.append(
+                (
+                    rm.name, model, str(f.get("in_bag", "n/a")), str(processed),
+                    str(f.get("dropped_node", 0)), str(f.get("lost_transport", 0)),
+                    _fmt(None if energy is None or not processed else 1e3 * energy / processed, 1),
+                    "⚠" if few else "",
+                )
+            )  # fmt: skip
+    return rows
+
+
 REACTION_HEADER = (
     "t s",
     "event",
@@ -382,6 +414,19 @@ def _document(
     for rm in metrics:
         rows.extend(_summary_row(rm, m) for m in rm.models)
     b.append(_Block("table", rows=tuple(rows)))
+    frames = _frame_rows(runs, metrics)
+    if len(frames) > 1:
+        b.append(_Block("h2", "Frames"))
+        b.append(_Block("table", rows=tuple(frames)))
+        if any(r[-1] for r in frames[1:]):
+            b.append(
+                _Block(
+                    "p",
+                    "⚠ marks a run that processed fewer than "
+                    f"{100 * FEWER_FRAMES:.0f} % of the frames the most complete run of its "
+                    "scenario processed: compare its energy per processed frame, not its total.",
+                )
+            )
     rel = relative_to_oracle(metrics)
     if rel:
         b.append(_Block("h2", "Relative to the oracle"))

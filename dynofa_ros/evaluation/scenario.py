@@ -314,6 +314,13 @@ class Scenario:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
 
 
+def family_accuracy_applies(scenario: Scenario) -> bool:
+    """Whether the families' recorded accuracies describe this scenario's frames: frames of the
+    dataset they were measured on (with ground truth), or frames without pixels (timing only);
+    not real footage (a video, a robot's recording)."""
+    return all(c.has_ground_truth or not c.has_pixels for c in scenario.cameras)
+
+
 def interpolate(timeline: tuple[Keyframe, ...], t: float, mode: str = "linear") -> float:
     """The value at ``t``: piecewise linear (``linear``) or the last keyframe at or before ``t``
     (``step``); the first value before the first keyframe, the last after the last."""
