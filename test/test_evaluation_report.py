@@ -235,3 +235,44 @@ def test_load_runs_from_files_directories_csv_and_errors(tmp_path: Path) -> None
     (tmp_path / "out.txt").write_text("x")
     with pytest.raises(ResultsError, match="is a file"):
         rp.write_report(runs, tmp_path / "out.txt")
+
+
+def _counted(name: str, processed: int) -> RunResults:
+    """A run of the tiny scenario whose replay accounted for its frames (RunInfo.extra)."""
+    frames = {"in_bag": 15, "processed": processed, "dropped_node": 15 - processed,
+              "rejected": 0, "lost_transport": 0}  # fmt: skip
+    b = RecordBuilder.for_scenario(TINY, name, policy=name, extra={"frames": {MODEL: frames}})
+    for i in range(processed):
+        ns = T0 + round(0.2 * i * S)
+        b.classification(MODEL, ns, frame_seq=i + 1, subnet_id="l", class_ids=[1],
+                         latency_ms=40.0)  # fmt: skip
+        b.status(MODEL, i + 1, processor="cuda", threads=1, latency_ms=40.0,
+                 latency_target_ms=60.0, power_w=3.0, energy_per_frame_mj=100.0)  # fmt: skip
+    return b.build()
+
+
+def test_frames_table_flags_runs_that_processed_fewer_frames(tmp_path: Path) -> None:
+    runs = [_counted("tiny-fast", 15), _counted("tiny-live", 9)]
+    rp.write_report(runs, tmp_path / "report", title="frames")
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "## Frames" in md
+    assert "| tiny-fast | classifier | 15 | 15 | 0 | 0 | 100.0 |  |" in md
+    assert "| tiny-live | classifier | 15 | 9 | 6 | 0 | 100.0 | ⚠ |" in md
+    assert "compare its energy per processed frame" in md
+    # all complete: no flag, no warning
+    rp.write_report([_counted("tiny-a", 15), _counted("tiny-b", 15)], tmp_path / "r2", title="x")
+    assert "⚠" not in (tmp_path / "r2" / "report.md").read_text()
+
+
+def test_family_accuracy_is_not_shown_for_real_footage() -> None:
+    from dynofa_ros.evaluation.records import subnets_extra
+    from dynofa_ros.evaluation.scenario import family_accuracy_applies, parse
+    from dynofa_ros.family import load_family
+    from dynofa_ros.resources import models_dir
+
+    fam = load_family(models_dir() / "fmnist_mbv3_small.sim-nx-cuda.family.json")
+    assert all("accuracy" in s for s in subnets_extra(fam))
+    assert all("accuracy" not in s for s in subnets_extra(fam, accuracy=False))
+    assert family_accuracy_applies(TINY)  # Fashion-MNIST frames with ground truth
+    video = parse("name: v\nduration_s: 2\ncamera: {source: video, path: x.avi}\n")
+    assert not family_accuracy_applies(video)
