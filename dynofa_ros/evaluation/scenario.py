@@ -528,9 +528,11 @@ def _refuse_old_format(v: FieldValidator, data: Mapping) -> None:
         return
     name, key = found[0]
     how = OLD_FORMAT.get(key, "give it as a mapping {interpolate: step, timeline: [...]}")
+    also = f" (old fields too: {', '.join(n for n, _ in found[1:])})" if len(found) > 1 else ""
     raise ScenarioError(
         f"scenario {v.source}: field '{name}' is from the old `dynofa simulate` format "
-        f"(config/scenarios/sim, removed); migrate: {how} (docs/evaluation.md, 'Migrating')"
+        f"(config/scenarios/sim, removed); migrate: {how}{also}; see docs/evaluation.md, "
+        "'Migrating from the old simulate format'"
     )
 
 

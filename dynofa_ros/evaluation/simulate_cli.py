@@ -44,7 +44,11 @@ COLUMNS = (
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="dynofa simulate", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="dynofa simulate",
+        description="Run policies on a scenario's own timeline in one process: the loop, board, "
+        "results and metrics of `dynofa replay --fast`, without a bag.",
+    )
     ap.add_argument("scenario", help="scenario YAML, or a bundled name (dynofa scenario list)")
     ap.add_argument(
         "--policy", default="dynofa", help="comma list of policies, or 'all' (default dynofa)"
