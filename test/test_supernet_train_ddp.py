@@ -337,3 +337,27 @@ def test_bf16_autocast_on_the_cpu_trains(fmnist, tmp_path, monkeypatch):
     assert records[0]["amp"] == "bfloat16" and records[0]["device"] == "cpu"
     epoch = next(r for r in records if r["event"] == "epoch")
     assert np.isfinite(epoch["loss_largest"]) and np.isfinite(epoch["loss_smallest"])
+
+
+# --------------------------------------------------------------------------- gpu_check.sh
+def test_gpu_check_without_a_gpu_says_skipped(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DYNOFA_GPU_CHECK_DRYRUN", "DYNOFA_GPU_CHECK_JSON")
+    }
+    env.update(PYTHON=sys.executable, OUT=str(tmp_path))
+    proc = subprocess.run(
+        [str(ROOT / "tools" / "gpu_check.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "no GPU here: skipped" in proc.stdout
+    figures = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert figures["skipped"] == "no GPU here" and figures["info"]["cuda_available"] is False
