@@ -256,14 +256,15 @@ def fashion_mnist_splits(
 
 # ------------------------------------------------------------------------- batches in torch
 def normalise(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return (x - m) / s
 
 
 def prepare(images: Tensor, size: int, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """``uint8 (B, C, H, W)`` → float, resized to ``size`` (bilinear), normalised."""
-    x = images.float().div_(255.0)
+    """``uint8 (B, C, H, W)`` → float (torch's default dtype, float32 unless changed),
+    resized to ``size`` (bilinear), normalised."""
+    x = images.to(torch.get_default_dtype()).div_(255.0)
     if x.shape[-1] != size or x.shape[-2] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     return normalise(x, mean, std)
@@ -302,3 +303,70 @@ def iterate(
     for i in range(0, stop, batch_size):
         idx = order[i : i + batch_size]
         yield data.images[idx], data.labels[idx]
+
+
+# ------------------------------------------------------------- training batches (any rank)
+def step_seed(seed: int, epoch: int, step: int) -> int:
+    """Seed of the augmentation of one global batch: a function of (seed, epoch, step) only,
+    so a resumed run, any number of ranks and any number of loader workers draw the same."""
+    return ((seed * 1_000_003 + epoch) * 1_000_033 + step) % (2**63)
+
+
+class ShardedBatches(torch.utils.data.Dataset[tuple[Tensor, Tensor]]):
+    """Item ``i``: global batch ``i`` of an epoch (``batch_size`` images in the seeded epoch
+    order, augmented with :func:`step_seed`), of which this rank keeps rows
+    ``[rank * b, (rank + 1) * b)`` with ``b = batch_size // world_size``.
+
+    Every rank augments the whole global batch (``uint8``, cheap next to the network) and keeps
+    its rows, so the union over ranks is exactly the single-process batch."""
+
+    def __init__(
+        self,
+        data: ImageSet,
+        batch_size: int,
+        *,
+        seed: int,
+        epoch: int,
+        pad: int = 2,
+        flip: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if batch_size % world_size:
+            raise ValueError(f"batch size {batch_size} is not divisible by {world_size} ranks")
+        self.data = data
+        self.batch_size = batch_size
+        self.seed, self.epoch = seed, epoch
+        self.pad, self.flip = pad, flip
+        self.rows = slice(rank * batch_size // world_size, (rank + 1) * batch_size // world_size)
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        self.order = torch.randperm(len(data), generator=gen)
+
+    def __len__(self) -> int:
+        return len(self.data) // self.batch_size
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+        gen = torch.Generator().manual_seed(step_seed(self.seed, self.epoch, i))
+        images = augment(self.data.images[idx], gen, self.pad, self.flip)
+        return images[self.rows].contiguous(), self.data.labels[idx][self.rows].contiguous()
+
+
+def batch_loader(
+    batches: ShardedBatches, workers: int = 0, pin_memory: bool = False
+) -> torch.utils.data.DataLoader[tuple[Tensor, Tensor]]:
+    """A loader over :class:`ShardedBatches` (already batched): ``workers`` processes prepare
+    the next batches while the device trains; pinned memory makes the copy to a GPU
+    asynchronous."""
+    if workers < 0:
+        raise ValueError(f"--workers must be >= 0, got {workers}")
+    return torch.utils.data.DataLoader(
+        batches,
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if workers else None,
+    )

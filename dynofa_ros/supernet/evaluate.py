@@ -14,6 +14,11 @@ from dynofa_ros.supernet.network import Supernet
 DEFAULT_CALIBRATION_IMAGES = 2000
 
 
+def _device(net: Supernet) -> torch.device:
+    """Where the network's weights are (batches are moved there)."""
+    return next(net.parameters()).device
+
+
 def calibration_batches(
     data: ImageSet,
     net: Supernet,
@@ -24,9 +29,11 @@ def calibration_batches(
     calibration is deterministic), preprocessed as at evaluation time."""
     subset = data.subset(torch.arange(min(n_images, len(data))))
 
+    device = _device(net)
+
     def batches(r: int) -> Iterator[torch.Tensor]:
         for images, _ in iterate(subset, batch_size):
-            yield prepare(images, r, net.arch.mean, net.arch.std)
+            yield prepare(images.to(device), r, net.arch.mean, net.arch.std)
 
     return batches
 
@@ -45,11 +52,12 @@ def accuracy(
     net.set_active(cfg)
     net.eval()
     correct = total = 0
+    device = _device(net)
     try:
         subset = data if limit is None else data.subset(torch.arange(min(limit, len(data))))
         for images, labels in iterate(subset, batch_size):
-            logits = net(prepare(images, cfg.r, net.arch.mean, net.arch.std))
-            correct += int((logits.argmax(1) == labels).sum())
+            logits = net(prepare(images.to(device), cfg.r, net.arch.mean, net.arch.std))
+            correct += int((logits.argmax(1).cpu() == labels).sum())
             total += labels.numel()
     finally:
         net.set_active(previous)

@@ -14,6 +14,14 @@ Determinism: every random draw is a function of (seed, epoch, step): data order,
 sub-network sampling and dropout, so a run resumed from its last epoch checkpoint continues
 exactly as the uninterrupted run. The resume state (weights, momentum buffers, epoch, log) is a
 safetensors file written atomically after each epoch.
+
+Devices and ranks (:mod:`dynofa_ros.supernet.distributed`): on a GPU with optional mixed
+precision (``amp``: bf16, or fp16 with a gradient scaler); under ``torchrun`` every rank trains
+on its rows of the same global batch with the same sub-networks (seeded from the step),
+BatchNorm normalises with global-batch statistics and the gradients are averaged before the
+step, so N ranks compute what one process computes. Only rank 0 evaluates and writes the state,
+log and checkpoint; the state does not depend on the number of ranks, so a run resumes on
+another number of ranks (or on another device).
 """
 
 from __future__ import annotations
@@ -35,7 +43,22 @@ from torch import Tensor, nn
 from dynofa_ros.fileio import atomic_path
 from dynofa_ros.supernet.checkpoint import save_checkpoint
 from dynofa_ros.supernet.config import SearchSpace, SubnetConfig
-from dynofa_ros.supernet.data import ImageSet, augment, iterate, prepare
+from dynofa_ros.supernet.data import ImageSet, ShardedBatches, batch_loader, prepare
+from dynofa_ros.supernet.distributed import (
+    AMP_MODES,
+    DEVICES,
+    DIST_BACKENDS,
+    DistContext,
+    all_mean,
+    average_gradients,
+    barrier,
+    check_batch,
+    resolve_amp,
+    setup,
+    sync_batchnorm,
+    teardown,
+    unsync_batchnorm,
+)
 from dynofa_ros.supernet.evaluate import accuracy, calibrate_and_evaluate
 from dynofa_ros.supernet.network import (
     AnyArchitecture,
@@ -77,6 +100,11 @@ class TrainOptions:
     progress: bool = True
     command: str = ""
     optimizer: str = "sgd"  # "sgd" (Nesterov, the CNN's) or "adamw" (what a ViT needs)
+    device: str = "auto"  # auto: cuda when available
+    amp: str = "auto"  # auto: bf16 on a GPU that has it, else off
+    workers: int | None = None  # loader processes (None: 4 on a GPU, 0 on the CPU)
+    channels_last: bool = True
+    dist_backend: str = "auto"  # auto: nccl on GPUs (one per rank), else gloo
 
     def __post_init__(self) -> None:
         if self.epochs <= 0 or self.batch_size <= 0 or self.lr <= 0:
@@ -87,6 +115,15 @@ class TrainOptions:
             )
         if self.n_random < 0:
             raise ValueError("--random must be >= 0")
+        for name, value, allowed in (
+            ("--device", self.device, DEVICES),
+            ("--amp", self.amp, AMP_MODES),
+            ("--dist-backend", self.dist_backend, DIST_BACKENDS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} {value!r} is unknown (one of: {', '.join(allowed)})")
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"--workers must be >= 0, got {self.workers}")
         if not 0.0 <= self.kd_ratio <= 1.0:
             raise ValueError("--kd-ratio must be in [0, 1]")
         if self.phases and architecture_kind(self.arch) != "mobilenetv3":
@@ -161,6 +198,11 @@ def phase_of_epoch(opts: TrainOptions, epoch: int) -> str | None:
     return opts.phases[-1][0]
 
 
+def _full(x: Tensor) -> Tensor:
+    """Logits in at least float32 (autocast may give half precision) for the losses."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def soft_cross_entropy(logits: Tensor, target_probs: Tensor) -> Tensor:
     return -(target_probs * F.log_softmax(logits, dim=1)).sum(1).mean()
 
@@ -206,18 +248,23 @@ def save_state(
     opt: torch.optim.Optimizer,
     epoch_done: int,
     history: list[dict[str, Any]],
+    *,
+    scaler: dict[str, Any] | None = None,
 ) -> None:
+    """Weights, optimizer state, epoch and log on the CPU: the same file whatever the device
+    and number of ranks that wrote it."""
     from safetensors.torch import save_file
 
+    def cpu(t: Tensor) -> Tensor:
+        return t.detach().to("cpu", memory_format=torch.contiguous_format).contiguous().clone()
+
     names = {id(p): n for n, p in net.named_parameters()}
-    tensors = {f"model/{k}": v.detach().contiguous().clone() for k, v in net.state_dict().items()}
+    tensors = {f"model/{k}": cpu(v) for k, v in net.state_dict().items()}
     for group in opt.param_groups:
         for p in group["params"]:
             for key, buf in opt.state.get(p, {}).items():
                 if isinstance(buf, Tensor):
-                    tensors[f"{_state_prefix(key)}{names[id(p)]}"] = (
-                        buf.detach().contiguous().clone()
-                    )
+                    tensors[f"{_state_prefix(key)}{names[id(p)]}"] = cpu(buf)
     meta = {
         "format": STATE_FORMAT,
         "epoch_done": epoch_done,
@@ -225,6 +272,8 @@ def save_state(
         "arch": opts.arch.to_dict(),
         "seed": opts.seed,
         "epochs": opts.epochs,
+        "batch_size": opts.batch_size,
+        "grad_scaler": scaler or {},
     }
     assert opts.state_path is not None
     with atomic_path(opts.state_path) as tmp:
@@ -233,7 +282,9 @@ def save_state(
 
 def load_state(
     opts: TrainOptions, net: Supernet, opt: torch.optim.Optimizer
-) -> tuple[int, list[dict[str, Any]]]:
+) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
+    """(epochs done, history, gradient-scaler state) of ``opts.state_path``, loaded into
+    ``net`` and ``opt`` (on their device)."""
     from safetensors import safe_open
 
     from dynofa_ros.supernet.checkpoint import CheckpointError, check_state_dict, load_tensors
@@ -244,15 +295,19 @@ def load_state(
         meta = json.loads((fh.metadata() or {}).get("state", "{}"))
     if meta.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{opts.state_path}: not a training state file")
-    if (
-        meta.get("arch") != json.loads(json.dumps(opts.arch.to_dict()))
-        or meta.get("seed") != opts.seed
-        or meta.get("epochs") != opts.epochs
-    ):
+    saved_arch = meta.get("arch") or {}
+    if saved_arch != json.loads(json.dumps(opts.arch.to_dict())):
         raise CheckpointError(
-            f"{opts.state_path}: saved by a run with another architecture, seed or epoch "
-            f"count; remove it or drop --resume"
+            f"{opts.state_path}: saved by a run of another architecture "
+            f"({saved_arch.get('name', '?')!r}, this run trains {opts.arch.name!r} with other "
+            f"widths, classes or search space); remove it or drop --resume"
         )
+    for key, value in (("seed", opts.seed), ("epochs", opts.epochs)):
+        if meta.get(key) != value:
+            raise CheckpointError(
+                f"{opts.state_path}: saved by a run with {key} {meta.get(key)!r}, this run has "
+                f"{value!r}; remove it or drop --resume"
+            )
     weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
     check_state_dict(net.state_dict(), weights, str(opts.state_path))
     net.load_state_dict(weights, strict=False)
@@ -266,8 +321,13 @@ def load_state(
             continue
         if name not in params:
             raise CheckpointError(f"{opts.state_path}: unexpected key {k!r}")
-        opt.state[params[name]][key] = v.clone()
-    return int(meta["epoch_done"]), list(meta.get("history", []))
+        p = params[name]
+        opt.state[p][key] = v.to(p.device) if v.ndim else v.clone()
+    return (
+        int(meta["epoch_done"]),
+        list(meta.get("history", [])),
+        dict(meta.get("grad_scaler") or {}),
+    )
 
 
 # ------------------------------------------------------------------------------------ training
@@ -321,82 +381,140 @@ def _cnn_middle(space: SearchSpace) -> SubnetConfig:
 
 
 def train(
-    opts: TrainOptions, train_set: ImageSet, val_set: ImageSet, test_set: ImageSet | None = None
+    opts: TrainOptions,
+    train_set: ImageSet,
+    val_set: ImageSet,
+    test_set: ImageSet | None = None,
+    ctx: DistContext | None = None,
 ) -> dict[str, Any]:
     """Train, write the checkpoint to ``opts.out`` (BN statistics of the reported sub-networks
-    included) and return the summary stored in its metadata."""
+    included) and return the summary stored in its metadata.
+
+    ``ctx``: the device and rank; by default from :func:`setup` (the torchrun environment and
+    ``opts.device``), joining and leaving the process group around the run."""
+    own_ctx = ctx is None
+    if ctx is None:
+        ctx = setup(opts.device, opts.dist_backend, opts.batch_size)
+    try:
+        return _train(opts, train_set, val_set, test_set, ctx)
+    finally:
+        if own_ctx:
+            teardown(ctx)
+
+
+def _train(
+    opts: TrainOptions,
+    train_set: ImageSet,
+    val_set: ImageSet,
+    test_set: ImageSet | None,
+    ctx: DistContext,
+) -> dict[str, Any]:
     from tqdm import tqdm
 
+    check_batch(opts.batch_size, ctx.world_size)
+    device = ctx.device
+    amp_dtype = resolve_amp(opts.amp, device)
+    workers = opts.workers if opts.workers is not None else (4 if device.type == "cuda" else 0)
+    main = ctx.is_main
     torch.manual_seed(opts.seed)
     net = build_supernet(opts.arch)
-    # channels-last makes the depthwise weight gradient ~3x faster on CPU (oneDNN)
-    net = net.to(memory_format=torch.channels_last)
+    # channels-last makes the depthwise weight gradient ~3x faster on CPU (oneDNN) and lets
+    # cuDNN use tensor cores under AMP
+    memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
+    net = net.to(device=device, memory_format=memory_format)
     space = net.space
     opt = make_optimizer(opts, net)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     start_epoch, history = 0, []
     assert opts.state_path is not None and opts.log_path is not None
     if opts.init_from is not None:
         init_weights(net, opts.init_from)
     if opts.resume and opts.state_path.exists():
-        start_epoch, history = load_state(opts, net, opt)
-        print(f"resuming from {opts.state_path} after epoch {start_epoch}", file=sys.stderr)
-    log = JsonLog(opts.log_path, append=opts.resume and start_epoch > 0)
-    log.write(
-        {
-            "event": "start",
-            "command": opts.command,
-            "start_epoch": start_epoch,
-            "train_images": len(train_set),
-            "val_images": len(val_set),
-            "threads": torch.get_num_threads(),
-            "time": time.time(),
-        }
-    )
+        start_epoch, history, scaler_state = load_state(opts, net, opt)
+        if scaler_state and scaler.is_enabled():
+            scaler.load_state_dict(scaler_state)
+        if main:
+            print(f"resuming from {opts.state_path} after epoch {start_epoch}", file=sys.stderr)
+    if ctx.distributed:
+        sync_batchnorm(net)
+    params = list(net.parameters())
+    log = JsonLog(opts.log_path, append=opts.resume and start_epoch > 0) if main else None
+    if log is not None:
+        log.write(
+            {
+                "event": "start",
+                "command": opts.command,
+                "start_epoch": start_epoch,
+                "train_images": len(train_set),
+                "val_images": len(val_set),
+                "threads": torch.get_num_threads(),
+                "device": str(device),
+                "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off",
+                "world_size": ctx.world_size,
+                "dist_backend": ctx.backend,
+                "workers": workers,
+                "time": time.time(),
+            }
+        )
     steps_per_epoch = len(train_set) // opts.batch_size
     mean, std = opts.arch.mean, opts.arch.std
+    images_per_rank = opts.batch_size // ctx.world_size
     t_start = time.time()
     for epoch in range(start_epoch, opts.epochs):
         phase = phase_of_epoch(opts, epoch)
         restrict = phase_space(space, phase)
         largest, smallest = _restricted_extremes(space, restrict)
         net.train()
-        torch.manual_seed(opts.seed * 100003 + epoch)  # dropout
-        gen = torch.Generator().manual_seed(opts.seed * 1000003 + epoch)
-        batches = iterate(train_set, opts.batch_size, shuffle=True, gen=gen, drop_last=True)
+        torch.manual_seed(opts.seed * 100003 + epoch + 7919 * ctx.rank)  # dropout, per rank
+        batches = ShardedBatches(
+            train_set,
+            opts.batch_size,
+            seed=opts.seed,
+            epoch=epoch,
+            pad=opts.augment_pad,
+            flip=opts.augment_flip,
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+        )
+        loader = batch_loader(batches, workers, pin_memory=device.type == "cuda")
         bar = tqdm(
-            batches,
+            loader,
             total=steps_per_epoch,
             desc=f"epoch {epoch + 1}/{opts.epochs}",
-            disable=not opts.progress,
+            disable=not (opts.progress and main),
             file=sys.stderr,
             leave=False,
         )
-        sums = {"largest": 0.0, "smallest": 0.0, "random": 0.0, "acc_largest": 0.0}
+        sums = torch.zeros(4, dtype=torch.float64, device=device)  # largest, smallest, random, acc
         t_epoch = time.time()
-        for i, (raw_images, labels) in enumerate(bar):
+        for i, (raw_images, raw_labels) in enumerate(bar):
             step = epoch * steps_per_epoch + i
             lr = lr_at(opts, step, steps_per_epoch)
             for g in opt.param_groups:
                 g["lr"] = lr
-            images = augment(raw_images, gen, opts.augment_pad, opts.augment_flip)
+            images = raw_images.to(device, non_blocking=True)
+            labels = raw_labels.to(device, non_blocking=True)
             inputs: dict[int, Tensor] = {}
 
             def at(r: int, images: Tensor = images, inputs: dict[int, Tensor] = inputs) -> Tensor:
                 if r not in inputs:
                     inputs[r] = prepare(images, r, mean, std).contiguous(
-                        memory_format=torch.channels_last
+                        memory_format=memory_format
                     )
                 return inputs[r]
 
+            # the same sub-networks on every rank: drawn from (seed, epoch, step) only
             rng = random.Random(f"{opts.seed}-{epoch}-{i}")
             opt.zero_grad(set_to_none=True)
             net.set_active(largest)
-            out = net(at(largest.r))
-            loss = F.cross_entropy(out, labels, label_smoothing=opts.label_smoothing)
-            loss.backward()
-            sums["largest"] += loss.item()
-            sums["acc_largest"] += float((out.argmax(1) == labels).float().mean())
-            teacher = F.softmax(out.detach(), dim=1)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                out = net(at(largest.r))
+                loss = F.cross_entropy(_full(out), labels, label_smoothing=opts.label_smoothing)
+            scaler.scale(loss).backward()
+            sums[0] += loss.detach()
+            sums[3] += (out.detach().argmax(1) == labels).double().mean()
+            # in-place distillation: the target is this rank's largest on this rank's rows
+            teacher = F.softmax(_full(out.detach()), dim=1)
             others = (
                 []
                 if phase == "full"
@@ -404,47 +522,59 @@ def train(
             )
             for j, cfg in enumerate(others):
                 net.set_active(cfg)
-                out = net(at(cfg.r))
-                loss = opts.kd_ratio * soft_cross_entropy(out, teacher)
-                if opts.kd_ratio < 1:
-                    loss = loss + (1 - opts.kd_ratio) * F.cross_entropy(
-                        out, labels, label_smoothing=opts.label_smoothing
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    out = _full(net(at(cfg.r)))
+                    loss = opts.kd_ratio * soft_cross_entropy(out, teacher)
+                    if opts.kd_ratio < 1:
+                        loss = loss + (1 - opts.kd_ratio) * F.cross_entropy(
+                            out, labels, label_smoothing=opts.label_smoothing
+                        )
+                scaler.scale(loss).backward()
+                sums[1 if j == 0 else 2] += loss.detach() / (1 if j == 0 else max(1, opts.n_random))
+            average_gradients(params, ctx.world_size)
+            scaler.step(opt)
+            scaler.update()
+            if main and i % 20 == 0:
+                avg = (sums / (i + 1)).tolist()  # one device sync per 20 steps
+                bar.set_postfix(loss=f"{avg[0]:.3f}", acc=f"{avg[3]:.3f}", lr=f"{lr:.4f}")
+                if log is not None and i % 100 == 0:
+                    log.write(
+                        {
+                            "event": "step",
+                            "epoch": epoch,
+                            "step": step,
+                            "lr": lr,
+                            "loss_largest": avg[0],
+                            "loss_smallest": avg[1],
+                            "loss_random": avg[2],
+                            "elapsed_s": time.time() - t_start,
+                        }
                     )
-                loss.backward()
-                sums["smallest" if j == 0 else "random"] += loss.item() / (
-                    1 if j == 0 else max(1, opts.n_random)
-                )
-            opt.step()
-            if i % 20 == 0:
-                bar.set_postfix(
-                    loss=f"{sums['largest'] / (i + 1):.3f}",
-                    acc=f"{sums['acc_largest'] / (i + 1):.3f}",
-                    lr=f"{lr:.4f}",
-                )
-            if i % 100 == 0:
-                log.write(
-                    {
-                        "event": "step",
-                        "epoch": epoch,
-                        "step": step,
-                        "lr": lr,
-                        "loss_largest": sums["largest"] / (i + 1),
-                        "loss_smallest": sums["smallest"] / (i + 1),
-                        "loss_random": sums["random"] / (i + 1),
-                        "elapsed_s": time.time() - t_start,
-                    }
-                )
         bar.close()
+        totals = sums.tolist()
+        epoch_s = time.time() - t_epoch
+        means = all_mean(
+            {
+                "loss_largest": totals[0] / steps_per_epoch,
+                "train_acc_largest": totals[3] / steps_per_epoch,
+                "loss_smallest": totals[1] / steps_per_epoch,
+                "loss_random": totals[2] / steps_per_epoch,
+            },
+            ctx,
+        )
         record: dict[str, Any] = {
             "event": "epoch",
             "epoch": epoch + 1,
             "phase": phase or "all",
-            "loss_largest": sums["largest"] / steps_per_epoch,
-            "train_acc_largest": sums["acc_largest"] / steps_per_epoch,
-            "loss_smallest": sums["smallest"] / steps_per_epoch,
-            "loss_random": sums["random"] / steps_per_epoch,
-            "epoch_s": time.time() - t_epoch,
+            "loss_largest": means["loss_largest"],
+            "train_acc_largest": means["train_acc_largest"],
+            "loss_smallest": means["loss_smallest"],
+            "loss_random": means["loss_random"],
+            "epoch_s": epoch_s,
+            "images_per_s": steps_per_epoch * images_per_rank * ctx.world_size / epoch_s,
         }
+        if not main:
+            continue  # rank 0 evaluates and writes; the others go on to the next epoch
         if opts.eval_every and ((epoch + 1) % opts.eval_every == 0 or epoch + 1 == opts.epochs):
             for tag, cfg in (("largest", largest), ("smallest", smallest)):
                 record[f"val_acc_{tag}"] = calibrate_and_evaluate(
@@ -453,11 +583,16 @@ def train(
             net.bn_stats.clear()
             net.bn_stats_configs.clear()
         history.append(record)
+        assert log is not None
         log.write(record)
         print(json.dumps(record), file=sys.stderr)
-        save_state(opts, net, opt, epoch + 1, history)
+        save_state(opts, net, opt, epoch + 1, history, scaler=scaler.state_dict() or None)
 
-    # ---- after training: calibrate and measure the reported sub-networks
+    unsync_batchnorm(net)
+    if not main:
+        barrier(ctx)  # wait for rank 0's report and checkpoint, then leave together
+        return {"history": history, "rank": ctx.rank}
+    # ---- after training (rank 0): calibrate and measure the reported sub-networks
     net.eval()
     results = []
     for cfg in report_configs(space, opts.seed, opts.report_random):
@@ -474,6 +609,7 @@ def train(
             entry["test_accuracy"] = accuracy(net, cfg, test_set)
         entry["eval_s"] = round(time.time() - calib_t, 2)
         results.append(entry)
+        assert log is not None
         log.write({"event": "report", **entry})
         print(json.dumps({k: v for k, v in entry.items() if k != "config"}), file=sys.stderr)
     summary = {
@@ -489,11 +625,20 @@ def train(
         "train_seconds": round(time.time() - t_start, 1),
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
+        "device": str(device),
+        "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off",
+        "world_size": ctx.world_size,
         "history": history,
         "subnets": results,
     }
-    net = net.to(memory_format=torch.contiguous_format)
+    net = net.to(device="cpu", memory_format=torch.contiguous_format)
+    net.bn_stats = {
+        sid: {k: (m.cpu(), v.cpu()) for k, (m, v) in stats.items()}
+        for sid, stats in net.bn_stats.items()
+    }
     save_checkpoint(opts.out, net, labels=train_set.classes, extra={"training": summary})
+    assert log is not None
     log.write({"event": "done", "checkpoint": str(opts.out), "time": time.time()})
     log.close()
+    barrier(ctx)
     return summary

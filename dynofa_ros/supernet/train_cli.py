@@ -126,6 +126,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from this checkpoint's weights (same preset) with a fresh schedule",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    hw = p.add_argument_group(
+        "devices and ranks",
+        "under torchrun (torchrun --nproc-per-node G -m dynofa_ros train ...) each rank trains "
+        "on BATCH/WORLD_SIZE images of every global batch; see docs/training.md",
+    )
+    hw.add_argument(
+        "--device",
+        choices=("auto", "cuda", "cpu"),
+        default="auto",
+        help="where to train (default auto: cuda when a GPU is usable)",
+    )
+    hw.add_argument(
+        "--amp",
+        choices=("auto", "bf16", "fp16", "off"),
+        default="auto",
+        help="automatic mixed precision (default auto: bf16 on a GPU that has it, else off)",
+    )
+    hw.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="data-loader processes preparing batches (default: 4 on a GPU, 0 on the CPU)",
+    )
+    hw.add_argument(
+        "--no-channels-last",
+        action="store_true",
+        help="keep activations in NCHW (channels-last is the default: faster on CPU and GPU)",
+    )
+    hw.add_argument(
+        "--dist-backend",
+        choices=("auto", "nccl", "gloo"),
+        default="auto",
+        help="torch.distributed backend under torchrun (default auto: nccl with one GPU per "
+        "rank, gloo on CPUs or when ranks share a GPU)",
+    )
+    p.add_argument(
+        "--dropout",
+        type=float,
+        default=None,
+        help="classifier dropout (default: the preset's)",
+    )
     return p
 
 
@@ -134,10 +175,19 @@ def main(argv: list[str]) -> int:
     import torch
 
     from dynofa_ros.supernet import data as D
+    from dynofa_ros.supernet.distributed import (
+        check_batch,
+        resolve_amp,
+        resolve_device,
+        world_from_env,
+    )
     from dynofa_ros.supernet.train import TrainOptions, parse_phases, train
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    # device, precision and world-size mistakes fail before the data is read
+    check_batch(args.batch_size, world_from_env()[1])
+    resolve_amp(args.amp, resolve_device(args.device))
     arch = preset(args.preset)
     labels = args.labels.split(",") if args.labels else None
     test = None
@@ -160,10 +210,14 @@ def main(argv: list[str]) -> int:
             f"preset {arch.name} takes {arch.in_channels}-channel images, the data has "
             f"{full.images.shape[1]}"
         )
-    if len(full.classes) != arch.num_classes:
-        from dataclasses import replace
+    from dataclasses import replace
 
+    if len(full.classes) != arch.num_classes:
         arch = replace(arch, num_classes=len(full.classes))
+    if args.dropout is not None:
+        if not 0.0 <= args.dropout < 1.0:
+            raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
+        arch = replace(arch, dropout=args.dropout)
     train_set, val_set = D.split_validation(full, args.val_size)
     if args.train_limit:
         train_set = train_set.subset(torch.arange(min(args.train_limit, len(train_set))))
@@ -189,9 +243,16 @@ def main(argv: list[str]) -> int:
         resume=args.resume,
         init_from=args.init,
         progress=not args.no_progress,
+        device=args.device,
+        amp=args.amp,
+        workers=args.workers,
+        channels_last=not args.no_channels_last,
+        dist_backend=args.dist_backend,
         command="dynofa train " + " ".join(shlex.quote(a) for a in argv),
     )
     summary = train(opts, train_set, val_set, test)
+    if "subnets" not in summary:
+        return 0  # a rank other than 0: rank 0 reports
     for entry in summary["subnets"]:
         test_acc = entry.get("test_accuracy")
         print(
