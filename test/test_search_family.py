@@ -113,6 +113,18 @@ def test_bench_family_remeasures_every_record(cpu_family) -> None:
     rows = remeasure(cpu_family, repeat=5, warmup=2, quiet=True)
     assert rows and all(r["ratio"] > 0 for r in rows)
     assert "records: ratio median" in summarise(rows)
+    # every member against its search limit: the smallest limit its searched latency met
+    from dynofa_ros.bench.family import limits
+
+    view = limits(cpu_family, rows)
+    fam = load_family(cpu_family)
+    assert {v["id"] for v in view} == {m.id for m in fam.members}
+    lims = fam.provenance["evolution"]["limits_ms"]
+    for v in view:
+        assert v["measured_ms"] > 0
+        if v["limit_ms"] is not None:
+            assert v["predicted_ms"] <= v["limit_ms"] in lims
+            assert not any(v["predicted_ms"] <= x < v["limit_ms"] for x in lims)
 
 
 @needs_data
@@ -207,7 +219,7 @@ def test_profile_cli_writes_tables_and_reports_error(workdir, tmp_path) -> None:
     rc = cli.main([
         "profile", "--checkpoint", str(workdir / "tiny.safetensors"), "--out", str(out),
         "--backends", "onnxruntime", "--threads", "1", "--networks", "3", "--repeat", "5",
-        "--warmup", "2", "--quiet",
+        "--warmup", "2", "--fit-networks", "16", "--quiet",
     ])  # fmt: skip
     assert rc == 0
     d = out / "cpu-onnxruntime-t1"
@@ -218,9 +230,14 @@ def test_profile_cli_writes_tables_and_reports_error(workdir, tmp_path) -> None:
         assert t.provenance["backend"] == "onnxruntime" and t.provenance["threads"] == 1
         assert t.provenance["machine"]["cpu_model"] and t.provenance["date"]
     doc = json.loads((d / "profile.json").read_text())
-    assert doc["table_error"]["n"] == 3 and len(doc["networks"]) == 3
+    assert doc["table_error"]["n"] == 3 and len(doc["networks"]) == 3 + 16
+    assert doc["corrected_error"]["n"] == 3 and doc["fit_error"]["n"] == 16
     for n in doc["networks"]:
         assert n["measured"]["median_ms"] > 0 and n["predicted_ms"] > 0
+    # the correction beside the tables names the 16 fit networks, none of the held-out ones
+    fit = tables.correction.provenance["networks"]
+    held = [n["id"] for n in doc["networks"] if n["role"] == "held-out"]
+    assert len(fit) == 16 and len(held) == 3 and not set(fit) & set(held)
 
 
 def test_profile_cli_simulated_board(workdir, tmp_path) -> None:

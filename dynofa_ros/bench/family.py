@@ -6,6 +6,10 @@ ratio re-measured / stored is printed, with a summary per family. On the machine
 family, the ratios should be within 20 % of 1 (this VM's run-to-run timing noise is about ±30 %
 under load: run it on a quiet machine). Records of another machine or of a pinned frequency that
 cannot be set here are skipped and counted.
+
+For a family searched on this machine's latency tables, each member is also shown against its
+latency limit: the smallest of the search's limits its searched (predicted) latency met, with the
+prediction and what it measures now on the search's own setting.
 """
 
 from __future__ import annotations
@@ -111,6 +115,61 @@ def summarise(rows: list[dict[str, Any]], tolerance: float = 0.2) -> str:
     )
 
 
+def limits(family_path: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per member re-measured on the search's setting: its limit (the smallest search limit its
+    searched latency met; None above every limit), the searched latency and the measured one."""
+    from dynofa_ros.family import load_family
+
+    fam = load_family(family_path)
+    prov = fam.provenance
+    setting = (prov.get("latency_source") or {}).get("setting") or {}
+    searched = (prov.get("search") or {}).get("members") or {}
+    lims = sorted(float(v) for v in (prov.get("evolution") or {}).get("limits_ms") or [])
+    out = []
+    for row in rows:
+        rec = row["record"]
+        if (
+            "measured_ms" not in row
+            or row["id"] not in searched
+            or rec.backend == "simulated"
+            or (rec.processor, rec.backend, rec.threads)
+            != (setting.get("processor"), setting.get("backend"), setting.get("threads"))
+        ):
+            continue
+        predicted = float(searched[row["id"]]["latency_ms"])
+        limit = next((v for v in lims if predicted <= v), None)
+        out.append(
+            {
+                "id": row["id"],
+                "limit_ms": limit,
+                "predicted_ms": predicted,
+                "measured_ms": row["measured_ms"],
+                "within": None if limit is None else row["measured_ms"] <= limit,
+            }
+        )
+    return out
+
+
+def _print_limits(view: list[dict[str, Any]]) -> None:
+    for v in view:
+        lim = "above every limit" if v["limit_ms"] is None else f"limit {v['limit_ms']:.3f} ms"
+        verdict = (
+            ""
+            if v["within"] is None
+            else f" ({100 * (v['measured_ms'] / v['limit_ms'] - 1):+.1f} % of the limit, "
+            + ("within)" if v["within"] else "OVER)")
+        )
+        print(
+            f"  {v['id']}: {lim}, predicted {v['predicted_ms']:.3f} ms, measured "
+            f"{v['measured_ms']:.3f} ms ({100 * (v['predicted_ms'] / v['measured_ms'] - 1):+.1f} "
+            f"% predicted vs measured){verdict}"
+        )
+    judged = [v for v in view if v["within"] is not None]
+    if judged:
+        ok = sum(bool(v["within"]) for v in judged)
+        print(f"  limits: {ok}/{len(judged)} members measured within their search limit")
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="dynofa bench family", description=__doc__.split("\n\n")[0].split(": ", 1)[1]
@@ -139,6 +198,7 @@ def main(argv: list[str]) -> int:
         simulated = [r for r in rows if r["record"].backend == "simulated"]
         if measured:
             print(f"  measured:  {summarise(measured, args.tolerance)}")
+            _print_limits(limits(path, measured))
         if simulated:
             print(f"  simulated: {summarise(simulated, args.tolerance)} (recomputed, not timed)")
     return 0

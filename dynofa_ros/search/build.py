@@ -77,8 +77,9 @@ def table_latency(net: Any, tables: TableSet, setting: MeasureSetting) -> Latenc
     return LatencySource(
         fn,
         setting,
-        f"per-layer latency table {tables.path} ({setting.label}), sum of layers + overhead",
-        {"kind": "table", "path": str(tables.path) if tables.path else None, "table": prov},
+        f"per-layer latency table {tables.path} ({setting.label}), {tables.description}",
+        {"kind": "table", "path": str(tables.path) if tables.path else None, "table": prov}
+        | ({"correction": tables.correction.to_dict()} if tables.correction else {}),
     )
 
 

@@ -21,6 +21,12 @@ line ``# dynofa-lut: {json}`` with the resolution, the per-network overhead term
 the backend's per-call overhead (measured on an identity model), and ``overhead_ms`` adds that call
 overhead back once, since a whole network is one call.
 
+That sum is what once-for-all predicts; a layer alone is not a layer in a network, so a profile
+also fits a correction on measured whole networks (:mod:`dynofa_ros.search.correction`), stored
+beside the tables as ``latency_correction.json``. :meth:`TableSet.predict` is the one place it is
+applied: every consumer (the search, the family's searched latencies, the benchmarks) goes through
+it, and a directory without a correction (once-for-all's own tables) predicts the plain sum.
+
 This module imports no torch: layer keys come from the super-network's ``layer_specs``.
 """
 
@@ -31,13 +37,14 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from dynofa_ros.fileio import atomic_write_text
+from dynofa_ros.search.correction import CORRECTION_FILE, LatencyCorrection, file_sha256
 from dynofa_ros.search.errors import LatencyTableError
 
 HEADER_TAG = "# dynofa-lut: "
@@ -270,6 +277,7 @@ class TableSet:
     threads: int = 0
     frequency_khz: int = 0
     path: Path | None = None
+    correction: LatencyCorrection | None = None
 
     def table(self, resolution: int) -> LatencyTable:
         try:
@@ -283,7 +291,24 @@ class TableSet:
             ) from None
 
     def predict(self, resolution: int, keys: Iterable[str]) -> float:
+        """Predicted latency (ms): the correction's when there is one, else the table's sum."""
+        if self.correction is None:
+            return self.table(resolution).predict(keys)
+        return self.correction.predict(self.table(resolution), list(keys))
+
+    def predict_table(self, resolution: int, keys: Iterable[str]) -> float:
+        """The table's own prediction (sum of layers + overhead), without the correction."""
         return self.table(resolution).predict(keys)
+
+    @property
+    def description(self) -> str:
+        what = "sum of layers + overhead"
+        if self.correction is not None:
+            fit = self.correction.provenance.get("networks")
+            what += ", corrected by a fit on " + (
+                f"{len(fit)} measured networks" if isinstance(fit, list) else "measured networks"
+            )
+        return what
 
     @property
     def label(self) -> str:
@@ -294,7 +319,17 @@ class TableSet:
         d.mkdir(parents=True, exist_ok=True)
         for table in self.tables.values():
             table.save(d / table_filename(table.resolution))
+        if self.correction is not None:
+            self.correction.save(d)
+        else:
+            (d / CORRECTION_FILE).unlink(missing_ok=True)  # never leave one of older tables
         return d
+
+    def table_hashes(self) -> dict[int, str]:
+        """SHA-256 of each table file as saved in :attr:`path`."""
+        if self.path is None:
+            raise LatencyTableError("these latency tables were not saved or loaded from a folder")
+        return {r: file_sha256(self.path / table_filename(r)) for r in self.tables}
 
     @classmethod
     def load(
@@ -307,7 +342,8 @@ class TableSet:
         threads: int = 0,
         frequency_khz: int = 0,
     ) -> TableSet:
-        """Load ``<r>_lookup_table.yaml`` for each resolution, each checked for its resolution."""
+        """Load ``<r>_lookup_table.yaml`` for each resolution, each checked for its resolution,
+        and the correction beside them when there is one (checked to be fitted on them)."""
         d = Path(directory)
         if not d.is_dir():
             raise LatencyTableError(f"latency table directory {d} does not exist")
@@ -319,7 +355,12 @@ class TableSet:
                     f"latency table directory {d} has no table for resolution {r} ({p.name})"
                 )
             tables[int(r)] = LatencyTable.load(p, resolution=r)
-        return cls(tables, processor, backend, threads, frequency_khz, d)
+        out = cls(tables, processor, backend, threads, frequency_khz, d)
+        if (d / CORRECTION_FILE).is_file():
+            correction = LatencyCorrection.load(d / CORRECTION_FILE)
+            correction.check_tables(out.table_hashes(), str(d))
+            out = replace(out, correction=correction)
+        return out
 
 
 def setting_label(processor: str, backend: str, threads: int, frequency_khz: int) -> str:

@@ -6,12 +6,15 @@ platform layer can pin (none on a machine without cpufreq access: then the gover
 the files say frequency 0), it writes::
 
     OUT/<processor>-<backend>-t<threads>[-f<kHz>]/<r>_lookup_table.yaml   (once-for-all format)
+    OUT/<processor>-<backend>-t<threads>[-f<kHz>]/latency_correction.json  (fitted correction)
     OUT/<processor>-<backend>-t<threads>[-f<kHz>]/profile.json             (networks, error)
 
-and prints the table's prediction error against whole-network measurement on random
-sub-networks. With ``--platform sim-xavier-nx`` nothing is timed: each sub-network's latency is
-the simulated Xavier NX's reference latency at every CPU / GPU frequency
-(``OUT/sim-xavier-nx/profile.json``, backend ``simulated``).
+The correction is fitted on ``--fit-networks`` random sub-networks measured whole; the error of
+the table alone and corrected is printed for ``--networks`` other (held-out) ones.
+
+With ``--platform sim-xavier-nx`` nothing is timed: each sub-network's latency is the simulated
+Xavier NX's reference latency at every CPU / GPU frequency (``OUT/sim-xavier-nx/profile.json``,
+backend ``simulated``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dynofa_ros.search.correction import minimum_networks
 from dynofa_ros.search.errors import SearchError
 
 OVERHEAD_NOTE = (
@@ -99,10 +103,24 @@ def parser() -> argparse.ArgumentParser:
         "--networks",
         type=int,
         default=30,
-        help="random sub-networks measured whole to check the table (default 30)",
+        help="held-out random sub-networks measured whole to check the tables (default 30)",
+    )
+    p.add_argument(
+        "--fit-networks",
+        type=int,
+        default=30,
+        help="other random sub-networks measured whole to fit the tables' correction on "
+        f"(default 30; at least {minimum_networks()}, or 0: no correction)",
+    )
+    p.add_argument(
+        "--statistic",
+        choices=("min", "median"),
+        default="min",
+        help="what a layer's and a network's latency is: min (default; the fastest of the "
+        "interleaved timed calls, reproducible on a shared machine) or median",
     )
     p.add_argument("--warmup", type=int, default=10, help="untimed runs before timing (10)")
-    p.add_argument("--repeat", type=int, default=50, help="timed runs per layer / network (50)")
+    p.add_argument("--repeat", type=int, default=100, help="timed runs per layer / network (100)")
     p.add_argument(
         "--max-seconds",
         type=float,
@@ -168,22 +186,44 @@ def _frequencies(platform: Any, processor: str, choice: str) -> tuple[str | None
     return None, [0]
 
 
-def _summary(label: str, n_layers: int, nets: list[Any], err: dict[str, Any], out: Path) -> str:
-    lat = [m.measured.median_ms for m in nets]
+def _errors(err: dict[str, Any] | None) -> str:
+    if not err or not err.get("n"):
+        return "-"
+    return (
+        f"signed {100 * err['median_signed']:+.1f} %, |median| {100 * err['median_abs']:.1f} %, "
+        f"p90 {100 * err['p90_abs']:.1f} %, max {100 * err['max_abs']:.1f} %"
+    )
+
+
+def _summary(label: str, n_layers: int, report: Any, out: Path) -> str:
+    held = [m for m in report.networks if m.role == "held-out"]
+    n_fit = len(report.networks) - len(held)
     text = f"{label}: {n_layers} layers"
-    if nets:
+    if held:
+        lat = [m.measured_ms for m in held]
         text += (
-            f"; {len(nets)} networks {min(lat):.3f}-{max(lat):.3f} ms; table error |median| "
-            f"{100 * err['median_abs']:.1f} %, p90 {100 * err['p90_abs']:.1f} %, max "
-            f"{100 * err['max_abs']:.1f} %"
+            f"; {len(held)} held-out networks {min(lat):.3f}-{max(lat):.3f} ms; table error "
+            f"{_errors(report.table_error)}"
         )
+        if report.corrected_error is not None:
+            text += f"; corrected (fit on {n_fit}) {_errors(report.corrected_error)}"
+    elif report.fit_error is not None:
+        text += f"; correction fit on {n_fit} networks, fit error {_errors(report.fit_error)}"
     return text + f" -> {out}"
 
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    if args.networks < 0 or args.repeat < 1 or args.warmup < 0:
-        raise SearchError("--networks must be >= 0, --repeat >= 1, --warmup >= 0")
+    if args.networks < 0 or args.fit_networks < 0 or args.repeat < 1 or args.warmup < 0:
+        raise SearchError(
+            "--networks and --fit-networks must be >= 0, --repeat >= 1, --warmup >= 0"
+        )
+    if 0 < args.fit_networks < minimum_networks():
+        raise SearchError(
+            f"--fit-networks {args.fit_networks} is too few to fit the latency correction "
+            f"(at least {minimum_networks()}, else it fits noise); pass --fit-networks "
+            f"{minimum_networks()} or more, or 0 to write the tables without a correction"
+        )
     from dynofa_ros.supernet.checkpoint import load_checkpoint
 
     ckpt_path = args.checkpoint or default_checkpoint()
@@ -200,15 +240,17 @@ def main(argv: list[str]) -> int:
 
 
 def _measured(args: argparse.Namespace, net: Any, ckpt: Path, out: Path, platform: Any) -> int:
+    from dataclasses import replace
+
     from dynofa_ros.family import sha256_file
     from dynofa_ros.platform.base import Setting
+    from dynofa_ros.search.correction import CORRECTION_FILE
     from dynofa_ros.search.profile import (
         MeasureSetting,
         Profiler,
         TimingOptions,
-        error_summary,
-        random_configs,
-        validate,
+        fit_and_validate,
+        split_configs,
         write_profile,
     )
     from dynofa_ros.search.timing import useful_thread_counts
@@ -218,8 +260,8 @@ def _measured(args: argparse.Namespace, net: Any, ckpt: Path, out: Path, platfor
     for b in backends:
         if b not in ("onnxruntime", "torch-static"):
             raise SearchError(f"--backends: {b!r} is not onnxruntime or torch-static")
-    timing = TimingOptions(args.warmup, args.repeat, args.max_seconds)
-    cfgs = random_configs(net.space, args.networks, args.seed)
+    timing = TimingOptions(args.warmup, args.repeat, args.max_seconds, statistic=args.statistic)
+    fit_cfgs, held_out = split_configs(net.space, args.fit_networks, args.networks, args.seed)
     supernet = {"checkpoint": ckpt.name, "sha256": sha256_file(ckpt), "kind": net.arch.name}
     lines = []
     for proc in _processors(args.processors):
@@ -239,8 +281,15 @@ def _measured(args: argparse.Namespace, net: Any, ckpt: Path, out: Path, platfor
                         extra = {"platform": platform.name, "supernet": supernet}
                         tables = prof.build_tables(net.space.resolutions, extra)
                         d = tables.save(out / s.label)
-                        nets = validate(prof, tables, cfgs, progress=not args.quiet)
-                        err = error_summary([m.error for m in nets])
+                        report = fit_and_validate(
+                            prof,
+                            replace(tables, path=d),
+                            fit_cfgs,
+                            held_out,
+                            extra_provenance=extra,
+                        )
+                        if report.tables.correction is not None:
+                            report.tables.correction.save(d)
                         first = next(iter(tables.tables.values()))
                         write_profile(
                             d,
@@ -251,12 +300,20 @@ def _measured(args: argparse.Namespace, net: Any, ckpt: Path, out: Path, platfor
                                 "overhead_ms": first.overhead_ms,
                                 "overhead_note": OVERHEAD_NOTE,
                                 "tables": {str(r): f"{r}_lookup_table.yaml" for r in tables.tables},
-                                "networks": [m.to_dict() for m in nets],
-                                "table_error": err,
+                                "correction": CORRECTION_FILE
+                                if report.tables.correction is not None
+                                else None,
+                                "networks": [m.to_dict() for m in report.networks],
+                                "table_error": report.table_error,
+                                "corrected_error": report.corrected_error,
+                                "fit_error": report.fit_error,
+                                "error_note": "relative error (predicted - measured) / measured "
+                                "on the held-out networks; fit_error on those the correction "
+                                "was fitted on",
                             },
                         )
                         n_layers = sum(len(tb.entries) for tb in tables.tables.values())
-                        lines.append(_summary(s.label, n_layers, nets, err, d))
+                        lines.append(_summary(s.label, n_layers, report, d))
                         if not args.quiet:
                             print(lines[-1], flush=True)
         finally:
