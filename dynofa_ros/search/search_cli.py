@@ -9,6 +9,12 @@ evaluated candidate, picks ``--family-size`` members spread over the front's lat
 re-measures them for real (accuracy with their own BN statistics; latency on each recorded
 setting), and writes ``<stem>.<target>.family.json`` + ``<stem>.<target>.bn.safetensors`` and a
 Pareto plot.
+
+Without a checkpoint (``--supernet ofa-w1.2``) the search runs on tables and a predictor alone
+and writes a search record instead of a family. Each limit's best sub-network is printed as it is
+found; an impossible limit is reported and skipped. Every number keeps its origin: a table
+measured on another board (once-for-all's note10, ``--board``) is recorded as that board's, and
+accuracy is measured only on data of the network's classes, else marked predicted.
 """
 
 from __future__ import annotations
