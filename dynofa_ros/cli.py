@@ -18,6 +18,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("dynofa_ros.supernet.train_cli", "train a super-network with the sandwich rule"),
     "infer": ("dynofa_ros.supernet.infer_cli", "classify one image with one sub-network"),
     "import-ofa": ("dynofa_ros.supernet.import_cli", "import a once-for-all OFA-MBv3 checkpoint"),
+    "import-ofa-predictor": (
+        "dynofa_ros.search.import_predictor_cli",
+        "convert once-for-all's accuracy predictor to safetensors",
+    ),
+    "import-ofa-tables": (
+        "dynofa_ros.search.import_tables_cli",
+        "check once-for-all's latency tables, record their board",
+    ),
     "profile": ("dynofa_ros.search.profile_cli", "measure latency tables on this machine"),
     "search": ("dynofa_ros.search.search_cli", "evolutionary search -> family file"),
     "platform": ("dynofa_ros.platform.cli", "what the platform back-end sees and can set"),

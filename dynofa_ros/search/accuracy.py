@@ -49,6 +49,35 @@ class AccuracyData:
             "(carved from the training set)",
         )
 
+    @classmethod
+    def image_folder(
+        cls,
+        root: str,
+        channels: int,
+        size: int,
+        *,
+        n_calibration: int = DEFAULT_CALIBRATION_IMAGES,
+        n_validation: int = DEFAULT_VALIDATION_IMAGES,
+        classes: Sequence[str] | None = None,
+    ) -> AccuracyData:
+        """An ImageFolder tree (``root/<class>/<image>``; ``classes`` fixes the order, e.g. the
+        checkpoint's labels), split into a fixed validation part and calibration images."""
+        from dynofa_ros.supernet.data import load_image_folder, split_validation
+
+        if n_calibration < 1 or n_validation < 1:
+            raise SearchError("calibration and validation image counts must be >= 1")
+        full = load_image_folder(root, channels, size, classes)
+        if len(full) < 2:
+            raise SearchError(f"image folder {root} holds {len(full)} image(s); need at least 2")
+        train, valid = split_validation(full, min(n_validation, len(full) // 2))
+        calib = train.subset(torch.arange(min(n_calibration, len(train))))
+        return cls(
+            calib,
+            valid,
+            f"image folder {root} ({len(full.classes)} classes): BN calibration on {len(calib)} "
+            f"images, top-1 on a fixed split of {len(valid)} other images",
+        )
+
 
 class AccuracyMeter:
     """Top-1 of sub-networks of ``net`` with BN statistics calibrated for each one."""

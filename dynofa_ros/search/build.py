@@ -58,7 +58,11 @@ class LatencySource:
         return list(self.fn(cfgs))
 
 
-def table_latency(net: Any, tables: TableSet, setting: MeasureSetting) -> LatencySource:
+def table_latency(
+    net: Any, tables: TableSet, setting: MeasureSetting, origin: Mapping[str, Any] | None = None
+) -> LatencySource:
+    """Latency from per-layer tables. ``origin`` (``table_dir.origin``): tables measured on
+    another board are described and recorded as that board's, never as ``setting``'s."""
     # every table must cover every layer of the space: check once, fail with the missing key
     from dynofa_ros.search.profile import layer_inventory
 
@@ -74,12 +78,20 @@ def table_latency(net: Any, tables: TableSet, setting: MeasureSetting) -> Latenc
         return [tables.predict(c.r, network_keys(net, c)) for c in cfgs]
 
     prov = dict(next(iter(tables.tables.values())).provenance)
+    where = setting.label
+    if origin is not None and origin.get("measured_by") != "dynofa profile":
+        where = f"measured on {origin.get('board', 'an unknown board')}, not here"
     return LatencySource(
         fn,
         setting,
-        f"per-layer latency table {tables.path} ({setting.label}), {tables.description}",
-        {"kind": "table", "path": str(tables.path) if tables.path else None, "table": prov}
-        | ({"correction": tables.correction.to_dict()} if tables.correction else {}),
+        f"per-layer latency table {tables.path} ({where}), {tables.description}",
+        {
+            "kind": "table",
+            "path": str(tables.path) if tables.path else None,
+            "table": prov,
+            **({"origin": dict(origin)} if origin is not None else {}),
+            **({"correction": tables.correction.to_dict()} if tables.correction else {}),
+        },
     )
 
 
@@ -183,6 +195,10 @@ class SearchOutcome:
     rollouts: list[RolloutResult]
     candidates: list[Candidate]
     front: list[Candidate]
+    skipped: list[tuple[float, str]] = field(default_factory=list)  # (limit, why)
+
+
+LimitCallback = Callable[[int, int, float, "RolloutResult | None", str], None]
 
 
 def run_search(
@@ -194,15 +210,19 @@ def run_search(
     n_limits: int = 8,
     limits_ms: Sequence[float] | None = None,
     progress: bool = True,
+    on_limit: LimitCallback | None = None,
+    label: str | None = None,
 ) -> SearchOutcome:
     """Roll-outs under each latency limit (default: ``n_limits`` spread from the fastest to the
-    largest sub-network's latency); the front of every evaluated candidate."""
+    largest sub-network's latency); the front of every evaluated candidate. An impossible limit
+    is reported (``on_limit(i, n, limit, None, why)``) and skipped; only when every limit is
+    impossible does the search fail."""
     search = EvolutionSearch(
         config_space(net.space),
         latency,
         accuracy,
         options,
-        label=latency.setting.label,
+        label=label or latency.setting.label,
         progress=progress,
     )
     if limits_ms is None:
@@ -211,11 +231,23 @@ def run_search(
         limits = limit_range(lo * 1.02, max(hi, lo * 1.05), n_limits)
     else:
         limits = sorted(float(v) for v in limits_ms)
-        for limit in limits:
-            search.check_limit(limit)
-    rollouts = search.sweep(limits)
+    rollouts: list[RolloutResult] = []
+    skipped: list[tuple[float, str]] = []
+    for i, limit in enumerate(limits):
+        try:
+            result = search.run(limit)
+        except SearchError as exc:
+            skipped.append((limit, str(exc)))
+            if on_limit is not None:
+                on_limit(i, len(limits), limit, None, str(exc))
+            continue
+        rollouts.append(result)
+        if on_limit is not None:
+            on_limit(i, len(limits), limit, result, "")
+    if not rollouts:
+        raise SearchError(f"every latency limit is impossible: {skipped[0][1]}")
     candidates = search.evaluator.candidates()
-    return SearchOutcome(limits, rollouts, candidates, pareto_front(candidates))
+    return SearchOutcome(limits, rollouts, candidates, pareto_front(candidates), skipped)
 
 
 # ------------------------------------------------------------------------------ family
@@ -352,6 +384,8 @@ def make_family(
 ) -> tuple[Family, dict[str, float]]:
     """Re-measure ``chosen`` (accuracy with BN calibrated and kept, latency on every record
     setting), write the BN statistics and the family; return it with the measured accuracies.
+    ``meter`` None (no validation data of the network's classes): each member keeps the
+    search's predicted accuracy, marked ``predicted``, and no BN statistics are calibrated.
 
     ``workload_runtime``: a family for a simulated board stores each member's workload with
     this runtime cost model, so whoever runs the member on the simulator (the engine, the
@@ -360,10 +394,14 @@ def make_family(
 
     cfgs = [c.config for c in chosen]
     accs = {}
-    for c in cfgs:
-        accs[c.id] = meter.measure(c, keep_bn=True)
+    if meter is None:  # no validation data of the network's classes: the search's prediction
+        accs = {c.config.id: float(c.accuracy) for c in chosen}
+    else:
+        for c in cfgs:
+            accs[c.id] = meter.measure(c, keep_bn=True)
     lat = measure_records(net, cfgs, records, timing, progress)
-    if net.uses_batchnorm:
+    with_bn = net.uses_batchnorm and meter is not None
+    if with_bn:
         save_bn_statistics(out_bn, net, [c.id for c in cfgs])
     members = []
     for c in cfgs:
@@ -375,7 +413,7 @@ def make_family(
                 macs=int(net.macs(c)),
                 params=int(net.params(c)),
                 latency=tuple(lat[c.id]),
-                accuracy_source="measured",
+                accuracy_source="measured" if meter is not None else "predicted",
                 workload=None
                 if workload_runtime is None
                 else workload_from_layer_specs(
@@ -400,7 +438,7 @@ def make_family(
         members=tuple(members),
         provenance=dict(provenance),
         bn_statistics=None
-        if not net.uses_batchnorm
+        if not with_bn
         else out_bn.name
         if out_bn.parent == out_json.parent
         else str(out_bn),

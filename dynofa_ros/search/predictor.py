@@ -108,12 +108,37 @@ class ArchEncoder:
                         f"block {i}: kernel {ks[i]} / expand {e[i]} is outside the encoder's "
                         f"{list(self.ks_list)} / {list(self.expand_list)}"
                     ) from None
-        if int(r) not in self.image_size_list:
-            raise PredictorError(
-                f"resolution {r} is not one the predictor encodes ({list(self.image_size_list)})"
-            )
-        feature[r_off + self.image_size_list.index(int(r))] = 1
+        feature[r_off + self.resolution_bit(int(r))] = 1
         return feature
+
+    def resolution_bit(self, r: int) -> int:
+        """Index of resolution ``r`` among the resolution bits, as once-for-all encodes it.
+
+        ``ofa-nas`` (``MobileNetArchEncoder``): only the listed sizes. ``ofa-tutorial``
+        (``spec2feats``): bit ``(r - first) // step``, so 220 shares 208's bit; once-for-all's
+        code wraps a negative index silently and fails past the last bit, here both are errors."""
+        sizes = self.image_size_list
+        if self.layout == "ofa-tutorial" and len(sizes) > 1:
+            step = sizes[1] - sizes[0]
+            bit = (r - sizes[0]) // step
+            if not 0 <= bit < len(sizes):
+                raise PredictorError(
+                    f"resolution {r} is outside what the predictor encodes ({sizes[0]}.."
+                    f"{sizes[0] + len(sizes) * step - 1}, one bit per {step} px as "
+                    "once-for-all's tutorial predictor)"
+                )
+            return bit
+        if r not in sizes:
+            raise PredictorError(f"resolution {r} is not one the predictor encodes ({list(sizes)})")
+        return sizes.index(r)
+
+    def check_resolutions(self, resolutions: Sequence[int], source: str = "predictor") -> None:
+        """Raise naming ``source`` when a resolution of the search cannot be encoded."""
+        for r in resolutions:
+            try:
+                self.resolution_bit(int(r))
+            except PredictorError as exc:
+                raise PredictorError(f"{source}: {exc}") from None
 
     def encode_many(self, archs: Sequence[Any]) -> np.ndarray:
         if not archs:
@@ -283,12 +308,17 @@ def _tutorial_to_nas(state: Mapping[str, Tensor], n_layers: int, source: str) ->
 
 
 def load_ofa_predictor(
-    path: str | os.PathLike[str], encoder: ArchEncoder | None = None, hidden_size: int = 400
+    path: str | os.PathLike[str],
+    encoder: ArchEncoder | None = None,
+    hidden_size: int = 400,
+    resolutions: Sequence[int] | None = None,
 ) -> AccuracyPredictor:
     """A predictor from once-for-all's ``.pth`` (``{"state_dict": ...}`` wrapper accepted).
 
     Without ``encoder``: the tutorial's 128-input file gets the ``ofa-tutorial`` encoding, any
-    other the ``ofa-nas`` encoding of once-for-all's MBv3 space (resolutions 128..224 step 4)."""
+    other the ``ofa-nas`` encoding of once-for-all's MBv3 space: ``resolutions`` (the
+    ``image_size_list`` it was trained with), by default 128..224 step 4; the file's input width
+    must fit (20 blocks x 6 bits + one bit per resolution), else the error says how many."""
     p = Path(path)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
@@ -303,11 +333,24 @@ def load_ofa_predictor(
     if encoder is None:
         first = obj.get("0.weight", obj.get("layers.0.0.weight"))
         tutorial = "0.weight" in obj and first is not None and first.shape[1] == 128
-        encoder = (
-            ArchEncoder(image_size_list=TUTORIAL_RESOLUTIONS, layout="ofa-tutorial")
-            if tutorial
-            else ArchEncoder()
-        )
+        if tutorial:
+            encoder = ArchEncoder(image_size_list=TUTORIAL_RESOLUTIONS, layout="ofa-tutorial")
+        else:
+            encoder = ArchEncoder(image_size_list=tuple(resolutions or OFA_RESOLUTIONS))
+            n_in = int(first.shape[1]) if first is not None and first.ndim == 2 else None
+            if n_in is not None and n_in != encoder.n_dim:
+                n_res = n_in - (encoder.n_dim - len(encoder.image_size_list))
+                raise PredictorError(
+                    f"{p}: the predictor's first layer takes {n_in} inputs; once-for-all's "
+                    f"MBv3 encoding with {len(encoder.image_size_list)} resolutions needs "
+                    f"{encoder.n_dim}"
+                    + (
+                        f" (this file encodes {n_res} resolutions: give them as "
+                        "--predictor-resolutions)"
+                        if n_res > 0
+                        else " (not a once-for-all MBv3 predictor)"
+                    )
+                )
     pred = AccuracyPredictor(encoder, hidden_size=hidden_size)
     pred.load_ofa_state_dict(obj, str(p))
     return pred.eval()

@@ -9,7 +9,8 @@ does is done here too, then every key and shape is checked against ``ofa-w1.0`` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 
 from torch import Tensor
 
@@ -17,6 +18,9 @@ from dynofa_ros.supernet.checkpoint import CheckpointError, check_state_dict
 from dynofa_ros.supernet.network import PRESETS, ElasticMobileNetV3, preset
 
 OFA_PRESETS = ("ofa-w1.0", "ofa-w1.2")
+# The resolutions an imported network accepts: once-for-all trains 128..224 step 4, and its
+# specialised networks run up to 260; a member at any of these runs in the engine.
+IMPORT_RESOLUTIONS = tuple(range(128, 261, 4))
 
 
 def normalise_ofa_keys(
@@ -65,13 +69,22 @@ def detect_preset(state: Mapping[str, Tensor]) -> str:
 
 
 def import_ofa_state_dict(
-    state: Mapping[str, Tensor], name: str | None = None, source: str = "state dict"
+    state: Mapping[str, Tensor],
+    name: str | None = None,
+    source: str = "state dict",
+    resolutions: Sequence[int] | None = None,
 ) -> ElasticMobileNetV3:
-    """A super-network with once-for-all's weights (checked key by key)."""
+    """A super-network with once-for-all's weights (checked key by key); its search space
+    accepts ``resolutions`` (default: the preset's)."""
     probe = ElasticMobileNetV3(preset(name or "ofa-w1.0")).state_dict()
     normalised = normalise_ofa_keys(state, probe)
     name = name or detect_preset(normalised)
-    net = ElasticMobileNetV3(preset(name))
+    arch = preset(name)
+    if resolutions is not None:
+        arch = dataclasses.replace(
+            arch, space=dataclasses.replace(arch.space, resolutions=tuple(resolutions))
+        )
+    net = ElasticMobileNetV3(arch)
     expected = net.state_dict()
     normalised = normalise_ofa_keys(state, expected)
     check_state_dict(expected, normalised, source)
