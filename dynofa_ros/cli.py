@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import-ofa": ("dynofa_ros.supernet.import_cli", "import a once-for-all OFA-MBv3 checkpoint"),
     "profile": ("dynofa_ros.search.profile_cli", "measure latency tables on this machine"),
     "search": ("dynofa_ros.search.search_cli", "evolutionary search -> family file"),
+    "export-family": (
+        "dynofa_ros.engine.export_cli",
+        "prepared ONNX files of a family (runs on a robot without torch)",
+    ),
     "platform": ("dynofa_ros.platform.cli", "what the platform back-end sees and can set"),
     "simulate": ("dynofa_ros.manager.simulate_cli", "run policies against the simulated NX"),
     "launch": ("dynofa_ros.launch_cli", "run a launch file's node graph here (no ros2 launch)"),

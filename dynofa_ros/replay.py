@@ -24,7 +24,7 @@ from dynofa_ros.evaluation.inprocess import ReplayOptions, replay_clock
 from dynofa_ros.evaluation.records import RunInfo, RunResults
 from dynofa_ros.evaluation.scenario import Scenario
 from dynofa_ros.launch_graph import NodeSpec
-from dynofa_ros.processes import ProcessManager, ros_env
+from dynofa_ros.processes import DISCOVERY_VARIABLES, ProcessManager, ros_env
 
 READY_TIMEOUT_S = 180.0  # engines prepare every member at configure
 QUIET_S = 1.5  # wall time without new outputs that ends the drain
@@ -155,7 +155,7 @@ def run_live(
     if not 0 <= domain <= 232:
         raise ValueError(f"domain_id {domain} is not in [0, 232]")
     env = ros_env(domain)
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
+    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", *DISCOVERY_VARIABLES) if k in env})
     log_dir = Path(live.log_dir or tempfile.mkdtemp(prefix="dynofa-replay-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     run_info = RunInfo.for_scenario(
