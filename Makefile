@@ -14,7 +14,9 @@ PY_SOURCES   := $(shell find dynofa_ros -name '*.py' -not -path '*/__pycache__/*
 SHARE_FILES  := $(shell find launch config models -type f -not -name '*.pyc' 2>/dev/null)
 MSG_FILES    := $(wildcard msg/*.msg srv/*.srv)
 
-# The ROS environment every command below runs in: local discovery only.
+# The ROS environment every command below runs in: local discovery only. The venv's rclpy is the
+# Kilted wheel, which reads only ROS_AUTOMATIC_DISCOVERY_RANGE (Humble's reads ROS_LOCALHOST_ONLY;
+# dynofa_ros/processes.py picks per distribution for the processes it starts).
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 export PYTHONDONTWRITEBYTECODE := 1
