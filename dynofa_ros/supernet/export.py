@@ -28,7 +28,7 @@ OUTPUT_NAME = "logits"
 
 
 @functools.cache
-def _exporter_options() -> dict[str, Any]:
+def exporter_options() -> dict[str, Any]:
     """``dynamo=False`` where this torch's ``torch.onnx.export`` has the switch, else nothing."""
     try:
         params = inspect.signature(torch.onnx.export).parameters
@@ -68,7 +68,7 @@ def export_module_onnx(
             if dynamic_batch
             else None,
             do_constant_folding=True,
-            **_exporter_options(),
+            **exporter_options(),
         )
     data = buf.getvalue()
     if path is not None:
