@@ -287,11 +287,12 @@ class Engine:
 
         workloads = {}
         for m in fam.members:
-            if prepared is not None and m.workload is None:
-                workloads[m.id] = Workload.from_dict(prepared.member(m.id).workload)
-            elif m.workload is not None:
+            stored = m.workload
+            if stored is None and prepared is not None:
+                stored = prepared.member(m.id).workload
+            if stored is not None:
                 try:
-                    workloads[m.id] = Workload.from_dict(m.workload)
+                    workloads[m.id] = Workload.from_dict(stored)
                 except ValueError as exc:
                     raise EngineError(f"family {fam.name}: member {m.id}: {exc}") from exc
             else:
