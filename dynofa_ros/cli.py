@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "profile": ("dynofa_ros.search.profile_cli", "measure latency tables on this machine"),
     "search": ("dynofa_ros.search.search_cli", "evolutionary search -> family file"),
+    "export-family": (
+        "dynofa_ros.engine.export_cli",
+        "prepared ONNX files of a family (runs on a robot without torch)",
+    ),
     "platform": ("dynofa_ros.platform.cli", "what the platform back-end sees and can set"),
     "simulate": (
         "dynofa_ros.evaluation.simulate_cli",

@@ -17,18 +17,56 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+# The two switches that keep DDS discovery on this machine. Humble (rclpy 3.x) and older read
+# only ROS_LOCALHOST_ONLY; Iron added ROS_AUTOMATIC_DISCOVERY_RANGE and deprecated the old one
+# (Iron / Jazzy warn at every node start when it is 1 and let it override the range); Kilted's
+# rcl no longer reads it at all.
+DISCOVERY_VARIABLES = ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY")
+
+
+def rclpy_major() -> int | None:
+    """The major version of the rclpy this Python imports (a distribution's own install or the
+    PyPI wheels), from its metadata, without importing it; ``None`` when there is none."""
+    import importlib.metadata
+
+    for dist in ("rclpy", "ros-rclpy"):
+        try:
+            version = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        head = version.split(".", 1)[0]
+        if head.isdigit():
+            return int(head)
+    return None
+
+
+def local_discovery_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The variables confining discovery to this machine for the ROS 2 here: the rclpy version
+    when its metadata is there (3.x = Humble), else ``ROS_DISTRO``, else both variables."""
+    env = os.environ if environ is None else environ
+    major = rclpy_major()
+    distro = env.get("ROS_DISTRO", "").strip().lower()
+    if major is not None:
+        old = major < 4
+    elif distro:
+        old = distro in ("humble", "galactic", "foxy")
+    else:  # unknown: both, so it is confined whichever distribution reads it
+        return {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_LOCALHOST_ONLY": "1"}
+    return {"ROS_LOCALHOST_ONLY": "1"} if old else {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+
 
 def ros_env(domain: int, extra: dict[str, str] | None = None) -> dict[str, str]:
     """This process's environment for ROS children on ``domain``: local discovery only (a
-    replay or a test must never talk to a robot's graph on the network), Fast DDS unless chosen
-    otherwise, unbuffered Python output for the log files."""
+    replay or a test must never talk to a robot's graph on the network; see
+    :func:`local_discovery_env`), Fast DDS unless chosen otherwise, unbuffered Python output for
+    the log files."""
     env = dict(os.environ)
     env.update(
         ROS_DOMAIN_ID=str(domain),
-        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
         RMW_IMPLEMENTATION=env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp"),
         PYTHONUNBUFFERED="1",
     )
+    env.update(local_discovery_env(env))
     env.update(extra or {})
     return env
 

@@ -25,7 +25,7 @@ from dynofa_ros.evaluation.inprocess import ReplayOptions, replay_clock
 from dynofa_ros.evaluation.records import RunInfo, RunResults
 from dynofa_ros.evaluation.scenario import Scenario
 from dynofa_ros.launch_graph import NodeSpec
-from dynofa_ros.processes import ProcessManager, ros_env
+from dynofa_ros.processes import DISCOVERY_VARIABLES, ProcessManager, ros_env
 from dynofa_ros.resources import config_dir
 
 READY_TIMEOUT_S = 180.0  # engines prepare every member at configure
@@ -164,14 +164,8 @@ def run_live(
     env["FASTDDS_DEFAULT_PROFILES_FILE"] = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or str(
         config_dir() / "fastdds_shm.xml"
     )
-    os.environ.update(
-        {
-            k: env[k]
-            for k in (
-                "ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"
-            )
-        }
-    )  # fmt: skip
+    wanted = ("ROS_DOMAIN_ID", "FASTDDS_DEFAULT_PROFILES_FILE", *DISCOVERY_VARIABLES)
+    os.environ.update({k: env[k] for k in wanted if k in env})
     log_dir = Path(live.log_dir or tempfile.mkdtemp(prefix="dynofa-replay-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     run_info = RunInfo.for_scenario(

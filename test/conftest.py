@@ -8,13 +8,16 @@ from typing import Any
 import pytest
 from ros_harness import ProcessManager, exclusive_domain, ros_processes
 
+from dynofa_ros.processes import local_discovery_env
+
 
 @pytest.fixture
 def ros_domain(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     """A ROS domain id this test alone uses; also exported to the test's own environment."""
     with exclusive_domain() as domain:
         monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
-        monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        for key, value in local_discovery_env().items():  # the variables this ROS reads
+            monkeypatch.setenv(key, value)
         yield domain
 
 

@@ -17,8 +17,9 @@ PKG = ROOT / "dynofa_ros"
 VENV_BIN = Path(sys.executable).parent
 MSGS = ("ReconfigurationCommand", "PerceptionStatus", "MissionPriority", "ClassificationResult")
 
-# Top-level import -> where the dependency is declared: a rosdep key in package.xml, or a pip
-# requirement in requirements/robot.txt for packages without a rosdep key.
+# Top-level import -> where the dependency is declared: a rosdep key in package.xml, a pip
+# requirement in requirements/robot*.txt (no rosdep key, or one that would pull numpy 2), or
+# "board:" -- the board's own install, named in requirements/robot.txt (torch on a Jetson).
 DECLARED = {
     "numpy": "python3-numpy",
     "cv2": "python3-opencv",
@@ -26,10 +27,10 @@ DECLARED = {
     "matplotlib": "python3-matplotlib",
     "tqdm": "python3-tqdm",
     "psutil": "python3-psutil",
-    "torch": "python3-torch",
-    "torchvision": "python3-torchvision",
-    "onnxruntime": "python3-onnxruntime-pip",
-    "rosbags": "python3-rosbags-pip",
+    "torch": "board:torch",
+    "torchvision": "board:torchvision",
+    "onnxruntime": "pip:onnxruntime",
+    "rosbags": "pip:rosbags",
     "rclpy": "rclpy",
     "std_msgs": "std_msgs",
     "sensor_msgs": "sensor_msgs",
@@ -37,7 +38,7 @@ DECLARED = {
     "lifecycle_msgs": "lifecycle_msgs",
     "rosgraph_msgs": "rosgraph_msgs",
     "rcl_interfaces": "rcl_interfaces",
-    "builtin_interfaces": "std_msgs",
+    "builtin_interfaces": "builtin_interfaces",
     "ament_index_python": "ament_index_python",
     "safetensors": "pip:safetensors",
     "onnx": "pip:onnx",
@@ -99,14 +100,16 @@ def test_dependencies_are_declared_for_rosdep_and_pip() -> None:
     package = parse_package(str(ROOT / "package.xml"))
     keys = {d.name for d in package.build_depends + package.exec_depends + package.test_depends}
     keys |= {d.name for d in package.buildtool_depends}
-    robot_pip = (ROOT / "requirements" / "robot.txt").read_text()
+    robot_pip = "".join(p.read_text() for p in (ROOT / "requirements").glob("robot*.txt"))
     stdlib = set(sys.stdlib_module_names) | {"dynofa_ros"}
     for path in _sources("."):
         for name in _imports(path) - stdlib:
             assert name in DECLARED, f"{path.relative_to(ROOT)} imports undeclared {name!r}"
             key = DECLARED[name]
             if key.startswith("pip:"):
-                assert key[4:] + "==" in robot_pip, f"{key[4:]} missing in requirements/robot.txt"
+                assert key[4:] + "==" in robot_pip, f"{key[4:]} missing in requirements/robot*.txt"
+            elif key.startswith("board:"):
+                assert key[6:] in robot_pip, f"{key[6:]} not named in requirements/robot.txt"
             else:
                 assert key in keys, f"{name}: rosdep key {key} missing in package.xml"
 

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dynofa_ros.processes import ProcessManager, ros_env
+from dynofa_ros.processes import ProcessManager, local_discovery_env, ros_env
 
 
 def _run(
@@ -46,8 +46,12 @@ def _run(
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
     else:
         env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
-    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "FASTDDS_DEFAULT_PROFILES_FILE")}
+    discovery = local_discovery_env(env)  # this process's own context stays local too
+    saved = {
+        k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "FASTDDS_DEFAULT_PROFILES_FILE", *discovery)
+    }
     os.environ["ROS_DOMAIN_ID"] = str(domain)
+    os.environ.update(discovery)
     if profile is not None:
         os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
     else:

@@ -37,6 +37,7 @@ from dynofa_ros.engine.backends import (
     gpu_available,
 )
 from dynofa_ros.engine.errors import EngineError
+from dynofa_ros.engine.prepared import PreparedFamily, check_matches, find_prepared, read_prepared
 from dynofa_ros.engine.preprocess import (
     Frame,
     Preprocessor,
@@ -201,6 +202,7 @@ class Engine:
         self._center_crop = bool(center_crop)
         self.report = report
         self.checkpoint_path = checkpoint_path
+        self._resolutions = {k[0]: b.resolution for k, b in bindings.items()}
         self._active: _Binding | None = bindings[initial]
 
     # -------------------------------------------------------------------------------- load
@@ -227,27 +229,38 @@ class Engine:
         processor, the first thread count."""
         from tqdm import tqdm
 
-        from dynofa_ros.supernet.checkpoint import Checkpoint, load_checkpoint
+        from dynofa_ros.runtime_versions import import_torch, require
 
         backend = check_choice(backend, "backend", BACKENDS)
         procs = _check_processors(processors)
         thr = _check_threads(threads)
         top_k = _check_top_k(top_k)
+        require("numpy", "onnxruntime" if backend == "onnxruntime" else "torch")
         fam = family if isinstance(family, Family) else load_family(family)
-        ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-        net = ckpt.net
-        _check_same_supernet(fam, ckpt)
 
-        configs: dict[str, Any] = {}
-        for i, m in enumerate(fam.members):
-            try:
-                cfg = net.space.parse(m.config)  # the config type of this super-network
-            except ValueError as exc:
-                raise EngineError(
-                    f"family {fam.name}: members[{i}] ({m.id}) is not a sub-network of this "
-                    f"super-network: {exc}"
-                ) from exc
-            configs[m.id] = cfg
+        net: Any = None
+        prepared: PreparedFamily | None = None
+        ready_dir = find_prepared(fam) if backend == "onnxruntime" else None
+        if ready_dir is not None and isinstance(checkpoint, (str, os.PathLike)):
+            # prepared ONNX files beside the family: no torch, no export (see engine.prepared)
+            prepared = read_prepared(ready_dir)
+            ckpt_path: Path | None = Path(checkpoint)
+            check_matches(prepared, fam, ckpt_path)
+            configs: dict[str, Any] = {m.id: prepared.member(m.id).config for m in fam.members}
+            resolutions = {m.id: prepared.member(m.id).resolution for m in fam.members}
+            labels = prepared.labels
+            in_ch, mean, std = prepared.in_channels, prepared.mean, prepared.std
+        else:
+            import_torch()  # one line when torch is missing or outside the matrix
+            from dynofa_ros.supernet.checkpoint import Checkpoint, load_checkpoint
+
+            ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+            net = ckpt.net
+            _check_same_supernet(fam, ckpt)
+            configs = family_configs(fam, net)
+            resolutions = {mid: int(cfg.r) for mid, cfg in configs.items()}
+            labels, ckpt_path = tuple(ckpt.labels), ckpt.path
+            in_ch, mean, std = net.arch.in_channels, net.arch.mean, net.arch.std
         if initial is None:
             best = max(m.accuracy for m in fam.members)
             initial = [m.id for m in fam.members if m.accuracy == best][-1]
@@ -256,21 +269,8 @@ class Engine:
                 f"initial member {initial!r} is not in family {fam.name} "
                 f"(one of: {', '.join(configs)})"
             )
-
-        if fam.bn_statistics is not None:
-            from dynofa_ros.search.build import load_bn_statistics
-
-            load_bn_statistics(fam, net)
-        no_stats = [
-            mid for mid, cfg in configs.items() if net.uses_batchnorm and not net.has_bn_stats(cfg)
-        ]
-        if no_stats:
-            log.warning(
-                "family %s: no BN statistics for member(s) %s (neither a family BN file nor the "
-                "checkpoint stores them); they use the super-network's shared statistics",
-                fam.name,
-                ", ".join(no_stats),
-            )
+        if net is not None:
+            install_family_bn(fam, net, configs)
 
         ready = []
         for p in procs:
@@ -287,9 +287,12 @@ class Engine:
 
         workloads = {}
         for m in fam.members:
-            if m.workload is not None:
+            stored = m.workload
+            if stored is None and prepared is not None:
+                stored = prepared.member(m.id).workload
+            if stored is not None:
                 try:
-                    workloads[m.id] = Workload.from_dict(m.workload)
+                    workloads[m.id] = Workload.from_dict(stored)
                 except ValueError as exc:
                     raise EngineError(f"family {fam.name}: member {m.id}: {exc}") from exc
             else:
@@ -299,7 +302,6 @@ class Engine:
         rss_before = process_rss()
         start = time.perf_counter()
         bindings: dict[tuple[str, str, int], _Binding] = {}
-        in_ch = net.arch.in_channels
         lock = threading.Lock()
         dyn_nets: dict[str, Any] = {}
         with tqdm(
@@ -312,7 +314,9 @@ class Engine:
             for mid, cfg in configs.items():
                 onnx_model = None
                 static = None
-                if backend == "onnxruntime":
+                if prepared is not None:
+                    onnx_model = prepared.model_bytes(mid)
+                elif backend == "onnxruntime":
                     from dynofa_ros.supernet.export import export_onnx
 
                     onnx_model = export_onnx(net, cfg)
@@ -336,8 +340,9 @@ class Engine:
                             runner = TorchDynamicRunner(dyn_nets[p], cfg, p, t, lock)
                         if p != "cpu":
                             shared = runner
-                        runner.run(np.zeros((1, in_ch, cfg.r, cfg.r), np.float32))  # warm up
-                        bindings[(mid, p, t)] = _Binding(mid, p, t, runner, cfg.r)
+                        r = resolutions[mid]
+                        runner.run(np.zeros((1, in_ch, r, r), np.float32))  # warm up
+                        bindings[(mid, p, t)] = _Binding(mid, p, t, runner, r)
                     bar.update(1)
         report = PrepareReport(
             backend,
@@ -350,11 +355,11 @@ class Engine:
         if progress:
             print(report, file=sys.stderr)
         log.info("%s", report)
-        pre = Preprocessor(in_ch, net.arch.mean, net.arch.std)
+        pre = Preprocessor(in_ch, mean, std)
         return cls(
             backend=backend,
             family=fam,
-            labels=tuple(ckpt.labels),
+            labels=labels,
             configs=configs,
             bindings=bindings,
             initial=(initial, procs[0], thr[0]),
@@ -365,7 +370,7 @@ class Engine:
             top_k=top_k,
             center_crop=center_crop,
             report=report,
-            checkpoint_path=ckpt.path,
+            checkpoint_path=ckpt_path,
         )
 
     # ------------------------------------------------------------------------- properties
@@ -433,11 +438,12 @@ class Engine:
         return member_id
 
     def config(self, member_id: str) -> Any:
-        """The member's :class:`~dynofa_ros.supernet.config.SubnetConfig`."""
+        """The member's config: the super-network's config object, or the family's config
+        mapping when the engine runs prepared ONNX files (no torch, no network)."""
         return self._configs[self._member(member_id)]
 
     def resolution(self, member_id: str) -> int:
-        return int(self.config(member_id).r)
+        return self._resolutions[self._member(member_id)]
 
     def accuracy(self, member_id: str) -> float | None:
         """Top-1 accuracy the family records for the member."""
@@ -572,6 +578,39 @@ class Engine:
             f"engine {self.backend}: {len(self._members)} members of family {self.family.name}, "
             f"processors {', '.join(self._processors)}, threads "
             f"{', '.join(map(str, self._threads))}; active {member} on {proc} x{thr}"
+        )
+
+
+def family_configs(fam: Family, net: Any) -> dict[str, Any]:
+    """Each member's config parsed by the super-network's own config type."""
+    configs: dict[str, Any] = {}
+    for i, m in enumerate(fam.members):
+        try:
+            configs[m.id] = net.space.parse(m.config)
+        except ValueError as exc:
+            raise EngineError(
+                f"family {fam.name}: members[{i}] ({m.id}) is not a sub-network of this "
+                f"super-network: {exc}"
+            ) from exc
+    return configs
+
+
+def install_family_bn(fam: Family, net: Any, configs: dict[str, Any]) -> None:
+    """The family's per-member BN statistics into ``net`` (a warning names the members that
+    have none and run on the shared statistics)."""
+    if fam.bn_statistics is not None:
+        from dynofa_ros.search.build import load_bn_statistics
+
+        load_bn_statistics(fam, net)
+    no_stats = [
+        mid for mid, cfg in configs.items() if net.uses_batchnorm and not net.has_bn_stats(cfg)
+    ]
+    if no_stats:
+        log.warning(
+            "family %s: no BN statistics for member(s) %s (neither a family BN file nor the "
+            "checkpoint stores them); they use the super-network's shared statistics",
+            fam.name,
+            ", ".join(no_stats),
         )
 
 

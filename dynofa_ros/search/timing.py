@@ -237,6 +237,8 @@ def onnx_bytes(module: Any, example: Any) -> bytes:
 
     import torch
 
+    from dynofa_ros.supernet.export import exporter_options
+
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -248,7 +250,7 @@ def onnx_bytes(module: Any, example: Any) -> bytes:
             output_names=["output"],
             opset_version=17,
             do_constant_folding=True,
-            dynamo=False,
+            **exporter_options(),  # dynamo=False where this torch has the switch (>= 2.5)
         )
     return buf.getvalue()
 

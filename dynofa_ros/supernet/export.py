@@ -1,7 +1,15 @@
-"""ONNX export of one extracted sub-network (static graph, opset >= 17)."""
+"""ONNX export of one extracted sub-network (static graph, opset >= 17).
+
+The TorchScript-based exporter is the one used on every torch of the runtime matrix (2.3 on
+JetPack 6 up to the 2.13 pinned here): torch 2.5 added the ``dynamo`` switch (and 2.9 made the
+dynamo exporter the default), older releases have no such argument, so it is passed only where
+the installed ``torch.onnx.export`` takes it.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import io
 import os
 import warnings
@@ -17,6 +25,16 @@ from dynofa_ros.supernet.network import Supernet
 DEFAULT_OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
+
+
+@functools.cache
+def exporter_options() -> dict[str, Any]:
+    """``dynamo=False`` where this torch's ``torch.onnx.export`` has the switch, else nothing."""
+    try:
+        params = inspect.signature(torch.onnx.export).parameters
+    except (TypeError, ValueError):  # a C / wrapped callable without a signature
+        return {}
+    return {"dynamo": False} if "dynamo" in params else {}
 
 
 def export_module_onnx(
@@ -36,7 +54,8 @@ def export_module_onnx(
     example = torch.zeros(1, in_channels, resolution, resolution)
     buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
-        # dynamo=False is the exporter we want (static graph, ~1 s); silence its deprecation note
+        # the TorchScript exporter is the one we want (static graph, ~1 s); newer torch calls it
+        # deprecated: silence that note
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             module,
@@ -49,7 +68,7 @@ def export_module_onnx(
             if dynamic_batch
             else None,
             do_constant_folding=True,
-            dynamo=False,
+            **exporter_options(),
         )
     data = buf.getvalue()
     if path is not None:
