@@ -221,3 +221,30 @@ def test_diagnostics_return_to_ok_once_the_cause_is_gone() -> None:
     assert h.level(["manager silent"])[1] == "manager silent; battery rejected"
     h.hold_s = 0.0  # the error is now older than the hold
     assert h.level() == (DiagnosticStatus.OK, "ok") and h.last_error == "battery rejected"
+
+
+def test_a_compressed_frame_is_refused_from_its_header_above_the_pixel_cap() -> None:
+    import struct
+    import zlib
+
+    import cv2
+    import numpy as np
+
+    from dynofa_ros.engine.preprocess import byte_buffer, compressed_size, decode_compressed
+    from dynofa_ros.errors import DynofaError
+
+    img = np.random.default_rng(0).integers(0, 255, (48, 64, 3)).astype(np.uint8)
+    for ext in (".jpg", ".png"):
+        _, data = cv2.imencode(ext, img)
+        assert compressed_size(byte_buffer(data.tobytes())) == (64, 48)
+        assert decode_compressed(data.tobytes(), ext[1:], 3).pixels.shape[:2] == (48, 64)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    header = struct.pack(">IIBBBBB", 25000, 25000, 8, 0, 0, 0, 0)
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(bytes(600_000))) + chunk(b"IEND", b""))  # fmt: skip
+    with pytest.raises(DynofaError, match="25000x25000 image is 625000000 pixels"):
+        decode_compressed(bomb, "png", 1)

@@ -204,3 +204,76 @@ def test_future_stamped_input_and_live_policy_change(ros_node: Any, processes: A
     g.frames_until(lambda: g.following(new.epoch), "perception follows the new policy")
     assert g.statuses[-1].subnet_id == g.commands[-1].subnet_id
     assert all(p.alive() for p in processes.processes)
+
+
+def test_ctrl_c_during_start_up_exits_cleanly(ros_node: Any, processes: Any) -> None:
+    # many thread counts to prepare: the start-up lasts long enough to be interrupted
+    proc = processes.start_python(
+        "dynofa_ros.nodes.perception_node", "--ros-args", "-r", "__ns:=/model",
+        "-p", "max_threads:=16",
+    )  # fmt: skip
+    spin_until(ros_node, lambda: "perception" in ros_node.get_node_names(), 120.0,
+               what="the node in the graph", processes=processes)  # fmt: skip
+    proc.send_signal(signal.SIGINT)
+    rc = proc.popen.wait(300)
+    out = proc.output()
+    if "members prepared" in out:
+        pytest.skip("the start-up finished before the Ctrl-C arrived")
+    assert rc == 130, out
+    assert "interrupted during start-up" in out
+    assert "Failed to complete transition" not in out and "ERROR" not in out, out
+
+
+def test_sim_clock_jump_back_resets_the_manager(ros_node: Any, processes: Any) -> None:
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rosgraph_msgs.msg import Clock
+
+    from dynofa_ros.msg import MissionPriority, ReconfigurationCommand
+    from dynofa_ros.nodes.convert import to_stamp
+    from dynofa_ros.nodes.qos import COMMANDS
+
+    processes.start_python(*MANAGER, "-p", "use_sim_time:=true")
+    qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    commands: list[Any] = []
+    diagnostics: list[Any] = []
+    ros_node.create_subscription(ReconfigurationCommand, "/model/reconfigure", commands.append,
+                                 COMMANDS)  # fmt: skip
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics",
+                                 lambda m: diagnostics.extend(m.status), qos)  # fmt: skip
+    clock = ros_node.create_publisher(Clock, "/clock", 10)
+    mission = ros_node.create_publisher(MissionPriority, "/mission_priority", qos)
+    for pub in (clock, mission):
+        wait_for_subscribers(ros_node, pub, processes=processes, timeout_s=300.0)
+    t = {"now": 1000.0}
+
+    def tick() -> bool:  # the bag's clock advances 50 ms per call
+        t["now"] += 0.05
+        clock.publish(Clock(clock=to_stamp(t["now"])))
+        return False
+
+    def until(predicate: Any, what: str) -> None:
+        spin_until(ros_node, lambda: tick() or predicate(), 120.0, what=what,
+                   processes=processes)  # fmt: skip
+
+    def speak() -> None:
+        msg = MissionPriority(level=MissionPriority.LEVEL_NORMAL)
+        msg.header.stamp = to_stamp(t["now"])
+        mission.publish(msg)
+
+    until(lambda: t["now"] > 1001.0, "the clock running")
+    speak()
+    until(lambda: bool(commands), "a first decision")
+    first = commands[-1].epoch
+    t["now"] = 100.0  # the bag loops
+    until(lambda: t["now"] > 101.0, "the clock running again")
+    speak()
+    until(lambda: any(c.epoch != first for c in commands), "a decision after the jump")
+
+    def resets() -> str:
+        found = [d for d in diagnostics if "runtime manager" in d.name]
+        values = {kv.key: kv.value for kv in found[-1].values} if found else {}
+        return values.get("clock_resets", "")
+
+    until(lambda: resets() == "1", "clock_resets in the diagnostics")
+    assert any("clock jumped back" in line for line in processes.processes[0].output().split("\n"))

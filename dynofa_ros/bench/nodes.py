@@ -88,7 +88,7 @@ def _run(
                                  qos.OUTPUTS)  # fmt: skip
         node.create_subscription(PerceptionStatus, "/bench/status", on_status, qos.OUTPUTS)
         pub = node.create_publisher(Image, "/bench/image", qos.CAMERA)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # configure prepares every member
         while (
             pub.get_subscription_count() == 0 or node.count_publishers("/bench/classification") == 0
         ):

@@ -196,6 +196,9 @@ class PerceptionNode(LifecycleNode):
         self._subs: list[Any] = []
         self._timers: list[Any] = []
         self._boot = None
+        self._prebuilt: PerceptionSession | Exception | None = None
+        self.started = False  # activated once
+        self.interrupted = False  # Ctrl-C (context shut down) during the start-up
         if self.params["auto_activate"]:
             self._boot = self.create_timer(0.0, self._auto_activate)
 
@@ -205,12 +208,27 @@ class PerceptionNode(LifecycleNode):
             self._boot.cancel()
             self.destroy_timer(self._boot)
             self._boot = None
+        # The long part (loading and preparing every member) runs before the transition, so a
+        # Ctrl-C meanwhile ends the start-up quietly instead of failing a half-done transition.
+        try:
+            self._prebuilt = self._build_session()
+        except Exception as exc:  # reported by on_configure, unless we are shutting down
+            self._prebuilt = exc
+        if not self.context.ok():
+            self.interrupted = True
+            if isinstance(self._prebuilt, PerceptionSession):
+                self._prebuilt.close()
+            self._prebuilt = None
+            return
         if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
+        prebuilt, self._prebuilt = self._prebuilt, None
         try:
-            self.session = self._build_session()
+            if isinstance(prebuilt, Exception):
+                raise prebuilt
+            self.session = prebuilt or self._build_session()
         except Exception as exc:  # any load failure is a failed transition, never a crash
             self.get_logger().error(f"configure failed: {exc}")
             self._release()
@@ -303,6 +321,7 @@ class PerceptionNode(LifecycleNode):
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="perception-worker", daemon=True)
         self._worker.start()
+        self.started = True
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
@@ -623,12 +642,13 @@ def main(args: list[str] | None = None) -> int:
     # rclpy 9.1.2's MultiThreadedExecutor busy-loops holding the GIL (ros2/rclpy#1452), which
     # starved the camera, /clock and service-response callbacks (75 % of frames lost).
     executor = SingleThreadedExecutor()
+    interrupted = False
     try:
         node = PerceptionNode()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        interrupted = True
     except ValueError as exc:  # invalid parameters at start-up
         print(f"perception_node: {exc}", flush=True)
         return 2
@@ -638,6 +658,9 @@ def main(args: list[str] | None = None) -> int:
             node.destroy_node()
         executor.shutdown()
         rclpy.try_shutdown()
+    if node is None or node.interrupted or (interrupted and not node.started):
+        print("perception_node: interrupted during start-up", flush=True)
+        return 130  # the shell's code for a Ctrl-C: the node never ran
     return 0
 
 
