@@ -203,7 +203,11 @@ def main(argv: list[str]) -> int:
             "--width", str(args.width), "--height", str(args.height),
             "--domain-id", str(args.domain_id),
         ]  # fmt: skip
-        out = subprocess.run(child, capture_output=True, text=True, check=False)
+        # the transport's variables are in the child's environment from its start (Fast DDS may
+        # read them before the first participant exists)
+        env = {k: v for k, v in os.environ.items() if k not in TRANSPORT_VARIABLES}
+        env.update(transport_env(name))
+        out = subprocess.run(child, capture_output=True, text=True, check=False, env=env)
         if out.returncode != 0:
             print(f"{label} run failed:\n{out.stderr[-3000:]}", file=sys.stderr)
             continue
