@@ -52,9 +52,28 @@ def command_due(command_stamp_s: float, frame_stamp_s: float) -> bool:
     return command_stamp_s < frame_stamp_s or command_stamp_s - frame_stamp_s > COMMAND_SKEW_LIMIT_S
 
 
+SEQ_MODULUS = 2**64  # seq and epoch are uint64 in ReconfigurationCommand.msg
+UINT32_MAX = 2**32 - 1
+MAX_LATENCY_TARGET_MS = 3_600_000.0  # an hour: anything above is a bug in the sender
+
+
+def seq_newer(seq: int, last: int) -> bool:
+    """Whether ``seq`` follows ``last`` in serial-number arithmetic (RFC 1982) on 64 bits: a seq
+    near 2^64-1 wraps instead of blocking every later command."""
+    return 0 < (seq - last) % SEQ_MODULUS < SEQ_MODULUS // 2
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters for echoes in statuses, diagnostics and logs (a
+    hostile 100 kB field must not be copied into every later message)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
 @dataclass(frozen=True)
 class Command:
-    """``msg/ReconfigurationCommand.msg`` without ROS: empty / zero / -1 fields mean "keep"."""
+    """``msg/ReconfigurationCommand.msg`` without ROS: empty / zero / -1 fields mean "keep".
+    ``epoch`` names the manager incarnation that sent it (0: sent by hand; see the message
+    file for the rules)."""
 
     seq: int
     target_model: str = ""
@@ -66,11 +85,12 @@ class Command:
     power_mode: int = -1
     latency_target_ms: float = 0.0
     reason: str = ""
+    epoch: int = 0
 
     @classmethod
     def from_fields(cls, fields: Any) -> Command:
         """From anything with the message's attribute names (a ROS message, a manager
-        ``Decision``); ``power_mode=None`` reads as -1 (keep)."""
+        ``Decision``); ``power_mode=None`` reads as -1 (keep), a missing ``epoch`` as 0."""
         mode = getattr(fields, "power_mode", -1)
         return cls(
             seq=int(fields.seq),
@@ -83,7 +103,11 @@ class Command:
             power_mode=-1 if mode is None else int(mode),
             latency_target_ms=float(fields.latency_target_ms),
             reason=str(getattr(fields, "reason", "")),
+            epoch=int(getattr(fields, "epoch", 0) or 0),
         )
+
+    def same_identity(self, other: Command | None) -> bool:
+        return other is not None and (self.epoch, self.seq) == (other.epoch, other.seq)
 
 
 @dataclass(frozen=True)
@@ -294,6 +318,24 @@ def model_files(checkpoint: str, family: str, processor: str, simulated: bool) -
     return ckpt, Path(family) if family else default_family_path(ckpt, processor, simulated)
 
 
+def _check_numbers(cmd: Command) -> None:
+    """The numeric fields a message type does not bound by itself (NaN, negative, absurd)."""
+    target = cmd.latency_target_ms
+    if not (math.isfinite(target) and 0.0 <= target <= MAX_LATENCY_TARGET_MS):
+        raise ValueError(
+            f"latency_target_ms {target!r} must be a finite number in [0, "
+            f"{MAX_LATENCY_TARGET_MS:g}] ms (0 = none)"
+        )
+    for name in ("cpu_frequency_khz", "gpu_frequency_khz"):
+        value = getattr(cmd, name)
+        if not 0 <= value <= UINT32_MAX:
+            raise ValueError(f"{name} {value} must be in 0..{UINT32_MAX} kHz (0 = keep)")
+    if not 0 <= cmd.threads <= 65535:
+        raise ValueError(f"threads {cmd.threads} must be in 0..65535 (0 = keep)")
+    if not -1 <= cmd.power_mode <= 127:
+        raise ValueError(f"power_mode {cmd.power_mode} must be in -1..127 (-1 = keep)")
+
+
 class PerceptionSession:
     """Engine + board + the command rules of one perception model (see the module docstring).
 
@@ -322,6 +364,9 @@ class PerceptionSession:
         if initial is not None:
             engine.switch(initial.member_id, initial.processor, initial.threads)
         self.last_applied_seq = 0
+        self.last_applied_epoch = 0
+        self.last_command: Command | None = None  # the last command applied (identity rules)
+        self.fallback = False  # the safe configuration runs because the manager went silent
         self.notes: list[str] = []  # what the last accepted command could not do (e.g. DVFS off)
         self.busy_until_s = -math.inf  # simulated board: when the last frame's compute ends
 
@@ -331,14 +376,67 @@ class PerceptionSession:
 
     # --------------------------------------------------------------------------- commands
     def apply(self, cmd: Command) -> str | None:
-        """Apply a command between frames. Returns ``None`` when applied, else the reason it was
+        """Apply a command between frames. Returns ``None`` when applied (or when it is an exact
+        duplicate of the last applied command: a manager's heartbeat), else the reason it was
         rejected (nothing changed). Frequency / power-mode fields are ignored, with a note, when
-        DVFS is not allowed."""
+        DVFS is not allowed. A command ends the safe fallback (a duplicate re-applies the
+        manager's configuration)."""
         self.notes = []
+        if cmd.same_identity(self.last_command) and not self.fallback:
+            return None
         try:
+            self._check_identity(cmd)
             new, setting = self._validate(cmd)
         except (DynofaError, ValueError) as exc:
             return str(exc)
+        why = self._switch(new, setting)
+        if why is None:
+            self.last_applied_seq, self.last_applied_epoch = cmd.seq, cmd.epoch
+            self.last_command = cmd
+            self.fallback = False
+        return why
+
+    def enter_fallback(self, safe: Command) -> str | None:
+        """Switch to the safe configuration ``safe`` (its identity is ignored) because the
+        manager went silent; the last applied command stays the reference for the next one."""
+        self.notes = []
+        try:
+            new, setting = self._validate(safe)
+        except (DynofaError, ValueError) as exc:
+            return str(exc)
+        why = self._switch(new, setting)
+        if why is None:
+            self.fallback = True
+        return why
+
+    def safe_command(self, member_id: str = "") -> Command:
+        """The safe configuration: ``member_id`` (default: the family's fastest member) at the
+        setting it was searched at (the family's processor, the measurement's threads and, when
+        DVFS is allowed, its frequency), each only where this node has it prepared."""
+        engine = self.engine
+        family = engine.family
+        member = member_id or family.members[0].id
+        processor = family.processor if family.processor in engine.processors else ""
+        rec = (
+            next(
+                (r for r in family.member(member).latency if r.processor == family.processor), None
+            )
+            if member in family.ids
+            else None
+        )
+        threads = rec.threads if rec is not None and rec.threads in engine.threads else 0
+        khz = rec.frequency_khz if rec is not None and self.allow_dvfs else 0
+        return Command(
+            seq=1,
+            subnet_id=member,
+            processor=processor,
+            threads=threads,
+            cpu_frequency_khz=khz if family.processor == CPU else 0,
+            gpu_frequency_khz=khz if family.processor == GPU else 0,
+            reason="safe fallback: the manager is silent",
+        )
+
+    def _switch(self, new: Active, setting: Setting | None) -> str | None:
         if setting is not None and not self.timer.simulated and self.platform is not None:
             try:
                 self.platform.apply(setting)
@@ -346,32 +444,42 @@ class PerceptionSession:
                 return f"platform refused the setting: {exc}"
         self.engine.switch(new.member_id, new.processor, new.threads)
         self._active = new
-        self.last_applied_seq = cmd.seq
         return None
 
-    def _validate(self, cmd: Command) -> tuple[Active, Setting | None]:
-        if cmd.seq < 1:
-            raise ValueError(f"seq {cmd.seq} must be >= 1")
-        if cmd.seq <= self.last_applied_seq:
+    def _check_identity(self, cmd: Command) -> None:
+        if not 1 <= cmd.seq < SEQ_MODULUS:
+            raise ValueError(f"seq {cmd.seq} must be in 1..2^64-1")
+        if not 0 <= cmd.epoch < SEQ_MODULUS:
+            raise ValueError(f"epoch {cmd.epoch} must be in 0..2^64-1")
+        last = self.last_command
+        if last is None or cmd.epoch != last.epoch:
+            return  # the first command, or a new manager incarnation: it takes over at once
+        if cmd.same_identity(last):
+            return  # a heartbeat during the fallback: back to the manager's configuration
+        if not seq_newer(cmd.seq, last.seq):
             raise ValueError(
-                f"seq {cmd.seq} is not newer than the last applied command {self.last_applied_seq}"
+                f"seq {cmd.seq} is not newer than the last applied command {last.seq} "
+                f"(epoch {cmd.epoch}: a duplicate or reordered command)"
             )
+
+    def _validate(self, cmd: Command) -> tuple[Active, Setting | None]:
         if cmd.target_model and cmd.target_model != self.model_name:
             raise ValueError(
-                f"target_model {cmd.target_model!r} is not this node's model_name "
+                f"target_model {clip(cmd.target_model)!r} is not this node's model_name "
                 f"{self.model_name!r}"
             )
+        _check_numbers(cmd)
         cur = self._active
         member = cmd.subnet_id or cur.member_id
         if member not in self.engine.members:
             raise ValueError(
-                f"subnet_id {member!r} is not in the family (one of: "
+                f"subnet_id {clip(member)!r} is not in the family (one of: "
                 f"{', '.join(self.engine.members)})"
             )
         processor = cmd.processor or cur.processor
         if processor not in self.engine.processors:
             raise ValueError(
-                f"processor {processor!r} is not prepared here (one of: "
+                f"processor {clip(processor)!r} is not prepared here (one of: "
                 f"{', '.join(self.engine.processors)})"
             )
         threads = cmd.threads or cur.threads

@@ -264,7 +264,8 @@ def write_result_bag(path: Path, storage: str, run_info: dict[str, Any] | None) 
                 T.PERCEPTION_STATUS, header=bagio.header(done + 1, "camera"), model_name=MODEL,
                 level=0, message="", subnet_id=_subnet(i), processor=processor, threads=1,
                 cpu_frequency_khz=1420800, gpu_frequency_khz=1109250,
-                last_command_seq=0 if i <= 7 else 1, rejected_command_seq=0, rejected_reason="",
+                last_command_seq=0 if i <= 7 else 1, last_command_epoch=0 if i <= 7 else 7,
+                fallback=False, frames_lost_transport=0, rejected_command_seq=0, rejected_reason="",
                 preprocess_ms=1.0, inference_ms=latency - 2, postprocess_ms=1.0,
                 latency_ms=latency, frame_age_ms=latency,
                 latency_target_ms=60.0 if i != 3 else 0.0, frames_processed=count,
@@ -306,12 +307,15 @@ def write_result_bag(path: Path, storage: str, run_info: dict[str, Any] | None) 
             T.DIAGNOSTIC_ARRAY,
             _msg(T.DIAGNOSTIC_ARRAY, header=bagio.header(ns), status=[other, platform]),
         )
-    add(T0 + round(1.35 * S), f"/{MODEL}/reconfigure", T.RECONFIGURATION_COMMAND, _msg(
-        T.RECONFIGURATION_COMMAND, header=bagio.header(T0 + round(1.35 * S)), seq=1,
+    command = _msg(
+        T.RECONFIGURATION_COMMAND, header=bagio.header(T0 + round(1.35 * S)), epoch=7, seq=1,
         target_model=MODEL, subnet_id="small", processor="cuda", threads=1,
         cpu_frequency_khz=0, gpu_frequency_khz=0, power_mode=-1, latency_target_ms=60.0,
         predicted_latency_ms=30.0, predicted_accuracy=0.8, predicted_power_w=5.0,
-        reason="too slow"))  # fmt: skip
+        reason="too slow")  # fmt: skip
+    add(T0 + round(1.35 * S), f"/{MODEL}/reconfigure", T.RECONFIGURATION_COMMAND, command)
+    # the manager re-sends its command in force (a heartbeat): one command in the records
+    add(T0 + round(2.35 * S), f"/{MODEL}/reconfigure", T.RECONFIGURATION_COMMAND, command)
     items.sort(key=lambda x: x[0])
     with BagWriter(path, storage, custom_data=custom) as w:
         for ns, topic, msgtype, msg in items:

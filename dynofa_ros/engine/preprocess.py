@@ -182,12 +182,49 @@ def compressed_kind(fmt: Any) -> str:
     )
 
 
+MAX_DECODED_PIXELS = 50_000_000  # ~7000 x 7000: above any camera; a 25000^2 PNG bomb is refused
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers
+
+
+def compressed_size(buf: np.ndarray) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR or a JPEG's start-of-frame header, without decoding;
+    ``None`` when the header is not found (the decoder then says what is wrong)."""
+    head = buf[: 1 << 16].tobytes()
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 <= len(head):
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _JPEG_SOF:
+            return int.from_bytes(head[i + 7 : i + 9], "big"), int.from_bytes(
+                head[i + 5 : i + 7], "big"
+            )
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        i += 2 + int.from_bytes(head[i + 2 : i + 4], "big")
+    return None
+
+
 def decode_compressed(data: Any, fmt: Any, channels: int) -> Frame:
     """Decode a JPEG / PNG buffer (the one full-size copy). JPEG goes straight to luma for a
     1-channel network (libjpeg skips the colour conversion), to BGR otherwise; PNG keeps its
     samples (grey / BGR / BGRA, 8 or 16 bit) and is converted after the resize, like raw frames."""
     kind = compressed_kind(fmt)
     buf = byte_buffer(data)
+    size = compressed_size(buf)
+    if size is not None and size[0] * size[1] > MAX_DECODED_PIXELS:
+        raise EngineError(
+            f"data: a {size[0]}x{size[1]} image is {size[0] * size[1]} pixels decoded, above "
+            f"the cap of {MAX_DECODED_PIXELS} (checked from its header, not decoded)"
+        )
     if buf[:4].tobytes() == b"\x89PNG":
         flag = cv2.IMREAD_UNCHANGED
     else:

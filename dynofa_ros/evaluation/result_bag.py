@@ -87,6 +87,7 @@ def load_result_bag(path: str | os.PathLike[str], name: str | None = None) -> Ru
             ) from None
     info = _run_info(run_fields, scenario, messages, source, name)
     b = RecordBuilder(info)
+    seen_commands: set[tuple[str, int, int]] = set()
     for topic, _, msg in messages:
         msgtype = msg.__msgtype__
         if msgtype == T.CLASSIFICATION_RESULT:
@@ -123,9 +124,14 @@ def load_result_bag(path: str | os.PathLike[str], name: str | None = None) -> Ru
                 level=int(msg.level),
             )
         elif msgtype == T.RECONFIGURATION_COMMAND:
+            model = msg.target_model or _model_of(topic)
+            identity = (model, int(getattr(msg, "epoch", 0)), int(msg.seq))
+            if identity in seen_commands:
+                continue  # the manager re-sends its command in force: one decision
+            seen_commands.add(identity)
             b.command(
                 stamp_ns(msg),
-                msg.target_model or _model_of(topic),
+                model,
                 seq=int(msg.seq),
                 subnet_id=msg.subnet_id,
                 processor=msg.processor,

@@ -114,6 +114,9 @@ class ManagerConfig:
     frequency_floors_khz: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     # ---- inputs
     stale_after_s: float = 2.0
+    # an input stamped further ahead of the receiver's clock is rejected (clock skew / a bad
+    # sender) and never moves the manager's clock; 0 = no check
+    max_future_skew_s: float = 2.0
     max_latency_ms: float = 60_000.0
     temperature_range_c: tuple[float, float] = (-40.0, 150.0)
     # ---- battery
@@ -145,6 +148,7 @@ class ManagerConfig:
             "gpu_overlap_p": (1.0, 64.0),
             "gpu_host_cpu_khz": (0, 1e9),
             "stale_after_s": (1e-3, math.inf),
+            "max_future_skew_s": (0.0, math.inf),
             "max_latency_ms": (1e-3, math.inf),
             "battery_low": (0.0, 1.0),
             "battery_hysteresis": (0.0, 1.0),

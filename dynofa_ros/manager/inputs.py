@@ -2,11 +2,14 @@
 
 Every reading goes through :meth:`InputStore.offer` (or :meth:`InputStore.offer_telemetry` for a
 platform :class:`~dynofa_ros.platform.base.Telemetry`). A reading that is NaN, negative, out of
-range, for an unknown model / processor / member, older than the newest one of its kind, or
-already stale when it arrives is dropped: a counted, logged warning (:attr:`InputStore.warnings`,
-keyed ``"<field>: <why>"``), and the previous good value stays in force until it is stale itself.
-A value older than ``stale_after_s`` at decision time reads as unknown (``None``); the policies
-then hold their current decision for what depends on it.
+range, for an unknown model / processor / member, older than the newest one of its kind,
+already stale when it arrives, or stamped further ahead of the receiver's clock than
+``max_future_skew_s`` (then it never moves the store's clock) is dropped: a counted, logged
+warning (:attr:`InputStore.warnings`, keyed ``"<field>: <why>"``), and the previous good value
+stays in force until it is stale itself. Fields are checked one by one where they are
+independent (a bad battery capacity does not discard a good state of charge). A value older
+than ``stale_after_s`` at decision time reads as unknown (``None``); the policies then hold
+their current decision for what depends on it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 import math
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dynofa_ros.manager.config import ManagerConfig
@@ -68,6 +71,19 @@ def _finite(value: Any, field: str, lo: float, hi: float) -> float:
     return float(value)
 
 
+def _kind(item: Any) -> str:
+    """The warning prefix of a reading: ``battery``, ``temperature[zone]``, ``observation[m]``."""
+    if isinstance(item, TemperatureReading):
+        return f"temperature[{item.zone}]"
+    if isinstance(item, LatencyObservation):
+        return f"observation[{item.model}]"
+    if isinstance(item, ProcessorLoad):
+        return f"load[{item.processor}]"
+    names = {BatteryReading: "battery", PowerReading: "power", Mission: "mission",
+             Requirements: "requirements"}  # fmt: skip
+    return names.get(type(item), "input")
+
+
 @dataclass(frozen=True)
 class Effective:
     """One model's requirements in force, after mission level, overrides and defaults."""
@@ -107,16 +123,26 @@ class InputStore:
         if n == 1 or n % 100 == 0:
             log.warning("ignored input (%s), seen %d time(s); holding the last good value", key, n)
 
-    def offer(self, item: Reading) -> bool:
-        """Validate and store one reading; ``False`` (and a counted warning) when dropped."""
+    def offer(self, item: Reading, now_s: float | None = None) -> bool:
+        """Validate and store one reading; ``False`` (and a counted warning) when dropped.
+        ``now_s``: the receiver's clock, for the future-stamp check (``None``: no check)."""
         try:
+            self._check_future(item, now_s)
             self._offer(item)
         except RejectedError as exc:
             self.warn(exc.key)
             return False
         return True
 
-    def offer_telemetry(self, t: Telemetry) -> tuple[int, int]:
+    def _check_future(self, item: Reading, now_s: float | None) -> None:
+        skew = self.config.max_future_skew_s
+        if now_s is None or skew <= 0 or not now_s > 0:
+            return  # no reference clock (fast replay, use_sim_time before /clock) or check off
+        stamp = getattr(item, "stamp_s", None)
+        if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) and stamp > now_s + skew:
+            raise RejectedError(f"{_kind(item)}.stamp_s", f"more than {skew:g} s in the future")
+
+    def offer_telemetry(self, t: Telemetry, now_s: float | None = None) -> tuple[int, int]:
         """Split a platform telemetry snapshot into readings: (kept, offered)."""
         items: list[Reading] = []
         for name, pt in t.processors.items():
@@ -134,7 +160,7 @@ class InputStore:
             items.append(
                 BatteryReading(t.stamp_s, t.battery.state_of_charge, t.battery.capacity_wh)
             )
-        return sum(self.offer(i) for i in items), len(items)
+        return sum(self.offer(i, now_s) for i in items), len(items)
 
     def _stamp(self, item: Reading, kind: str, previous: Any) -> float:
         stamp = item.stamp_s
@@ -164,11 +190,13 @@ class InputStore:
         elif isinstance(item, BatteryReading):
             self._stamp(item, "battery", self._battery)
             _finite(item.state_of_charge, "battery.state_of_charge", 0.0, 1.0)
-            if (
-                item.capacity_wh is not None
-                and _finite(item.capacity_wh, "battery.capacity_wh", 0.0, 1e6) == 0.0
-            ):
-                raise RejectedError("battery.capacity_wh", "out of range")
+            if item.capacity_wh is not None:
+                try:  # a bad capacity does not discard a good state of charge
+                    if _finite(item.capacity_wh, "battery.capacity_wh", 0.0, 1e6) == 0.0:
+                        raise RejectedError("battery.capacity_wh", "out of range")
+                except RejectedError as exc:
+                    self.warn(exc.key)
+                    item = replace(item, capacity_wh=None)
             self._battery = item
             self._accept_clock(item.stamp_s)
         elif isinstance(item, TemperatureReading):

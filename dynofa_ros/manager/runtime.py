@@ -9,11 +9,18 @@ Calling pattern: :meth:`RuntimeManager.observe` every reading as it arrives (tel
 observations, mission, requirements), and :meth:`RuntimeManager.step` either at every
 observation (event-driven) or periodically. ``step`` plans only when something new arrived and
 the policy's dwell time has passed since the last change, so calling it often is cheap.
+
+Identity: every decision carries the manager's ``epoch`` (a random non-zero 64-bit incarnation
+id, drawn at construction, on :meth:`RuntimeManager.set_policy` and on :meth:`RuntimeManager.reset`)
+and a ``seq`` counting from 1 within it, so that a perception node follows a restarted manager or
+a new policy at once (``msg/ReconfigurationCommand.msg`` has the rules). The epoch is the one
+random part of a decision: pass ``epoch`` for reproducible ones.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -26,6 +33,13 @@ from dynofa_ros.manager.policies import make_policy
 from dynofa_ros.manager.policy import Policy
 from dynofa_ros.manager.types import Choice, Decision, ManagerConfigError, ModelSpec, PowerReading
 from dynofa_ros.platform.base import Platform, Telemetry
+
+SEQ_MAX = 2**64 - 1  # seq and epoch are uint64 on the wire
+
+
+def new_epoch() -> int:
+    """A random non-zero 64-bit manager incarnation id (0 means "sent by hand")."""
+    return secrets.randbits(64) or 1
 
 
 class RuntimeManager:
@@ -41,11 +55,22 @@ class RuntimeManager:
         platform: Platform,
         policy: str | Policy = "dynofa",
         config: ManagerConfig | None = None,
+        *,
+        epoch: int | None = None,
     ) -> None:
         self.config = config or ManagerConfig()
         self.board = Board.from_platform(platform)
+        self._models = tuple(models)
         self.context = Context(models, self.board, self.config)
         self.inputs = InputStore(models, self.board, self.config)
+        self.plans = 0  # times the policy was asked for a plan
+        self._start(policy, epoch)
+
+    def _start(self, policy: str | Policy, epoch: int | None) -> None:
+        """A new incarnation: a fresh policy, no decision in force, seq from 1 in a new epoch."""
+        if epoch is not None and not 0 < epoch <= SEQ_MAX:
+            raise ValueError(f"epoch {epoch} must be in 1..2^64-1")
+        self.epoch = new_epoch() if epoch is None else int(epoch)
         self.policy = make_policy(policy) if isinstance(policy, str) else policy
         self.policy.bind(self.context)
         self._choices: dict[str, Choice] = {}
@@ -54,7 +79,19 @@ class RuntimeManager:
         self._last_change_s = -math.inf
         self._dirty = True
         self._holding: tuple[str, ...] = ()
-        self.plans = 0  # times the policy was asked for a plan
+        self._resumed = False
+        self._unheld: dict[str, Choice] = {}  # the choices in force before a hold began
+
+    def set_policy(self, policy: str | Policy, *, epoch: int | None = None) -> None:
+        """Decide with ``policy`` from now on, as a new incarnation (the next step decides for
+        every model and the perception nodes take it at once); the inputs are kept."""
+        self._start(policy, epoch)
+
+    def reset(self, *, epoch: int | None = None) -> None:
+        """Forget every input and decision (the clock jumped back: a bag loop) and start a new
+        incarnation of the same policy."""
+        self.inputs = InputStore(self._models, self.board, self.config)
+        self._start(self.policy.name, epoch)
 
     # ---- read-only state --------------------------------------------------------------------
     @property
@@ -80,12 +117,13 @@ class RuntimeManager:
         return self._current.get(model)
 
     # ---- inputs -----------------------------------------------------------------------------
-    def observe(self, reading: Reading | Telemetry) -> bool:
+    def observe(self, reading: Reading | Telemetry, now_s: float | None = None) -> bool:
         """Take one reading; ``False`` (and a counted warning) when it, or part of a telemetry
         snapshot, was rejected: NaN, negative, out of range, stale, unknown model / member /
-        processor, or older than the reading in force."""
+        processor, older than the reading in force, or (given the receiver's clock ``now_s``)
+        stamped further ahead of it than ``config.max_future_skew_s``."""
         if isinstance(reading, Telemetry):
-            kept, offered = self.inputs.offer_telemetry(reading)
+            kept, offered = self.inputs.offer_telemetry(reading, now_s)
             ok = kept == offered
             if kept:
                 self._dirty = True
@@ -94,7 +132,7 @@ class RuntimeManager:
                     PowerReading(reading.stamp_s, reading.total_power_w), self._choices
                 )
             return ok
-        ok = self.inputs.offer(reading)
+        ok = self.inputs.offer(reading, now_s)
         if ok:
             self._dirty = True
             if isinstance(reading, PowerReading):
@@ -128,6 +166,7 @@ class RuntimeManager:
             if self._holding:
                 self._holding = ()
                 self._dirty = True
+                self._resumed = True  # a decision follows even if the configuration is the same
         if not self._dirty and not self.policy.due(now_s):
             return []
         if now_s - self._last_change_s < self.policy.dwell_s:
@@ -135,6 +174,8 @@ class RuntimeManager:
         self._dirty = False
         self.plans += 1
         plan = self.policy.plan(self.inputs, float(now_s), dict(self._choices))
+        if plan is None and self._resumed:
+            plan = self._unheld  # the policy keeps them: say so with their own reasons
         if plan is None:
             return []
         out: list[Decision] = []
@@ -142,16 +183,19 @@ class RuntimeManager:
             choice = plan[model]
             cur = self._choices.get(model)
             self._choices[model] = choice
-            if cur is not None and cur.config == choice.config:
+            if cur is not None and cur.config == choice.config and not self._resumed:
                 continue
             out.append(self._decide(model, choice, now_s))
+        self._resumed = False
         if out:
             self._last_change_s = now_s
         return out
 
     def _decide(self, model: str, choice: Choice, now_s: float) -> Decision:
+        if self._seq >= SEQ_MAX:  # never in practice; the wire's uint64 must not overflow
+            self.epoch, self._seq = new_epoch(), 0
         self._seq += 1
-        d = Decision.from_choice(self._seq, float(now_s), model, choice)
+        d = Decision.from_choice(self._seq, float(now_s), model, choice, self.epoch)
         self._current[model] = d
         return d
 
@@ -159,6 +203,8 @@ class RuntimeManager:
         """Keep the decisions in force while an input the policy needs is stale; say so once."""
         if stale == self._holding:
             return []
+        if not self._holding:
+            self._unheld = dict(self._choices)
         self._holding = stale
         why = (
             f"hold: {', '.join(stale)} stale (nothing for > {self.config.stale_after_s:g} s); "

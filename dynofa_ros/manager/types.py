@@ -10,7 +10,7 @@ mirror the project's messages without importing ROS: :class:`Mission` is
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dynofa_ros.errors import DynofaError
@@ -211,6 +211,9 @@ class Decision:
     predicted_accuracy: float
     predicted_power_w: float
     reason: str
+    # the manager incarnation that decided it (ReconfigurationCommand.msg): identity, not
+    # content, so two runs on the same inputs still give equal decisions
+    epoch: int = field(default=0, compare=False)
 
     @property
     def config(self) -> Configuration:
@@ -224,9 +227,12 @@ class Decision:
         )
 
     @classmethod
-    def from_choice(cls, seq: int, stamp_s: float, model: str, choice: Choice) -> Decision:
+    def from_choice(
+        cls, seq: int, stamp_s: float, model: str, choice: Choice, epoch: int = 0
+    ) -> Decision:
         c = choice.config
         return cls(
+            epoch=epoch,
             seq=seq,
             stamp_s=stamp_s,
             target_model=model,
@@ -246,6 +252,7 @@ class Decision:
     def message_fields(self) -> dict[str, Any]:
         """The ``ReconfigurationCommand`` fields except the header (stamp is ``stamp_s``)."""
         return {
+            "epoch": self.epoch,
             "seq": self.seq,
             "target_model": self.target_model,
             "subnet_id": self.subnet_id,

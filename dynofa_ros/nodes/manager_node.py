@@ -4,10 +4,14 @@ Inputs: ``battery`` (sensor_msgs/BatteryState), every ``temperature/*`` topic
 (sensor_msgs/Temperature; found by graph discovery, or listed in ``temperature_topics``),
 ``/mission_priority`` and each managed model's ``/<model>/status``. Output: one
 ``/<model>/reconfigure`` command stream per model. The policy runs on events (each status, each
-priority change) and at ``rate_hz``; it only publishes when its decision changes. Everything the
+priority change) and at ``rate_hz``; it publishes when its decision changes, and re-sends the
+decision in force every ``command_repeat_s`` (same epoch / seq: a heartbeat the perception node's
+watchdog listens for, and how a restarted perception node learns the decision). Everything the
 policy decides lives in :mod:`dynofa_ros.manager` (no ROS there): this node converts messages.
-Bad or stale inputs are counted and ignored by the manager, which then falls back to a safe
-decision; the counts are in ``/diagnostics``.
+Bad, stale or future-stamped inputs are counted and ignored by the manager, which then falls back
+to a safe decision; the counts, and each model whose status stopped, are in ``/diagnostics``.
+A clock that jumps back (a bag loop under ``use_sim_time``) resets the input history and starts
+a new manager incarnation.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from dynofa_ros.errors import DynofaError
 from dynofa_ros.msg import MissionPriority, PerceptionStatus, ReconfigurationCommand
 from dynofa_ros.nodes import qos
 from dynofa_ros.nodes.convert import to_seconds, to_stamp
+from dynofa_ros.nodes.health import Health
 from dynofa_ros.nodes.parameters import Param, ParameterTable
-from dynofa_ros.perception import COMMAND_SKEW_LIMIT_S
+from dynofa_ros.perception import COMMAND_SKEW_LIMIT_S, clip
 
 PLATFORMS = ("sim-xavier-nx", "auto", "jetson", "linux")
 QOS = qos.OUTPUTS
@@ -63,8 +68,13 @@ def node_params() -> tuple[Param, ...]:
               "priority weights); '' = defaults", live=False),
         Param("temperature_topics", [""], "Temperature topics; [''] = discover every "
               "'temperature/*' topic", live=False),
-        Param("stale_after_s", 5.0, "an input older than this no longer counts", "s", 0.1,
-              3600.0),
+        Param("stale_after_s", 5.0, "an input older than this no longer counts; a model whose "
+              "status stops this long is reported in /diagnostics", "s", 0.1, 3600.0),
+        Param("max_future_skew_s", 2.0, "reject an input stamped further ahead of this node's "
+              "clock (it never moves the manager's clock; 0 = no check)", "s", 0.0, 3600.0),
+        Param("command_repeat_s", 1.0, "re-send each model's command in force this often (the "
+              "perception node's manager_timeout_s watchdog listens for it; 0 = never)", "s",
+              0.0, 3600.0),
     )  # fmt: skip
 
 
@@ -92,9 +102,12 @@ class ManagerNode(Node):
         self.model_params = {m: ParameterTable(self, model_params(m)) for m in models}
         self._lock = threading.Lock()
         self._last_decision_s = 0.0
+        self._last_now_s = 0.0
         self.manager = self._build_manager()
         self.rejected_inputs = 0
-        self.last_error = ""
+        self.clock_resets = 0
+        self.health = Health()
+        self._status_at: dict[str, float] = {}  # model -> node clock of its last status
         self._cmd_pubs = {
             m: self.create_publisher(ReconfigurationCommand, f"/{m}/reconfigure", qos.COMMANDS)
             for m in models
@@ -114,6 +127,7 @@ class ManagerNode(Node):
             self._discover_temperatures()
             self.create_timer(2.0, self._discover_temperatures)
         self._tick = self.create_timer(1.0 / self.params["rate_hz"], self._on_tick)
+        self._repeat = self._repeat_timer(self.params["command_repeat_s"])
         self.create_timer(1.0, self._publish_diagnostics)
         self.params.on_change(self._on_params)
         self.get_logger().info(
@@ -158,14 +172,22 @@ class ManagerNode(Node):
             except (OSError, yaml.YAMLError) as exc:
                 raise DynofaError(f"config_file {p['config_file']!r}: {exc}") from exc
             config = config_from_dict(raw or {})
-        config = replace(config, stale_after_s=p["stale_after_s"])
+        config = replace(
+            config, stale_after_s=p["stale_after_s"], max_future_skew_s=p["max_future_skew_s"]
+        )
         return RuntimeManager(specs, self.platform, policy or p["policy"], config)
 
     def _on_params(self, changed: dict[str, Any]) -> None:
         if "policy" in changed:
             with self._lock:
-                self.manager = self._build_manager(changed["policy"])
-            self.get_logger().info(f"policy is now {changed['policy']}")
+                self.manager.set_policy(changed["policy"])
+                epoch = self.manager.epoch
+            self.get_logger().info(f"policy is now {changed['policy']} (epoch {epoch})")
+        if "command_repeat_s" in changed:
+            if self._repeat is not None:
+                self._repeat.cancel()
+                self.destroy_timer(self._repeat)
+            self._repeat = self._repeat_timer(changed["command_repeat_s"])
         if "rate_hz" in changed:
             self._tick.cancel()
             self.destroy_timer(self._tick)
@@ -173,22 +195,46 @@ class ManagerNode(Node):
 
     # --------------------------------------------------------------------------- inputs
     def _now(self) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
+        """The node's clock; a jump back (a bag loop) resets the manager's input history."""
+        now = self.get_clock().now().nanoseconds * 1e-9
+        if 0.0 < now < self._last_now_s:
+            self._clock_jumped_back(self._last_now_s, now)
+        elif now > 0.0:
+            self._last_now_s = now
+        return now
+
+    def _clock_jumped_back(self, before: float, now: float) -> None:
+        with self._lock:
+            self.manager.reset()
+            epoch = self.manager.epoch
+        self._last_decision_s = 0.0
+        self._last_now_s = now
+        self._status_at.clear()
+        self.clock_resets += 1
+        self.get_logger().warning(
+            f"clock jumped back {before - now:.3f} s (to {now:.3f}): input history reset, new "
+            f"epoch {epoch}"
+        )
 
     def _offer(self, reading: Any, what: str) -> None:
+        now = self._now()
         with self._lock:
-            accepted = self.manager.observe(reading)
+            accepted = self.manager.observe(reading, now)
         if not accepted:
             self.rejected_inputs += 1
-            self.last_error = f"{what} rejected (see manager warnings)"
+            self.health.error(f"{what} rejected (see the warning.* values)")
 
     def _on_battery(self, msg: BatteryState) -> None:
         from dynofa_ros.manager import BatteryReading
 
         soc = float(msg.percentage)
         capacity = None
-        if math.isfinite(msg.capacity) and msg.capacity > 0 and math.isfinite(msg.voltage):
-            capacity = float(msg.capacity) * float(msg.voltage) or None
+        if math.isfinite(msg.capacity) and msg.capacity > 0:
+            if math.isfinite(msg.voltage) and msg.voltage > 0:
+                capacity = float(msg.capacity) * float(msg.voltage)
+            else:  # a bad voltage costs the capacity, not the state of charge
+                with self._lock:
+                    self.manager.inputs.warn("battery.voltage: not a positive number")
         stamp = to_seconds(msg.header.stamp)
         self._offer(BatteryReading(stamp, soc, capacity), "battery")
         self._decide(stamp)
@@ -207,8 +253,9 @@ class ManagerNode(Node):
             mission = Mission.from_fields(to_seconds(msg.header.stamp), msg)
         except ValueError:
             self.rejected_inputs += 1
-            self.last_error = f"mission_priority level {msg.level} is not one of 0..3"
-            self.get_logger().warning(self.last_error)
+            text = f"mission_priority level {msg.level} is not one of 0..3"
+            self.health.error(text)
+            self.get_logger().warning(text)
             return
         self._offer(mission, "mission_priority")
         self._decide(mission.stamp_s)
@@ -216,6 +263,7 @@ class ManagerNode(Node):
     def _on_status(self, model: str, msg: PerceptionStatus) -> None:
         from dynofa_ros.manager import LatencyObservation
 
+        self._status_at[model] = self._now()
         if msg.level == PerceptionStatus.LEVEL_ERROR or msg.latency_ms <= 0.0:
             return  # a rejected frame or a command acknowledgement: no latency to learn from
         self._offer(
@@ -267,40 +315,86 @@ class ManagerNode(Node):
             try:
                 decisions = self.manager.step(at)
             except DynofaError as exc:
-                self.last_error = f"decision failed: {exc}"
-                self.get_logger().error(self.last_error)
+                text = f"decision failed: {exc}"
+                self.health.error(text)
+                self.get_logger().error(text)
                 return
         for d in decisions:
-            fields = d.message_fields()
-            cmd = ReconfigurationCommand()
-            cmd.header.stamp = to_stamp(at)
-            for key, value in fields.items():
-                if key != "header":
-                    setattr(cmd, key, value)
-            self._cmd_pubs[d.target_model].publish(cmd)
+            self._cmd_pubs[d.target_model].publish(command_message(d))
+
+    def _repeat_timer(self, period_s: float) -> Any:
+        return self.create_timer(period_s, self._on_repeat) if period_s > 0 else None
+
+    def _on_repeat(self) -> None:
+        """Re-send each decision in force unchanged (a heartbeat; a duplicate is ignored)."""
+        self._now()  # notices a clock jump even when no input arrives
+        with self._lock:
+            current = [self.manager.current(m) for m in self.models]
+        for d in current:
+            if d is not None:
+                self._cmd_pubs[d.target_model].publish(command_message(d))
+
+    def _silent_models(self) -> list[str]:
+        """Models whose status stopped for longer than stale_after_s (perception gone?)."""
+        now, limit = self._now(), self.params["stale_after_s"]
+        return [
+            f"no status from /{m}/status for {now - at:.1f} s (perception node gone?)"
+            for m, at in self._status_at.items()
+            if now - at > limit
+        ]
 
     def _publish_diagnostics(self) -> None:
         with self._lock:
             warnings = dict(self.manager.warnings)
             current = {m: self.manager.current(m) for m in self.models}
+            epoch, holding = self.manager.epoch, self.manager.holding
         values = [
             KeyValue(key="policy", value=self.params["policy"]),
+            KeyValue(key="epoch", value=str(epoch)),
             KeyValue(key="rejected_inputs", value=str(self.rejected_inputs)),
+            KeyValue(key="clock_resets", value=str(self.clock_resets)),
+            KeyValue(key="last_error", value=clip(self.health.last_error, 200)),
         ]
-        values += [KeyValue(key=f"warning.{k}", value=str(v)) for k, v in sorted(warnings.items())]
+        values += [
+            KeyValue(key=f"warning.{clip(k, 120)}", value=str(v))
+            for k, v in sorted(warnings.items())
+        ]
         for m, d in current.items():
-            text = "none yet" if d is None else f"{d.subnet_id} on {d.processor} ({d.reason})"
+            text = (
+                "none yet"
+                if d is None
+                else f"{d.subnet_id} on {d.processor}, seq {d.seq} ({clip(d.reason, 200)})"
+            )
             values.append(KeyValue(key=f"decision.{m}", value=text))
+        silent = self._silent_models()
+        for m in self.models:
+            at = self._status_at.get(m)
+            text = "none yet" if at is None else f"last {self._now() - at:.1f} s ago"
+            values.append(KeyValue(key=f"status.{m}", value=text))
+        conditions = [*silent]
+        if holding:
+            conditions.append(f"holding: {', '.join(holding)} stale")
+        level, message = self.health.level(conditions)
         status = DiagnosticStatus(
-            level=DiagnosticStatus.WARN if self.last_error else DiagnosticStatus.OK,
+            level=level,
             name=f"{self.get_fully_qualified_name()}: runtime manager",
-            message=self.last_error or "ok",
+            message=message,
             hardware_id=self.params["platform"],
             values=values,
         )
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(array)
+
+
+def command_message(d: Any) -> ReconfigurationCommand:
+    """A manager :class:`~dynofa_ros.manager.types.Decision` as the message (stamped with the
+    decision's time, so a re-sent command is an exact duplicate)."""
+    cmd = ReconfigurationCommand()
+    cmd.header.stamp = to_stamp(d.stamp_s)
+    for key, value in d.message_fields().items():
+        setattr(cmd, key, value)
+    return cmd
 
 
 def main(args: list[str] | None = None) -> int:

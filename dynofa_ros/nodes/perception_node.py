@@ -33,7 +33,8 @@ from dynofa_ros.errors import DynofaError
 from dynofa_ros.msg import ClassificationResult, PerceptionStatus, ReconfigurationCommand
 from dynofa_ros.nodes import qos
 from dynofa_ros.nodes.convert import to_seconds, to_stamp
-from dynofa_ros.nodes.latest import Latest
+from dynofa_ros.nodes.health import Health
+from dynofa_ros.nodes.latest import Latest, StampGaps
 from dynofa_ros.nodes.parameters import Param, ParameterTable
 from dynofa_ros.perception import (
     COMMAND_SKEW_LIMIT_S,
@@ -44,6 +45,7 @@ from dynofa_ros.perception import (
     FrameOutcome,
     PerceptionSession,
     SimulatedTarget,
+    clip,
     command_due,
     inference_of,
     model_files,
@@ -91,7 +93,19 @@ PARAMS = (
     Param("auto_activate", True, "configure and activate at start-up", live=False),
     Param("simulate_timeout_s", 5.0, "wait for sim_board/simulate_frame before failing a frame",
           "s", 0.1, 60.0),
+    Param("manager_timeout_s", 3.0, "fall back to safe_subnet when the manager that commanded "
+          "this node (epoch != 0) is silent this long, on the node's clock (sim time under "
+          "use_sim_time); the manager re-sends its command every command_repeat_s (0 = off)",
+          "s", 0.0, 3600.0),
+    Param("safe_subnet", "", "family member of the safe fallback ('' = the fastest member, at "
+          "the processor / threads / frequency it was searched at)", live=False),
 )  # fmt: skip
+
+TRANSPORT_HINT = (
+    "frames lost before the node (camera stamp gaps): the DDS transport drops camera-sized "
+    "messages; load config/fastdds_shm.xml (FASTDDS_DEFAULT_PROFILES_FILE) in the camera's "
+    "process too, or set FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA (Fast DDS >= 2.13) there"
+)
 
 
 @dataclass
@@ -99,7 +113,6 @@ class Counters:
     processed: int = 0
     rejected: int = 0
     energy_total_j: float = 0.0
-    last_error: str = ""
     rejected_command_seq: int = 0
     rejected_reason: str = ""
     latency_target_ms: float = 0.0
@@ -174,10 +187,18 @@ class PerceptionNode(LifecycleNode):
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self.counters = Counters(latency_target_ms=self.params["latency_target_ms"])
+        self.health = Health()
+        self._gaps = StampGaps()
+        self._lost_at = -1.0e9  # monotonic time frames were last inferred lost
+        self._heard_s: float | None = None  # node clock: last command from a manager (epoch != 0)
+        self._safe: Command | None = None
         self._pubs: dict[str, Any] = {}
         self._subs: list[Any] = []
         self._timers: list[Any] = []
         self._boot = None
+        self._prebuilt: PerceptionSession | Exception | None = None
+        self.started = False  # activated once
+        self.interrupted = False  # Ctrl-C (context shut down) during the start-up
         if self.params["auto_activate"]:
             self._boot = self.create_timer(0.0, self._auto_activate)
 
@@ -187,17 +208,35 @@ class PerceptionNode(LifecycleNode):
             self._boot.cancel()
             self.destroy_timer(self._boot)
             self._boot = None
+        # The long part (loading and preparing every member) runs before the transition, so a
+        # Ctrl-C meanwhile ends the start-up quietly instead of failing a half-done transition.
+        try:
+            self._prebuilt = self._build_session()
+        except Exception as exc:  # reported by on_configure, unless we are shutting down
+            self._prebuilt = exc
+        if not self.context.ok():
+            self.interrupted = True
+            if isinstance(self._prebuilt, PerceptionSession):
+                self._prebuilt.close()
+            self._prebuilt = None
+            return
         if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
+        prebuilt, self._prebuilt = self._prebuilt, None
         try:
-            self.session = self._build_session()
+            if isinstance(prebuilt, Exception):
+                raise prebuilt
+            self.session = prebuilt or self._build_session()
         except Exception as exc:  # any load failure is a failed transition, never a crash
             self.get_logger().error(f"configure failed: {exc}")
             self._release()
             return TransitionCallbackReturn.FAILURE
         self.counters = Counters(latency_target_ms=self.params["latency_target_ms"])
+        self.health = Health()
+        self._gaps = StampGaps()
+        self._heard_s = None
         self._pubs = {
             "classification": self.create_lifecycle_publisher(
                 ClassificationResult, "classification", qos.OUTPUTS
@@ -260,11 +299,14 @@ class PerceptionNode(LifecycleNode):
             engine = SimulatedTarget(engine, platform)
         members = engine.members
         initial = p["initial_subnet"] or most_accurate(engine)
-        if initial not in members:
-            engine.close()
-            raise DynofaError(
-                f"initial_subnet {initial!r} is not in {family.name} (one of: {', '.join(members)})"
-            )
+        for name in ("initial_subnet", "safe_subnet"):
+            chosen = initial if name == "initial_subnet" else p[name]
+            if chosen and chosen not in members:
+                engine.close()
+                raise DynofaError(
+                    f"{name} {clip(chosen)!r} is not in {family.name} (one of: "
+                    f"{', '.join(members)})"
+                )
         return PerceptionSession(
             engine,
             model_name=p["model_name"],
@@ -279,6 +321,7 @@ class PerceptionNode(LifecycleNode):
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="perception-worker", daemon=True)
         self._worker.start()
+        self.started = True
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
@@ -324,6 +367,7 @@ class PerceptionNode(LifecycleNode):
     def _on_params(self, changed: dict[str, Any]) -> None:
         if "allow_dvfs" in changed and self.session is not None:
             self.session.allow_dvfs = changed["allow_dvfs"]
+            self._safe = None  # the safe setting's frequency depends on it
         if "latency_target_ms" in changed:
             self.counters.latency_target_ms = changed["latency_target_ms"]
         if "simulate_timeout_s" in changed and self._sim_timer is not None:
@@ -331,15 +375,66 @@ class PerceptionNode(LifecycleNode):
 
     # ============================================================================== worker
     def _on_command(self, msg: ReconfigurationCommand) -> None:
+        if msg.epoch != 0 and msg.target_model in ("", self.params["model_name"]):
+            now = self._clock_s()
+            self._heard_s = now if now > 0 else None
         self._commands.append((msg, time.monotonic()))
 
     def _on_frame(self, msg: Image | CompressedImage) -> None:
+        lost = self._gaps.add(to_seconds(msg.header.stamp))
+        if lost:
+            self._lost_at = time.monotonic()
+            self.get_logger().warning(
+                f"{self._gaps.lost} frames lost so far: {TRANSPORT_HINT}",
+                throttle_duration_sec=30.0,
+            )
         self._frames.put((msg, time.monotonic()))
+
+    def _clock_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _watchdog(self) -> None:
+        """Fall back to the safe configuration when the commanding manager went silent."""
+        s = self.session
+        timeout = self.params["manager_timeout_s"]
+        if timeout <= 0 or s.fallback or s.last_applied_epoch == 0:
+            return  # off, already there, or no manager (hand-sent commands promise nothing)
+        now = self._clock_s()
+        if now <= 0:
+            return  # use_sim_time and no /clock yet
+        if self._heard_s is None or now < self._heard_s:
+            self._heard_s = now  # first clock reading, or the clock jumped back: start again
+            return
+        silent = now - self._heard_s
+        if silent <= timeout:
+            return
+        if self._safe is None:
+            self._safe = s.safe_command(self.params["safe_subnet"])
+        why = s.enter_fallback(self._safe)
+        if why is not None:
+            self._note_error(f"safe fallback failed: {why}")
+            return
+        text = self._fallback_text(silent)
+        self.get_logger().warning(text)
+        self._publish_status(None, None, level=PerceptionStatus.LEVEL_WARN, message=text)
+
+    def _fallback_text(self, silent_s: float | None = None) -> str:
+        a = self.session.active
+        since = f" for {silent_s:.1f} s" if silent_s is not None else ""
+        return (
+            f"manager (epoch {self.session.last_applied_epoch}) silent{since} > "
+            f"manager_timeout_s {self.params['manager_timeout_s']:g}: safe configuration "
+            f"{a.member_id} on {a.processor} until it speaks again"
+        )
+
+    def _note_error(self, text: str) -> None:
+        self.health.error(text)
 
     def _work(self) -> None:
         while not self._stop.is_set():
             item = self._frames.take(timeout_s=0.05)
             self._apply_due(None if item is None else to_seconds(item[0].header.stamp))
+            self._watchdog()
             if item is None:
                 continue
             msg, received = item
@@ -379,10 +474,11 @@ class PerceptionNode(LifecycleNode):
 
     def _apply(self, msg: ReconfigurationCommand) -> None:
         c = self.counters
+        was_fallback = self.session.fallback
         try:
             command = Command.from_fields(msg)
         except (TypeError, ValueError) as exc:
-            reason = f"malformed command: {exc}"
+            reason = f"malformed command: {clip(str(exc), 200)}"
             command = None
         else:
             reason = self.session.apply(command)
@@ -390,13 +486,19 @@ class PerceptionNode(LifecycleNode):
             if command.latency_target_ms > 0:
                 c.latency_target_ms = command.latency_target_ms
             if self.session.notes:
-                c.last_error = f"command {command.seq}: " + "; ".join(self.session.notes)
+                self._note_error(f"command {command.seq}: " + "; ".join(self.session.notes))
+            if was_fallback and not self.session.fallback:
+                self.get_logger().info(
+                    f"manager speaks again (epoch {command.epoch}, seq {command.seq}): "
+                    f"{self.session.active.member_id} on {self.session.active.processor}"
+                )
             return
         c.rejected_command_seq = int(msg.seq)
         c.rejected_reason = reason
-        c.last_error = f"command {msg.seq} rejected: {reason}"
-        self.get_logger().warning(c.last_error)
-        self._publish_status(None, None, level=PerceptionStatus.LEVEL_WARN, message=c.last_error)
+        text = f"command {msg.seq} rejected: {reason}"
+        self._note_error(text)
+        self.get_logger().warning(text)
+        self._publish_status(None, None, level=PerceptionStatus.LEVEL_WARN, message=text)
 
     def _age_ms(self, msg: Any) -> float:
         return (self.get_clock().now().nanoseconds * 1e-9 - to_seconds(msg.header.stamp)) * 1e3
@@ -435,10 +537,9 @@ class PerceptionNode(LifecycleNode):
 
     def _reject_frame(self, msg: Any, why: str) -> None:
         self.counters.rejected += 1
-        self.counters.last_error = f"frame rejected: {why}"
-        self._publish_status(
-            msg, None, level=PerceptionStatus.LEVEL_ERROR, message=self.counters.last_error
-        )
+        text = f"frame rejected: {clip(why, 300)}"
+        self._note_error(text)
+        self._publish_status(msg, None, level=PerceptionStatus.LEVEL_ERROR, message=text)
 
     # ============================================================================= outputs
     def _publish_status(
@@ -455,6 +556,8 @@ class PerceptionNode(LifecycleNode):
             return
         c = self.counters
         active = outcome.active if outcome is not None else self.session.active
+        if self.session.fallback and level == PerceptionStatus.LEVEL_OK:
+            level, message = PerceptionStatus.LEVEL_WARN, self._fallback_text()
         s = PerceptionStatus()
         s.header.stamp = msg.header.stamp if msg is not None else self.get_clock().now().to_msg()
         s.header.frame_id = msg.header.frame_id if msg is not None else ""
@@ -467,6 +570,8 @@ class PerceptionNode(LifecycleNode):
         s.cpu_frequency_khz = active.cpu_frequency_khz
         s.gpu_frequency_khz = active.gpu_frequency_khz
         s.last_command_seq = self.session.last_applied_seq
+        s.last_command_epoch = self.session.last_applied_epoch
+        s.fallback = self.session.fallback
         s.rejected_command_seq = c.rejected_command_seq
         s.rejected_reason = c.rejected_reason
         if outcome is not None:
@@ -485,13 +590,15 @@ class PerceptionNode(LifecycleNode):
         s.frames_processed = c.processed
         s.frames_dropped = self._frames.dropped
         s.frames_rejected = c.rejected
+        s.frames_lost_transport = self._gaps.lost
         s.energy_total_j = float(c.energy_total_j)
         pub.publish(s)
 
     def _publish_diagnostics(self) -> None:
         if self._diag_pub is None or self.session is None:
             return
-        c, active = self.counters, self.session.active
+        c, s = self.counters, self.session
+        active = s.active
         values = {
             "subnet_id": active.member_id,
             "processor": active.processor,
@@ -501,16 +608,25 @@ class PerceptionNode(LifecycleNode):
             "frames_processed": c.processed,
             "frames_dropped": self._frames.dropped,
             "frames_rejected": c.rejected,
-            "last_command_seq": self.session.last_applied_seq,
+            "frames_lost_transport": self._gaps.lost,
+            "frames_received": self._gaps.received,
+            "last_command_seq": s.last_applied_seq,
+            "last_command_epoch": s.last_applied_epoch,
+            "fallback": s.fallback,
             "rejected_command_seq": c.rejected_command_seq,
-            "rejected_reason": c.rejected_reason,
+            "rejected_reason": clip(c.rejected_reason, 200),
             "energy_total_j": f"{c.energy_total_j:.3f}",
-            "last_error": c.last_error,
+            "last_error": clip(self.health.last_error, 200),
         }
+        conditions = [self._fallback_text() if s.fallback else ""]
+        if time.monotonic() - self._lost_at <= self.health.hold_s:
+            conditions.append(f"{self._gaps.lost} of {self._gaps.lost + self._gaps.received} "
+                              f"frames lost so far: {TRANSPORT_HINT}")  # fmt: skip
+        level, message = self.health.level(conditions)
         diag = DiagnosticStatus(
-            level=DiagnosticStatus.WARN if c.last_error else DiagnosticStatus.OK,
+            level=level,
             name=f"{self.get_fully_qualified_name()}: perception {self.params['model_name']}",
-            message=c.last_error or "ok",
+            message=message,
             hardware_id=self.params["platform"],
             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
         )
@@ -526,12 +642,13 @@ def main(args: list[str] | None = None) -> int:
     # rclpy 9.1.2's MultiThreadedExecutor busy-loops holding the GIL (ros2/rclpy#1452), which
     # starved the camera, /clock and service-response callbacks (75 % of frames lost).
     executor = SingleThreadedExecutor()
+    interrupted = False
     try:
         node = PerceptionNode()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        interrupted = True
     except ValueError as exc:  # invalid parameters at start-up
         print(f"perception_node: {exc}", flush=True)
         return 2
@@ -541,6 +658,9 @@ def main(args: list[str] | None = None) -> int:
             node.destroy_node()
         executor.shutdown()
         rclpy.try_shutdown()
+    if node is None or node.interrupted or (interrupted and not node.started):
+        print("perception_node: interrupted during start-up", flush=True)
+        return 130  # the shell's code for a Ctrl-C: the node never ran
     return 0
 
 
