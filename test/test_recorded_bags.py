@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from robot_bags import COLOR, COLOR_COMPRESSED, DEPTH, write_robot_bag
-from ros_harness import exclusive_domain
+from test_replay import _replay_live
 
 from dynofa_ros.evaluation.bagio import BagError
 from dynofa_ros.evaluation.inprocess import ReplayOptions, bag_items, run_inprocess
@@ -78,13 +78,7 @@ def test_robot_bag_live_processes_what_the_fast_replay_does(tmp_path: Path) -> N
     scenario, items = bag_items(bag)
     fast = run_inprocess(scenario, ReplayOptions(policy="dynofa"), items=items, progress=False)
     out = tmp_path / "out"
-    with exclusive_domain() as domain:
-        done = subprocess.run(
-            [*CLI, "replay", str(bag), "--policy", "dynofa", "-o", str(out),
-             "--domain-id", str(domain), "--quiet"],
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
+    _replay_live(bag, out)
     live = read_results(out / "robot.bag-dynofa-live.results.jsonl")
     assert len(live.frames) >= 0.95 * len(fast.frames)
     # frames replayed on the receive times (the driver left the stamps at 0), in both modes
