@@ -394,3 +394,79 @@ def test_set_corunner_replaces_and_stops_a_scenario_load() -> None:
     nx.set_corunner("other", "cuda", 0.0)  # stopping what never ran is a no-op
     with pytest.raises(PlatformError, match=r"share 1\.5"):
         nx.set_corunner("app", "cuda", 1.5)
+
+
+def _run(board: SimulatedXavierNX, inputs: list[tuple[float, str, float]]) -> list[tuple]:
+    """Frames ("frame", stamp) and co-runner / ambient events, each handed to the board in the
+    order given, as ``sim_platform_node`` does; the frames' results and the final state."""
+    board.apply(Setting(frequencies_khz={"cuda": GPU_FREQUENCIES_KHZ[-1], "cpu": 1420800}))
+    out = []
+    for stamp, kind, value in inputs:
+        if kind == "frame":
+            board.advance_to(stamp)
+            r = board.run_frame(W, "cuda")
+            out.append((stamp, r.start_s, r.latency_ms, r.energy_j))
+        elif kind == "corunner":
+            board.at(stamp, lambda b, v=value: b.set_corunner("app", "cuda", v))
+        elif kind == "ambient":
+            board.at(stamp, lambda b, v=value: b.set_ambient(v))
+        else:  # a telemetry read
+            board.telemetry_at(stamp)
+    board.advance_to(10.0)
+    tele = board.telemetry()
+    out.append((board.now_s, board.energy_j, board.package_c, dict(board.corunners), tele))
+    return out
+
+
+def test_events_and_readings_take_effect_in_stamp_order_whatever_the_arrival_order() -> None:
+    """A scenario event reaches the board over a topic, a frame stamped just before it only after
+    inference; a telemetry timer reads the board while a frame is still on its way. The board's
+    results must be those of stamp order (the fast replay's) in any such arrival order."""
+    frames = [(0.1 * k, "frame", 0.0) for k in range(1, 40)]
+    events = [(1.05, "corunner", 0.5), (2.03, "ambient", 40.0), (3.02, "corunner", 0.0)]
+    reads = [(0.5 * k, "read", 0.0) for k in range(1, 9)]
+    in_order = sorted(frames + events + reads, key=lambda x: (x[0], x[1] != "corunner"))
+    # each event and each reading arrives before the frame that precedes it (late frames)
+    late: list[tuple[float, str, float]] = []
+    for item in in_order:
+        if item[1] != "frame" and late and late[-1][1] == "frame" and item[0] - late[-1][0] < 0.1:
+            late.insert(len(late) - 1, item)
+        else:
+            late.append(item)
+    assert late != in_order
+    assert sum(1 for a, b in zip(late, in_order, strict=True) if a != b) >= 6
+    expected = _run(quiet(), in_order)
+    got = _run(quiet(), late)
+    assert got[:-1] == expected[:-1], "every frame costed as in stamp order"
+    assert got[-1][:4] == expected[-1][:4]
+    # and the co-runner really was on for the frames between its start and stop
+    slow = [lat for (stamp, _, lat, _) in expected[:-1] if 1.05 < stamp < 3.02]
+    fast = [lat for (stamp, _, lat, _) in expected[:-1] if stamp > 3.3]
+    assert min(slow) > max(fast)
+
+
+def test_a_reading_does_not_move_the_clock_past_inputs_on_their_way() -> None:
+    board = quiet()
+    board.advance_to(1.0)
+    board.at(2.5, lambda b: b.set_ambient(45.0))
+    tele = board.telemetry_at(3.0)
+    assert tele.stamp_s == pytest.approx(3.0)
+    assert board.now_s == pytest.approx(2.0), "held back by the reorder window only"
+    assert board.ambient_c == 25.0, "the event after the held clock is not applied yet"
+    assert tele.temperatures_c and board.telemetry().stamp_s == pytest.approx(2.0)
+    board.advance_to(2.4)
+    r = board.run_frame(W, "cuda")  # stamped before the event: runs at its own stamp
+    assert r.start_s == pytest.approx(2.4)
+    board.advance_to(2.6)
+    assert board.ambient_c == 45.0
+
+
+def test_a_bad_event_fails_at_once_and_changes_nothing() -> None:
+    board = quiet()
+    board.set_corunner("app", "cuda", 0.5)
+    with pytest.raises(PlatformError, match="share"):
+        board.at(5.0, lambda b: b.set_corunner("app", "cuda", 2.0))
+    with pytest.raises(PlatformError, match="share"):
+        board.at(0.0, lambda b: b.set_corunner("app", "cuda", 2.0))
+    board.advance_to(6.0)
+    assert board.corunners["app"].share == 0.5

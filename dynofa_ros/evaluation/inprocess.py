@@ -346,8 +346,7 @@ def run_inprocess(
                 )  # fmt: skip
 
         def telemetry(now_s: float) -> None:
-            board.advance_to(now_s - clock0_s)
-            tele = board.telemetry()
+            tele = board.telemetry_at(now_s - clock0_s)
             ns = round(now_s * 1e9)
             # sim_platform_node publishes the battery first; the manager decides on it, then
             # takes the temperatures (which trigger no decision)
@@ -421,17 +420,11 @@ def run_inprocess(
 
         def event(item: Item) -> None:
             now_s = item.stamp_ns * 1e-9
-            board.advance_to(now_s - clock0_s)
             if isinstance(item, PriorityItem):
                 manager.observe(Mission.from_fields(now_s, item.change))
                 decide(now_s)
-            elif isinstance(item, BatteryItem):
-                board.set_state_of_charge(item.soc)
-            elif isinstance(item, AmbientItem):
-                board.set_ambient(item.celsius)
-            elif isinstance(item, CoRunnerItem):
-                ev = item.event
-                board.set_corunner(ev.name, ev.processor, ev.share)
+            else:  # as sim_platform_node: the board applies it when its clock gets there
+                board.at(now_s - clock0_s, item.apply)
 
         end_s = clock1_ns * 1e-9
         total = sum(math.ceil(scenario.duration_s * c.fps - 1e-9) for c in scenario.cameras)

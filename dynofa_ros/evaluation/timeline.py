@@ -30,7 +30,7 @@ import heapq
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from dynofa_ros.evaluation.scenario import (
     PriorityChange,
     Scenario,
 )
+
+if TYPE_CHECKING:
+    from dynofa_ros.platform.sim import SimulatedXavierNX
 
 # Order of items with equal stamps (first key after the stamp).
 _PRIORITY, _BATTERY, _AMBIENT, _CORUNNER, _FRAME = range(5)
@@ -86,6 +89,9 @@ class BatteryItem:
     soc: float
     capacity_wh: float
 
+    def apply(self, board: SimulatedXavierNX) -> None:
+        board.set_state_of_charge(self.soc)
+
 
 @dataclass(frozen=True)
 class AmbientItem:
@@ -93,6 +99,9 @@ class AmbientItem:
     t: float
     stamp_ns: int
     celsius: float
+
+    def apply(self, board: SimulatedXavierNX) -> None:
+        board.set_ambient(self.celsius)
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,9 @@ class CoRunnerItem:
     t: float
     stamp_ns: int
     event: CoRunnerEvent
+
+    def apply(self, board: SimulatedXavierNX) -> None:
+        board.set_corunner(self.event.name, self.event.processor, self.event.share)
 
 
 TimelineItem = FrameItem | PriorityItem | BatteryItem | AmbientItem | CoRunnerItem

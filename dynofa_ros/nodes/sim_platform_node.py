@@ -34,7 +34,7 @@ from dynofa_ros.nodes.convert import (
 from dynofa_ros.nodes.parameters import Param, ParameterTable
 from dynofa_ros.perception import simulate_frame
 from dynofa_ros.platform.base import PlatformError
-from dynofa_ros.platform.sim import CPU, GPU, SimulatedXavierNX
+from dynofa_ros.platform.sim import CPU, GPU, Event, SimulatedXavierNX
 from dynofa_ros.platform.workload import RUNTIMES, Workload
 from dynofa_ros.srv import SimulateFrame
 
@@ -90,11 +90,15 @@ class SimPlatformNode(Node):
         )
 
     # ------------------------------------------------------------------------------ time
-    def _advance_to(self, ros_s: float) -> None:
-        """Move simulated time to ``ros_s`` (never backwards: late requests run at 'now')."""
+    def _board_time(self, ros_s: float) -> float:
+        """Simulated time of ROS time ``ros_s`` (the first time seen is 0 unless ``epoch_s``)."""
         if self._t0 is None:
             self._t0 = ros_s
-        self.board.advance_to(ros_s - self._t0)
+        return ros_s - self._t0
+
+    def _advance_to(self, ros_s: float) -> None:
+        """Move simulated time to ``ros_s`` (never backwards: late requests run at 'now')."""
+        self.board.advance_to(self._board_time(ros_s))
 
     def _now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -105,29 +109,32 @@ class SimPlatformNode(Node):
             with self._lock:
                 self.board.set_base_load(changed["base_load_w"])
 
-    def _on_battery(self, msg: BatteryState) -> None:
+    def _event(self, topic: str, stamp: Any, action: Event) -> None:
+        """A scenario event, applied when the board's clock reaches its stamp: the frames
+        stamped before it may still be in the perception nodes (see ``SimulatedXavierNX.at``)."""
         with self._lock:
             try:
-                self._advance_to(to_seconds(msg.header.stamp))
-                self.board.set_state_of_charge(float(msg.percentage))
+                self.board.at(self._board_time(to_seconds(stamp)), action)
             except PlatformError as exc:
-                self._reject(f"scenario/battery: percentage {msg.percentage}: {exc}")
+                self._reject(f"{topic}: {exc}")
+
+    def _on_battery(self, msg: BatteryState) -> None:
+        soc = float(msg.percentage)
+        self._event("scenario/battery", msg.header.stamp, lambda b: b.set_state_of_charge(soc))
 
     def _on_ambient(self, msg: Temperature) -> None:
-        with self._lock:
-            try:
-                self._advance_to(to_seconds(msg.header.stamp))
-                self.board.set_ambient(float(msg.temperature))
-            except PlatformError as exc:
-                self._reject(f"scenario/ambient_temperature: {exc}")
+        celsius = float(msg.temperature)
+        self._event(
+            "scenario/ambient_temperature", msg.header.stamp, lambda b: b.set_ambient(celsius)
+        )
 
     def _on_corunner(self, msg: CoRunnerLoad) -> None:
-        with self._lock:
-            try:
-                self._advance_to(to_seconds(msg.header.stamp))
-                self.board.set_corunner(msg.name, msg.processor, float(msg.share))
-            except PlatformError as exc:
-                self._reject(f"scenario/corunner {msg.name!r}: {exc}")
+        name, processor, share = msg.name, msg.processor, float(msg.share)
+        self._event(
+            f"scenario/corunner {name!r}",
+            msg.header.stamp,
+            lambda b: b.set_corunner(name, processor, share),
+        )
 
     def _on_simulate(
         self, request: SimulateFrame.Request, response: SimulateFrame.Response
@@ -178,9 +185,8 @@ class SimPlatformNode(Node):
         if now <= 0.0:
             return  # use_sim_time and no /clock yet: time 0 would anchor the board before the run
         now = timer_time(now, self.params["publish_period_s"])  # as of the scheduled time
-        with self._lock:
-            self._advance_to(now)
-            tele = self.board.telemetry()
+        with self._lock:  # read as of now: frames stamped before may still be on their way
+            tele = self.board.telemetry_at(self._board_time(now))
         stamp = to_stamp(now)
         if tele.battery is not None:
             self._battery_pub.publish(

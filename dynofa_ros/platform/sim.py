@@ -83,11 +83,13 @@ Every constant and its source (published, or estimate) is tabled in ``docs/simul
 from __future__ import annotations
 
 import bisect
+import copy
+import heapq
 import math
 import random
 from collections import deque
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from dynofa_ros.platform import nx_data as nx
 from dynofa_ros.platform.base import (
@@ -104,6 +106,11 @@ from dynofa_ros.platform.base import (
     schedutil_khz,
 )
 from dynofa_ros.platform.workload import Workload
+
+Event = Callable[["SimulatedXavierNX"], None]  # a change to the board, applied at a time
+# How far behind a reading of the board its clock stays for inputs still on their way; a frame
+# stamped earlier than that arrives late and runs at the board's "now".
+REORDER_WINDOW_S = 1.0
 
 CPU = "cpu"
 GPU = "cuda"
@@ -489,6 +496,10 @@ class SimulatedXavierNX(Platform):
         self._next_governor_s = m.governor_period_s
         self._next_throttle_s = m.throttle_period_s
         self._last_power = self._power(_Activity())[0]
+        # events stamped ahead of the inputs so far (:meth:`at`): (time, arrival order, action)
+        self._pending: list[tuple[float, int, Event]] = []
+        self._input_s = 0.0  # the latest stamp the board was asked to move to
+        self._arrivals = 0
 
     # ================================================================ Platform interface
     def processors(self) -> tuple[Processor, ...]:
@@ -644,11 +655,58 @@ class SimulatedXavierNX(Platform):
         """Let ``seconds`` of simulated time pass with no inference (co-runners keep running)."""
         if seconds < 0 or not math.isfinite(seconds):
             raise PlatformError(f"cannot advance by {seconds} s")
-        self._integrate(seconds, _Activity())
+        self.advance_to(self.now_s + seconds)
 
     def advance_to(self, t_s: float) -> None:
+        """Move the clock to ``t_s`` (never backwards), applying the events due on the way. An
+        input stamped ``t_s`` (a frame) has arrived: events stamped later wait for theirs."""
+        self._input_s = max(self._input_s, t_s)
+        while self._pending and self._pending[0][0] <= t_s:
+            at_s, _, action = heapq.heappop(self._pending)
+            if at_s > self.now_s:
+                self._integrate(at_s - self.now_s, _Activity())
+            action(self)
         if t_s > self.now_s:
-            self.advance(t_s - self.now_s)
+            self._integrate(t_s - self.now_s, _Activity())
+
+    def at(self, t_s: float, action: Event) -> None:
+        """Apply ``action`` (e.g. ``lambda b: b.set_ambient(30.0)``) at simulated time ``t_s``:
+        now when an input stamped later was handled, else when the clock gets there (or at
+        once after, when a frame still runs). Inputs stamped by
+        time may reach a board in another order than their stamps (a scenario's event over one
+        topic, the frame just before it over another, after inference); held until due, each
+        takes effect in stamp order. Raises :class:`PlatformError` at once, changing nothing,
+        when the action would fail."""
+        action(self._fork())  # validate: a bad event must not stop a half-applied one later
+        if t_s <= self._input_s:  # an input stamped later was handled: too late to wait
+            action(self)
+            return
+        self._arrivals += 1
+        heapq.heappush(self._pending, (float(t_s), self._arrivals, action))
+
+    def telemetry_at(self, t_s: float) -> Telemetry:
+        """The telemetry the board would report at ``t_s``. Reading is not an event: a frame
+        stamped before ``t_s`` may still be on its way (a node's timer reads at ``t_s`` while
+        that frame is being classified), so the clock only moves to ``t_s - REORDER_WINDOW_S``
+        and the rest is looked ahead on a copy."""
+        self.advance_to(t_s - REORDER_WINDOW_S)
+        if t_s <= self.now_s:
+            return self.telemetry()
+        twin = self._fork()
+        twin.advance_to(t_s)
+        return twin.telemetry()
+
+    def _fork(self) -> SimulatedXavierNX:
+        """A copy of the board's state (sharing its immutable model) to look ahead on."""
+        twin = copy.copy(self)
+        twin._rng = copy.copy(self._rng)
+        twin._units = {k: replace(u) for k, u in self._units.items()}
+        twin._corunners = dict(self._corunners)
+        twin._history = deque(self._history)
+        twin._gov_acc = list(self._gov_acc)
+        twin._last_power = dict(self._last_power)
+        twin._pending = list(self._pending)
+        return twin
 
     def run_frame(
         self, workload: Workload, processor: str, threads: int | None = None
