@@ -9,6 +9,7 @@ The fast mode (:mod:`dynofa_ros.evaluation.inprocess`) runs the same core code i
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -21,7 +22,7 @@ from typing import Any
 
 from dynofa_ros.errors import DynofaError
 from dynofa_ros.evaluation import topics as T
-from dynofa_ros.evaluation.inprocess import ReplayOptions, replay_clock
+from dynofa_ros.evaluation.inprocess import ReplayOptions, oracle_schedule, replay_clock
 from dynofa_ros.evaluation.records import RunInfo, RunResults
 from dynofa_ros.evaluation.scenario import Scenario
 from dynofa_ros.launch_graph import NodeSpec
@@ -55,9 +56,10 @@ def _yaml(value: Any) -> str:
     return repr(value)
 
 
-def graph(scenario: Scenario, opt: ReplayOptions) -> list[NodeSpec]:
+def graph(scenario: Scenario, opt: ReplayOptions, schedule: Path | None = None) -> list[NodeSpec]:
     """The nodes of a replay of ``scenario``: what ``launch/dynofa.launch.xml`` starts, with one
-    perception node per model and every setting taken from the scenario."""
+    perception node per model and every setting taken from the scenario (``schedule``: the
+    oracle's, for policy ``oracle``)."""
     common = {"use_sim_time": True}
     checkpoint = str(opt.checkpoint_path())
     sim = NodeSpec(
@@ -68,7 +70,8 @@ def graph(scenario: Scenario, opt: ReplayOptions) -> list[NodeSpec]:
             "ambient_c": float(scenario.ambient.at(0.0)) if scenario.ambient else 25.0,
             "state_of_charge": float(scenario.battery.at(0.0)) if scenario.battery else 1.0,
             "publish_period_s": float(opt.telemetry_period_s),
-            "epoch_s": float(scenario.start_stamp_s),
+            # the board's time 0 is the replay clock's first time, as in the fast mode
+            "epoch_s": replay_clock(scenario)[0] * 1e-9,
         }.items()},
     )  # fmt: skip
     nodes = [sim]
@@ -104,6 +107,9 @@ def graph(scenario: Scenario, opt: ReplayOptions) -> list[NodeSpec]:
         "processor": opt.processor,
         "stale_after_s": float(opt.stale_after_s),
     }
+    if schedule is not None:
+        manager["schedule"] = str(schedule)
+        manager["schedule_origin_s"] = scenario.start_ns * 1e-9
     for m in scenario.models:
         manager[f"{m.name}.family"] = str(opt.family_path(m))
         manager[f"{m.name}.latency_target_ms"] = float(m.latency_target_ms)
@@ -117,6 +123,20 @@ def graph(scenario: Scenario, opt: ReplayOptions) -> list[NodeSpec]:
         )
     )  # fmt: skip
     return nodes
+
+
+def _oracle_barriers(schedule: Any, scenario: Scenario) -> list[tuple[int, list[str]]]:
+    """Where the replay holds its clock for the oracle: each entry's time (played ``LEAD_S``
+    early, as in the fast mode) and the command topics that must have answered it (the models
+    whose configuration changes), so a decision 1 ms before a frame reaches the node first."""
+    from dynofa_ros.evaluation.oracle import LEAD_S
+
+    out = []
+    for before, entry in itertools.pairwise(schedule):
+        changed = [m for m, c in entry.configs.items() if c != before.configs.get(m)]
+        ns = scenario.start_ns + round((entry.t_s - LEAD_S) * 1e9)
+        out.append((ns, [f"/{m}{T.RECONFIGURE_SUFFIX}" for m in changed]))
+    return out
 
 
 def run_live(
@@ -197,7 +217,16 @@ def run_live(
         executor.add_node(node)
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
-        for spec in graph(scenario, options):
+        schedule, barriers = None, []
+        if options.policy == "oracle":  # computed here as the fast mode does, played by the node
+            from dynofa_ros.evaluation.oracle import write_schedule
+
+            planned = oracle_schedule(scenario, options)
+            schedule = write_schedule(
+                log_dir / "oracle_schedule.json", planned, scenario=scenario.name
+            )
+            barriers = _oracle_barriers(planned, scenario)
+        for spec in graph(scenario, options, schedule):
             name_ = spec.fully_qualified_name.strip("/").replace("/", ".")
             procs.start(spec.command(), name=name_)
         _wait_ready(node, procs, scenario, info, progress)
@@ -231,7 +260,7 @@ def run_live(
 
             node.play(
                 inputs_and_copies(), start_ns=clock0_ns, rate=live.rate, stop=stop,
-                on_message=on_message,
+                on_message=on_message, barriers=barriers,
             )  # fmt: skip
         bar.close()
         node.run_clock(max(clock1_ns, info.end_ns), clock0_ns, live.rate, stop)

@@ -19,18 +19,14 @@ from dynofa_ros.evaluation.inprocess import (
 )
 
 
-def parse_policies(text: str, fast: bool = True) -> list[str]:
-    """``--policy``: a comma list of policy names, or ``all`` (the oracle: fast replay only)."""
+def parse_policies(text: str) -> list[str]:
+    """``--policy``: a comma list of policy names, or ``all``."""
     from dynofa_ros.manager import POLICIES
 
     names = list(POLICIES) if text == "all" else [p.strip() for p in text.split(",") if p.strip()]
     for p in names:
         if p not in POLICIES:
             raise ValueError(f"--policy {p!r} is not one of: {', '.join(POLICIES)}, all")
-    if not fast and "oracle" in names:  # its schedule is computed by the fast replay only
-        if text != "all":
-            raise ValueError("--policy oracle runs in the fast replay only (add --fast)")
-        names.remove("oracle")
     if not names:
         raise ValueError("--policy needs at least one policy")
     return names
@@ -96,7 +92,7 @@ def main(argv: list[str]) -> int:
     from dynofa_ros.evaluation.inprocess import bag_items, run_inprocess
     from dynofa_ros.evaluation.records import write_results
 
-    policies = parse_policies(args.policy, args.fast)
+    policies = parse_policies(args.policy)
     families = {}
     for item in args.family:
         model, sep, path = item.partition("=")

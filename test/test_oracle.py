@@ -247,13 +247,9 @@ def test_oracle_without_a_schedule_is_a_one_line_error() -> None:
 def test_replay_policy_all_includes_the_oracle() -> None:
     from dynofa_ros.replay_cli import parse_policies
 
-    assert "oracle" in parse_policies("all")
-    # the live graph cannot play it (no schedule there): left out of "all", refused by name
-    assert "oracle" not in parse_policies("all", fast=False) and "dynofa" in parse_policies(
-        "all", False
-    )
-    with pytest.raises(ValueError, match="--policy oracle runs in the fast replay only"):
-        parse_policies("dynofa,oracle", fast=False)
+    assert "oracle" in parse_policies("all") and "dynofa" in parse_policies("all")
+    with pytest.raises(ValueError, match="'nope' is not one of"):
+        parse_policies("dynofa,nope")
 
 
 def _run(

@@ -470,3 +470,25 @@ def test_a_bad_event_fails_at_once_and_changes_nothing() -> None:
         board.at(0.0, lambda b: b.set_corunner("app", "cuda", 2.0))
     board.advance_to(6.0)
     assert board.corunners["app"].share == 0.5
+
+
+def test_a_reading_after_a_frame_of_its_own_time_reads_the_state_before_it() -> None:
+    """The timer of a reading at t and the frame stamped t race in a live graph; the reading
+    says what the board was at t, before the frame (and the events of t), either way."""
+
+    def board() -> SimulatedXavierNX:
+        b = quiet()
+        b.advance_to(0.9)
+        b.run_frame(W, "cuda")
+        b.at(1.0, lambda x: x.set_state_of_charge(0.5))
+        return b
+
+    first = board()
+    reading = first.telemetry_at(1.0)
+    first.advance_to(1.0)
+    first.run_frame(W, "cuda")
+    late = board()
+    late.advance_to(1.0)
+    late.run_frame(W, "cuda")
+    assert late.telemetry_at(1.0) == reading
+    assert reading.battery is not None and reading.battery.state_of_charge > 0.99

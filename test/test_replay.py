@@ -16,6 +16,7 @@ from ros_harness import exclusive_domain
 
 from dynofa_ros.evaluation.generate import generate
 from dynofa_ros.evaluation.inprocess import ReplayOptions, bag_items, run_inprocess
+from dynofa_ros.evaluation.oracle import read_schedule
 from dynofa_ros.evaluation.records import read_results
 from dynofa_ros.evaluation.result_bag import load_result_bag
 from dynofa_ros.evaluation.scenario import load, parse, resolve
@@ -168,6 +169,18 @@ def test_fast_mode_makes_the_same_decisions_as_the_live_graph(
     assert [outcome(f) for f in live.frames] == [outcome(f) for f in fast.frames]
     for a, b in zip(fast.frames, live.frames, strict=True):
         assert b.latency_ms == pytest.approx(a.latency_ms, rel=1e-4), (a, b)
+        assert b.energy_j == pytest.approx(a.energy_j, rel=1e-4), (a, b)  # one board time base
+        assert b.energy_total_j == pytest.approx(a.energy_total_j, rel=1e-4), (a, b)
+    # the board's readings at the same times, the same values (to the messages' precision:
+    # BatteryState is float32, /diagnostics carry power and energy with 3 decimals)
+    names = {s.series for s in live.samples} & {s.series for s in fast.samples}
+    assert "battery" in names and any(n.startswith("temperature/") for n in names), names
+    for name in names:
+        fs = [s for s in fast.samples if s.series == name]
+        ls = [s for s in live.samples if s.series == name]
+        assert [round(s.t_s, 6) for s in ls] == [round(s.t_s, 6) for s in fs], name
+        tol = {"abs": 2e-3} if name in ("power", "board_energy") else {"rel": 1e-6}
+        assert [s.value for s in ls] == pytest.approx([s.value for s in fs], **tol), name
     assert _decisions(live) == _decisions(fast)
     for a, b in zip(fast.commands, live.commands, strict=True):
         assert b.t_s == pytest.approx(a.t_s, abs=1e-6)
@@ -175,6 +188,25 @@ def test_fast_mode_makes_the_same_decisions_as_the_live_graph(
     for f in live.frames:
         decided = [c.seq for c in live.commands if c.t_s < f.t_s]
         assert f.command_seq <= max(decided, default=0), f
+
+
+def test_the_oracle_plays_its_schedule_in_the_live_graph(
+    live_check_bag: Path, tmp_path: Path
+) -> None:
+    """The replay computes the oracle's schedule as the fast mode does and the manager node plays
+    each entry at its time: the same frames and decisions as the fast oracle."""
+    _replay_live(live_check_bag, tmp_path, "--rate", "0.5", "--policy", "oracle")
+    live = read_results(tmp_path / "live_check-oracle-live.results.jsonl")
+    scenario, items = bag_items(live_check_bag)
+    fast = run_inprocess(scenario, ReplayOptions(policy="oracle"), items=items, progress=False)
+    assert live.info.policy == "oracle" and len(fast.commands) >= 3
+    assert _decisions(live) == _decisions(fast)
+    for a, b in zip(fast.commands, live.commands, strict=True):
+        assert b.t_s == pytest.approx(a.t_s, abs=1e-6) and b.reason == a.reason
+    outcome = [(f.stamp_ns, f.subnet_id, f.processor, f.command_seq) for f in fast.frames]
+    assert [(f.stamp_ns, f.subnet_id, f.processor, f.command_seq) for f in live.frames] == outcome
+    schedule = read_schedule(next(tmp_path.glob("*.logs")) / "oracle_schedule.json")
+    assert len(schedule) >= 2 and all(c.reason.startswith("oracle: planned") for c in live.commands)
 
 
 def test_live_graph_does_not_spin(live_check_out: Path) -> None:

@@ -207,6 +207,43 @@ def bag_items(path: str | Path, replay_plan: Any = None) -> tuple[Scenario, Iter
     return scenario, items()
 
 
+def start_board(scenario: Scenario) -> Any:
+    """The simulated board in the scenario's t = 0 state (``sim_platform_node``'s parameters)."""
+    from dynofa_ros.platform.sim import SimulatedXavierNX
+
+    return SimulatedXavierNX(
+        seed=scenario.seed,
+        ambient_c=scenario.ambient.at(0.0) if scenario.ambient else 25.0,
+        state_of_charge=scenario.battery.at(0.0) if scenario.battery else 1.0,
+    )
+
+
+def manager_spec(scenario: Scenario, m: ScenarioModel, family: Family) -> Any:
+    """What the manager knows of a scenario's model (``manager_node``'s per-model parameters)."""
+    from dynofa_ros.manager import ModelSpec
+
+    return ModelSpec(
+        name=m.name,
+        family=family,
+        latency_target_ms=m.latency_target_ms,
+        frame_rate_hz=scenario.camera(m.camera).fps,
+        min_accuracy=m.min_accuracy,
+        priority=m.priority,
+    )
+
+
+def oracle_schedule(scenario: Scenario, opt: ReplayOptions) -> Any:
+    """The oracle's schedule of a replay of ``scenario``, for the live graph's manager (the fast
+    mode computes the same one from its own manager and board)."""
+    from dynofa_ros.evaluation.oracle import compute_schedule
+    from dynofa_ros.manager import ManagerConfig
+
+    specs = [manager_spec(scenario, m, opt.family(m)) for m in scenario.models]
+    config = replace(opt.manager_config or ManagerConfig(), stale_after_s=opt.stale_after_s)
+    t0_s = (scenario.start_ns - replay_clock(scenario)[0]) * 1e-9
+    return compute_schedule(scenario, specs, start_board(scenario), config, offset_s=t0_s)
+
+
 class _Model:
     """One perception model: its session and the node-side counters."""
 
@@ -241,7 +278,6 @@ def run_inprocess(
         LatencyObservation,
         ManagerConfig,
         Mission,
-        ModelSpec,
         RuntimeManager,
         TemperatureReading,
     )
@@ -255,16 +291,11 @@ def run_inprocess(
         command_due,
         most_accurate,
     )
-    from dynofa_ros.platform.sim import SimulatedXavierNX
 
     opt = options or ReplayOptions()
     clock0_ns, clock1_ns = replay_clock(scenario)
     clock0_s = clock0_ns * 1e-9  # the first /clock: the board's time starts, timers fire
-    board = SimulatedXavierNX(
-        seed=scenario.seed,
-        ambient_c=scenario.ambient.at(0.0) if scenario.ambient else 25.0,
-        state_of_charge=scenario.battery.at(0.0) if scenario.battery else 1.0,
-    )
+    board = start_board(scenario)
     recorded = {m.name for m in scenario.models if m.builtin_family and m.name not in opt.families}
     checkpoints = list(
         dict.fromkeys(opt.checkpoint_path(m) for m in scenario.models if m.name not in recorded)
@@ -295,16 +326,7 @@ def run_inprocess(
                 initial=Active(most_accurate(target), opt.processor, 1),
             )
             models[m.name] = _Model(m.name, m.camera, session, m.latency_target_ms)
-            specs.append(
-                ModelSpec(
-                    name=m.name,
-                    family=family,
-                    latency_target_ms=m.latency_target_ms,
-                    frame_rate_hz=scenario.camera(m.camera).fps,
-                    min_accuracy=m.min_accuracy,
-                    priority=m.priority,
-                )
-            )
+            specs.append(manager_spec(scenario, m, family))
         config = opt.manager_config or ManagerConfig()
         config = replace(config, stale_after_s=opt.stale_after_s)
         manager = RuntimeManager(specs, board, opt.policy, config)
@@ -312,7 +334,7 @@ def run_inprocess(
         if opt.policy == "oracle":
             from dynofa_ros.evaluation.oracle import foresee
 
-            t0_s = scenario.start_ns * 1e-9 - clock0_s
+            t0_s = (scenario.start_ns - clock0_ns) * 1e-9
             planned = foresee(manager, scenario, specs, board, offset_s=t0_s)
         builder = RecordBuilder.for_scenario(
             scenario,

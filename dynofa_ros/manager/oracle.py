@@ -121,6 +121,14 @@ class Oracle(Policy):
     def due(self, now_s: float) -> bool:
         return self.schedule is not None and self._index(now_s) != self._played
 
+    def unplayed(self, now_s: float) -> float | None:
+        """The time of the entry in force at ``now_s`` when it has not been played yet (a live
+        manager steps at that time as soon as its clock reaches it), else ``None``."""
+        if self.schedule is None:
+            return None
+        i = self._index(now_s)
+        return self._times[i] if i != self._played and self._times[i] <= now_s else None
+
     def plan(
         self, inputs: InputStore, now_s: float, current: Mapping[str, Choice]
     ) -> dict[str, Choice] | None:

@@ -26,6 +26,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import BatteryState, Temperature
 
 from dynofa_ros.clock import timer_time
@@ -45,8 +46,7 @@ TEMPERATURE_TYPE = "sensor_msgs/msg/Temperature"
 def _policies() -> tuple[str, ...]:
     from dynofa_ros.manager import POLICIES
 
-    # the oracle plays a schedule of the whole run, which only the fast replay computes
-    return tuple(p for p in POLICIES if p != "oracle")
+    return tuple(POLICIES)
 
 
 def node_params() -> tuple[Param, ...]:
@@ -72,6 +72,10 @@ def node_params() -> tuple[Param, ...]:
               "status stops this long is reported in /diagnostics", "s", 0.1, 3600.0),
         Param("max_future_skew_s", 2.0, "reject an input stamped further ahead of this node's "
               "clock (it never moves the manager's clock; 0 = no check)", "s", 0.0, 3600.0),
+        Param("schedule", "", "the oracle's schedule (JSON; `dynofa replay --policy oracle` "
+              "computes it from the scenario); policy 'oracle' needs it", live=False),
+        Param("schedule_origin_s", 0.0, "ROS time of the schedule's t = 0 (the scenario's start "
+              "stamp)", "s", 0.0, 4e9, live=False),
         Param("command_repeat_s", 1.0, "re-send each model's command in force this often (the "
               "perception node's manager_timeout_s watchdog listens for it; 0 = never)", "s",
               0.0, 3600.0),
@@ -91,10 +95,16 @@ def model_params(model: str) -> tuple[Param, ...]:
     )  # fmt: skip
 
 
+def _check_schedule(values: Any) -> str | None:
+    if values["policy"] == "oracle" and not values["schedule"]:
+        return "policy 'oracle' needs the parameter schedule (a schedule file; set at start-up)"
+    return None
+
+
 class ManagerNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("manager", **kwargs)
-        self.params = ParameterTable(self, node_params())
+        self.params = ParameterTable(self, node_params(), _check_schedule)
         models = [m for m in self.params["models"] if m]
         if not models or len(set(models)) != len(models):
             raise ValueError(f"models must be a non-empty list of distinct names, got {models}")
@@ -127,6 +137,10 @@ class ManagerNode(Node):
             self._discover_temperatures()
             self.create_timer(2.0, self._discover_temperatures)
         self._tick = self.create_timer(1.0 / self.params["rate_hz"], self._on_tick)
+        if self.get_parameter("use_sim_time").value:
+            self.create_subscription(Clock, "/clock", self._on_clock, qos.CLOCK)
+        else:
+            self.create_timer(0.01, lambda: self._on_clock(None))
         self._repeat = self._repeat_timer(self.params["command_repeat_s"])
         self.create_timer(1.0, self._publish_diagnostics)
         self.params.on_change(self._on_params)
@@ -175,12 +189,27 @@ class ManagerNode(Node):
         config = replace(
             config, stale_after_s=p["stale_after_s"], max_future_skew_s=p["max_future_skew_s"]
         )
-        return RuntimeManager(specs, self.platform, policy or p["policy"], config)
+        manager = RuntimeManager(specs, self.platform, policy or p["policy"], config)
+        self._foresee(manager, {s.name: s.family for s in specs})
+        return manager
+
+    def _foresee(self, manager: Any, families: dict[str, Any]) -> None:
+        """Hand the oracle its schedule (``schedule``), played as the clock reaches each entry."""
+        if manager.policy.name != "oracle":
+            return
+        from dynofa_ros.evaluation.oracle import LEAD_S, read_schedule
+
+        if not self.params["schedule"]:
+            raise DynofaError("policy 'oracle' needs the parameter schedule (a schedule file)")
+        schedule = read_schedule(self.params["schedule"], families)
+        manager.foresee(schedule, self.params["schedule_origin_s"], LEAD_S)
 
     def _on_params(self, changed: dict[str, Any]) -> None:
         if "policy" in changed:
             with self._lock:
                 self.manager.set_policy(changed["policy"])
+                specs = self.manager.context.specs
+                self._foresee(self.manager, {n: spec.family for n, spec in specs.items()})
                 epoch = self.manager.epoch
             self.get_logger().info(f"policy is now {changed['policy']} (epoch {epoch})")
         if "command_repeat_s" in changed:
@@ -299,6 +328,13 @@ class ManagerNode(Node):
     # -------------------------------------------------------------------------- outputs
     def _on_tick(self) -> None:
         self._decide(timer_time(self._now(), 1.0 / self.params["rate_hz"]))
+
+    def _on_clock(self, _msg: Any) -> None:
+        """The oracle plays an entry at its own time, as soon as the clock reaches it."""
+        play = getattr(self.manager.policy, "unplayed", None)
+        at = play(self._now()) if play is not None else None
+        if at is not None:
+            self._decide(at)
 
     def _decide(self, at: float) -> None:
         """Decide as of ``at``: the triggering input's stamp or the tick's scheduled time, so the

@@ -14,3 +14,5 @@ COMMANDS = QoSProfile(
 )
 OUTPUTS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 CAMERA = qos_profile_sensor_data
+# /clock as rclpy's own time source reads it: only the newest time matters
+CLOCK = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)

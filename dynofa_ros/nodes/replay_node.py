@@ -19,6 +19,7 @@ from typing import Any
 
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock
 
 from dynofa_ros.evaluation import topics as T
@@ -26,6 +27,7 @@ from dynofa_ros.nodes import qos
 from dynofa_ros.nodes.convert import message_class, to_stamp
 
 INPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+BARRIER_TIMEOUT_S = 5.0  # wall seconds a barrier waits for its commands
 CLOCK_PERIOD_S = 0.01  # wall seconds between /clock messages while waiting for the next input
 
 
@@ -50,6 +52,7 @@ class ReplayNode(Node):
             for topic, msgtype in inputs.items()
         }
         self.received: dict[str, int] = {}
+        self._commands: set[tuple[str, int]] = set()  # (topic, header stamp in µs) seen
         self._subs: dict[str, Any] = {}
         for m in models:
             for suffix, msgtype in (
@@ -87,9 +90,14 @@ class ReplayNode(Node):
                 self._subscribe(name, T.TEMPERATURE, INPUT_QOS)
 
     def _on_output(self, topic: str, msgtype: str, data: bytes) -> None:
+        if topic.endswith(T.RECONFIGURE_SUFFIX):
+            msg = deserialize_message(bytes(data), message_class(msgtype))
+            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         with self._lock:
             self.received[topic] = self.received.get(topic, 0) + 1
             self._record(topic, msgtype, self._now_ns, bytes(data))
+            if topic.endswith(T.RECONFIGURE_SUFFIX):
+                self._commands.add((topic, stamp // 1000))  # to the microsecond
 
     # ----------------------------------------------------------------------------- playing
     def subscribers(self, topic: str) -> int:
@@ -109,12 +117,21 @@ class ReplayNode(Node):
         rate: float,
         stop: threading.Event,
         on_message: Callable[[str], None] | None = None,
+        barriers: Sequence[tuple[int, Sequence[str]]] = (),
     ) -> None:
         """Publish ``(topic, stamp_ns, cdr)`` at their times (``rate`` x real time), with
-        ``/clock`` ticking in between."""
+        ``/clock`` ticking in between. At each barrier ``(ns, topics)`` the clock stops at
+        ``ns`` until a command stamped ``ns`` came on each of ``topics`` (at most
+        ``BARRIER_TIMEOUT_S``): a decision planned just before a frame reaches its node first."""
         wall0 = time.monotonic()
         self.set_clock(start_ns)
+        pending = sorted(barriers)
         for topic, ns, data in messages:
+            while pending and pending[0][0] <= ns and not stop.is_set():
+                at, topics = pending.pop(0)
+                self._wait_until(at, start_ns, wall0, rate, stop)
+                self.set_clock(at)
+                self._wait_for_commands(at, topics, stop)
             self._wait_until(ns, start_ns, wall0, rate, stop)
             if stop.is_set():
                 return
@@ -122,6 +139,21 @@ class ReplayNode(Node):
             self._pubs[topic].publish(data)
             if on_message is not None:
                 on_message(topic)
+
+    def _wait_for_commands(self, ns: int, topics: Sequence[str], stop: threading.Event) -> None:
+        want = {(t, ns // 1000) for t in topics}
+        deadline = time.monotonic() + BARRIER_TIMEOUT_S
+        while not stop.is_set() and time.monotonic() < deadline:
+            with self._lock:
+                if want <= self._commands:
+                    return
+            stop.wait(0.001)
+        missing = sorted(t for t, _ in want - self._commands)
+        if missing:
+            self.get_logger().warning(
+                f"no command stamped {ns * 1e-9:.6f} on {', '.join(missing)} after "
+                f"{BARRIER_TIMEOUT_S:g} s: playing on"
+            )
 
     def run_clock(self, until_ns: int, start_ns: int, rate: float, stop: threading.Event) -> None:
         """Let the clock run (no inputs) until ``until_ns``, e.g. to drain the last frames."""

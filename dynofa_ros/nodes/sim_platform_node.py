@@ -77,7 +77,12 @@ class SimPlatformNode(Node):
         self.frames = 0
         self.rejected = 0
         self._battery_pub = self.create_publisher(BatteryState, "battery", QOS)
-        self._temp_pubs: dict[str, Any] = {}
+        # one publisher per zone from the start: a publisher created at its first message
+        # loses that message (no subscriber matched yet)
+        self._temp_pubs = {
+            zone: self.create_publisher(Temperature, f"temperature/{topic_token(zone)}", QOS)
+            for zone in self.board.telemetry().temperatures_c
+        }
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QOS)
         self.create_subscription(BatteryState, "scenario/battery", self._on_battery, QOS)
         self.create_subscription(Temperature, "scenario/ambient_temperature", self._on_ambient, QOS)
@@ -193,11 +198,7 @@ class SimPlatformNode(Node):
                 battery_message(tele.battery, stamp, self.params["battery_frame_id"])
             )
         for zone, celsius in tele.temperatures_c.items():
-            pub = self._temp_pubs.get(zone)
-            if pub is None:
-                pub = self.create_publisher(Temperature, f"temperature/{topic_token(zone)}", QOS)
-                self._temp_pubs[zone] = pub
-            pub.publish(temperature_message(celsius, stamp, zone))
+            self._temp_pubs[zone].publish(temperature_message(celsius, stamp, zone))
         status = DiagnosticStatus(
             level=DiagnosticStatus.WARN if tele.throttled else DiagnosticStatus.OK,
             name=f"{self.get_name()}: simulated Xavier NX",

@@ -499,6 +499,7 @@ class SimulatedXavierNX(Platform):
         # events stamped ahead of the inputs so far (:meth:`at`): (time, arrival order, action)
         self._pending: list[tuple[float, int, Event]] = []
         self._input_s = 0.0  # the latest stamp the board was asked to move to
+        self._before: SimulatedXavierNX | None = None  # the state before that input
         self._arrivals = 0
 
     # ================================================================ Platform interface
@@ -660,8 +661,19 @@ class SimulatedXavierNX(Platform):
     def advance_to(self, t_s: float) -> None:
         """Move the clock to ``t_s`` (never backwards), applying the events due on the way. An
         input stamped ``t_s`` (a frame) has arrived: events stamped later wait for theirs."""
-        self._input_s = max(self._input_s, t_s)
-        while self._pending and self._pending[0][0] <= t_s:
+        if t_s > self._input_s:
+            # the state before this input, for a reading stamped between the two (its timer
+            # may fire after the input arrived: see telemetry_at)
+            self._before = self._fork()
+            self._input_s = t_s
+        self._run_to(t_s, inclusive=True)
+
+    def _run_to(self, t_s: float, *, inclusive: bool) -> None:
+        """Integrate to ``t_s``, applying the pending events stamped before it (and at it when
+        ``inclusive``: an input stamped ``t_s`` sees the events of its own time)."""
+        while self._pending and (
+            self._pending[0][0] < t_s or (inclusive and self._pending[0][0] == t_s)
+        ):
             at_s, _, action = heapq.heappop(self._pending)
             if at_s > self.now_s:
                 self._integrate(at_s - self.now_s, _Activity())
@@ -690,10 +702,13 @@ class SimulatedXavierNX(Platform):
         that frame is being classified), so the clock only moves to ``t_s - REORDER_WINDOW_S``
         and the rest is looked ahead on a copy."""
         self.advance_to(t_s - REORDER_WINDOW_S)
-        if t_s <= self.now_s:
-            return self.telemetry()
-        twin = self._fork()
-        twin.advance_to(t_s)
+        board = self
+        if t_s <= self._input_s and self._before is not None:
+            board = self._before  # an input stamped at or after t_s was handled first
+        if t_s <= board.now_s and not (board._pending and board._pending[0][0] < t_s):
+            return board.telemetry()
+        twin = board._fork()
+        twin._run_to(t_s, inclusive=False)  # a timer reads before the messages of its time
         return twin.telemetry()
 
     def _fork(self) -> SimulatedXavierNX:
@@ -706,6 +721,7 @@ class SimulatedXavierNX(Platform):
         twin._gov_acc = list(self._gov_acc)
         twin._last_power = dict(self._last_power)
         twin._pending = list(self._pending)
+        twin._before = None
         return twin
 
     def run_frame(
