@@ -133,6 +133,23 @@ def test_throttled_from_a_temperature_limit_when_no_series() -> None:
     assert [(s.t_s, s.value) for s in run.series("throttled")] == [(0.0, 0.0), (1.0, 1.0)]
 
 
+def test_frames_are_judged_by_the_scenarios_deadline_not_the_nodes() -> None:
+    """A mission change with a latency target holds for every policy: a baseline whose node
+    never heard of it (its status still says 60 ms) misses the 35 ms deadline all the same."""
+    from dynofa_ros.evaluation.records import priority_event
+
+    b = RecordBuilder(RunInfo.for_scenario(TINY, "static"))
+    b.events.append(priority_event(1.0, 3, 35.0, "obstacle"))
+    b.events.append(priority_event(2.0, 1, 0.0, "clear"))
+    for k, t in enumerate((0.5, 1.0, 1.5, 2.5), start=1):
+        b.classification(MODEL, T0 + round(t * S), frame_seq=k, subnet_id="a", class_ids=[1],
+                         latency_ms=40.0)  # fmt: skip
+        b.status(MODEL, k, latency_ms=40.0, latency_target_ms=60.0)
+    run = b.build()
+    assert [f.target_ms for f in run.frames] == [60.0, 35.0, 35.0, 60.0]
+    assert [f.deadline_missed for f in run.frames] == [False, True, True, False]
+
+
 def test_results_file_round_trip(tmp_path: Path) -> None:
     b = RecordBuilder.for_scenario(TINY, "manager", policy="manager", mode="fast",
                                    extra={"settings": {"family": "gpu"}})  # fmt: skip

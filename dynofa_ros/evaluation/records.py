@@ -78,7 +78,7 @@ import math
 import os
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from functools import cache
 from pathlib import Path
@@ -270,7 +270,10 @@ class RunInfo:
         extra: Mapping[str, Any] | None = None,
     ) -> RunInfo:
         """The run of a :class:`~.scenario.Scenario`: its name, ``t0_ns`` (start stamp),
-        duration, and each model's latency target and camera."""
+        duration, and each model's latency target (the initial mission's, when it sets one)
+        and camera."""
+        mission = getattr(scenario, "mission", None)
+        start_target = float(mission[0].latency_target_ms) if mission else 0.0
         return cls(
             name=name,
             policy=policy,
@@ -280,7 +283,8 @@ class RunInfo:
             t0_ns=scenario.start_ns,
             duration_s=float(scenario.duration_s),
             models={
-                m.name: ModelInfo(float(m.latency_target_ms), m.camera) for m in scenario.models
+                m.name: ModelInfo(float(start_target or m.latency_target_ms), m.camera)
+                for m in scenario.models
             },
             throttle_temperature_c=throttle_temperature_c,
             extra=dict(extra or {}),
@@ -588,10 +592,32 @@ class RecordBuilder:
                 best = (t_s, mode)
         return None if best is None else best[1]
 
+    def _deadlines(self) -> Callable[[str, float], float | None]:
+        """The deadline a frame is judged by: the scenario's, whatever the policy told the node
+        (a baseline that ignores a mission's new target still misses it). The model's own
+        target, or the latest mission change's ``latency_target_ms`` when > 0 (every model's);
+        ``None`` for a model the scenario does not know (then the node's own target counts)."""
+        changes = sorted(
+            (e.t_s, float(e.data.get("latency_target_ms") or 0.0))
+            for e in self.events
+            if e.kind == "priority"
+        )
+        times = [t for t, _ in changes]
+
+        def deadline(model: str, t_s: float) -> float | None:
+            info = self.info.models.get(model)
+            if info is None:
+                return None
+            i = bisect.bisect_right(times, t_s + 1e-9) - 1
+            return changes[i][1] if i >= 0 and changes[i][1] > 0 else info.latency_target_ms
+
+        return deadline
+
     def build(self, battery_thresholds: Iterable[float] | None = None) -> RunResults:
         """Join everything into a :class:`RunResults` (``battery_thresholds`` overrides the
         builder's; ``()`` adds no threshold event)."""
         frames: list[FrameRecord] = []
+        deadline = self._deadlines()
         has_throttle = bool(self._throttled.t)
         limit = self.info.throttle_temperature_c
         for (model, seq), c in sorted(self._cls.items(), key=lambda kv: (kv[1].stamp_ns, kv[0])):
@@ -599,10 +625,7 @@ class RecordBuilder:
             camera = self._camera(model)
             label = self._gt.get((camera, c.stamp_ns)) if camera is not None else None
             latency = _num(st.get("latency_ms")) or c.latency_ms
-            target = _num(st.get("latency_target_ms")) or None
-            if target is None:
-                info = self.info.models.get(model)
-                target = info.latency_target_ms if info is not None else None
+            target = deadline(model, self.t(c.stamp_ns)) or _num(st.get("latency_target_ms"))
             temps = [s.at(c.stamp_ns) for s in self._temps.values()]
             temps_known = [x for x in temps if x is not None]
             max_temp = max(temps_known) if temps_known else None
