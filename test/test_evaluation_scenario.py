@@ -49,7 +49,7 @@ def test_normalised_yaml_round_trips() -> None:
 @pytest.mark.parametrize(
     ("text", "field", "value", "allowed"),
     [
-        ("camera: {fps: 500}", "camera.fps", "500", "0.1 <= fps <= 120.0"),
+        ("camera: {fps: 5000}", "camera.fps", "5000", "0.1 <= fps <= 1000.0"),
         ("camera: {encoding: yuv422}", "camera.encoding", "'yuv422'", "rgb8, bgr8, mono8"),
         ("camera: {width: 8}", "camera.width", "8", "16 <= width <= 4096"),
         ("mission: [{t: 1, level: URGENT}]", "mission[0].level", "'URGENT'", "CRITICAL"),

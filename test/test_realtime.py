@@ -27,6 +27,7 @@ import yaml
 
 from dynofa_ros.evaluation import realtime as rt
 from dynofa_ros.evaluation.realtime_scenario import (
+    REALTIME_KEYS,
     CoRunnerStep,
     bundled,
     from_dict,
@@ -47,26 +48,44 @@ FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 SMALL, LARGE = "03d1ec9e72", "04bb43359a"  # fastest and most accurate of the shipped CPU family
 
 
+def busy(processes: int) -> float:
+    """The co-runner share that makes ``processes`` busy processes on this machine."""
+    return processes / (2 * (os.cpu_count() or 1))
+
+
+def corunners(*steps: tuple[float, int]) -> list[dict[str, Any]]:
+    return [{"t": t, "name": "busy", "processor": "cpu", "share": busy(n)} for t, n in steps]
+
+
 def tiny(**over: Any) -> dict[str, Any]:
-    """A one-second scenario on two members of the shipped family (a test-sized engine)."""
+    """A one-second scenario on two members of the shipped family (a test-sized engine); keys
+    of the realtime section go there."""
     d: dict[str, Any] = {
         "name": "tiny_real",
         "duration_s": 1.0,
-        "model": {"members": [SMALL, LARGE], "threads": [1, 2], "latency_target_ms": 50.0},
         "camera": {
-            "source": "fashion_mnist" if FASHION_MNIST.is_dir() else "random",
+            "source": "fashion_mnist",
             "fps": 100,
             "width": 64,
             "height": 64,
-            "frames": 8,
         },
-        "warmup_s": 0.1,
-        "telemetry_hz": 5,
-        "manager": {"levels": {"NORMAL": {"energy_weight": 0}}},
-        "corunners": [{"t": 0.3, "processes": 1}, {"t": 0.6, "processes": 0}],
+        "models": [{"name": "classifier", "latency_target_ms": 50.0}],
+        "corunners": corunners((0.3, 1), (0.6, 0)),
+        "realtime": {
+            "members": [SMALL, LARGE],
+            "threads": [1, 2],
+            "frames": 8,
+            "warmup_s": 0.1,
+            "telemetry_hz": 5,
+            "manager": {"levels": {"NORMAL": {"energy_weight": 0}}},
+            "random_frames": not FASHION_MNIST.is_dir(),
+        },
     }
     for key, value in over.items():
-        d[key] = value
+        if key in REALTIME_KEYS:
+            d["realtime"][key] = value
+        else:
+            d[key] = value
     return d
 
 
@@ -123,37 +142,41 @@ def test_bundled_scenario_validates_and_uses_the_engines_records() -> None:
 BAD = [
     ("duration_s", -1, "'duration_s' = -1"),
     ("seed", "x", "'seed' = 'x'"),
-    ("warmup_s", 100, "'warmup_s' = 100"),
-    ("goal", 0, "'goal' = 0"),
-    ("policies", ["dynofa", "best"], "'policies[1]' = 'best'"),
+    ("realtime.warmup_s", 100, "'realtime.warmup_s' = 100"),
+    ("realtime.goal", 0, "'realtime.goal' = 0"),
+    ("realtime.policies", ["dynofa", "best"], "'realtime.policies[1]' = 'best'"),
+    ("realtime.policies", ["oracle"], "'realtime.policies[0]' = 'oracle'"),
+    ("realtime.colour", 1, "unknown field 'realtime.colour'"),
     ("colour", 1, "unknown field 'colour'"),
     ("camera.fps", 0, "'camera.fps' = 0"),
     ("camera.encoding", "yuv", "'camera.encoding' = 'yuv'"),
     ("camera.item_scale", [0.9, 0.5], "'camera.item_scale'"),
-    ("model.latency_target_ms", -2, "'model.latency_target_ms' = -2"),
-    ("model.backend", "tensorrt", "'model.backend' = 'tensorrt'"),
-    ("model.members", ["nope"], "'model.members[0]' = 'nope'"),
-    ("model.threads", [1, 3], "no cpu onnxruntime latency record at 3 thread(s)"),
-    ("model.family", "missing.family.json", "'model.family' = 'missing.family.json'"),
-    ("corunners", [{"t": 0.5, "processes": -1}], "'corunners[0].processes' = -1"),
-    ("corunners", [{"t": 0.5, "processes": 1, "kind": "gpu"}], "'corunners[0].kind' = 'gpu'"),
-    ("corunners", [{"t": 5, "processes": 1}], "'corunners[0].t' = 5"),
-    (
-        "corunners",
-        [{"t": 0.6, "processes": 1}, {"t": 0.2, "processes": 0}],
-        "'corunners[1].t' = 0.2",
-    ),
-    ("manager", {"window": 0}, "manager.window = 0"),
-]
+    ("camera.compressed", True, "'camera.source' = 'fashion_mnist'"),
+    ("models.0.latency_target_ms", -2, "'models[0].latency_target_ms' = -2"),
+    ("realtime.backend", "tensorrt", "'realtime.backend' = 'tensorrt'"),
+    ("realtime.members", ["nope"], "'realtime.members[0]' = 'nope'"),
+    ("realtime.threads", [1, 3], "no cpu onnxruntime latency record at 3 thread(s)"),
+    ("realtime.corunner_kind", "gpu", "'realtime.corunner_kind' = 'gpu'"),
+    ("models.0.family", "missing.family.json", "'models[0].family' = 'missing.family.json'"),
+    ("corunners", [{"t": 0.5, "name": "b", "processor": "cpu", "share": -1}],
+     "'corunners[0].share' = -1"),
+    ("corunners", [{"t": 0.5, "name": "b", "processor": "cuda", "share": 0.5}],
+     "'corunners[0].processor' = 'cuda'"),
+    ("corunners", [{"t": 5, "name": "b", "processor": "cpu", "share": 0.5}],
+     "'corunners[0].t' = 5"),
+    ("corunners", corunners((0.6, 1), (0.2, 0)), "'corunners[1].t' = 0.2"),
+    ("realtime.manager", {"window": 0}, "manager.window = 0"),
+    ("model", {"name": "classifier"}, "old real-machine format"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("field", "value", "message"), BAD, ids=[b[0] for b in BAD])
 def test_bad_fields_fail_naming_field_and_value(field: str, value: Any, message: str) -> None:
     d = copy.deepcopy(tiny())
     *path, key = field.split(".")
-    node = d
+    node: Any = d
     for p in path:
-        node = node[p]
+        node = node[int(p)] if p.isdigit() else node[p]
     node[key] = value
     with pytest.raises(ScenarioError) as err:
         from_dict(d, source="bad.yaml")
@@ -164,8 +187,8 @@ def test_bad_fields_fail_naming_field_and_value(field: str, value: Any, message:
 
 def test_a_missing_required_field_is_named() -> None:
     d = tiny()
-    del d["model"]["latency_target_ms"]
-    with pytest.raises(ScenarioError, match=r"'model\.latency_target_ms' is required"):
+    del d["realtime"]
+    with pytest.raises(ScenarioError, match=r"no 'realtime' section"):
         from_dict(d)
 
 
@@ -348,7 +371,7 @@ def test_short_run_writes_results_that_report_renders(
 
 def test_cli_interrupted_writes_no_result_and_leaves_no_process(tmp_path: Path) -> None:
     scenario = tmp_path / "long.yaml"
-    scenario.write_text(yaml.safe_dump(tiny(duration_s=60, corunners=[{"t": 0, "processes": 2}])))
+    scenario.write_text(yaml.safe_dump(tiny(duration_s=60, corunners=corunners((0, 2)))))
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "dynofa_ros.cli", "realtime", str(scenario), "-o", str(out),
@@ -383,8 +406,8 @@ def test_summary_leaves_out_transients_and_counts_dropped_frames_as_misses() -> 
         tiny(
             duration_s=2.0,
             transient_frames=10,
-            corunners=[{"t": 1.0, "processes": 2}],
-            camera={"fps": 100, "source": "random"},
+            corunners=corunners((1.0, 2)),
+            random_frames=True,
         )
     )
     target = sc.model.latency_target_ms

@@ -256,7 +256,7 @@ def test_network_runners_refuse_a_scenario_without_network(tmp_path: Path, capsy
         "replay" not in listed["published_one_model"]
         and "simulate" in listed["published_one_model"]
     )
-    assert "realtime" in listed["real/cpu_corunner"]
+    assert "realtime" in listed["cpu_corunner"]
 
 
 def test_bench_manager_prints_figures(capsys) -> None:

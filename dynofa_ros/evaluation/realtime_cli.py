@@ -5,11 +5,12 @@
     dynofa realtime SCENARIO [--policy P|all] [-o OUT] [--report] [--probe [SECONDS]] [--quiet]
 
 SCENARIO: a YAML path or the name of a bundled real-machine scenario
-(``config/scenarios/real``, e.g. ``cpu_corunner``). ``--policy all`` (the default) runs the
-scenario's ``policies``; ``--policy P`` one manager policy. Each run takes the scenario's
-duration in wall time (plus its warm-up) and writes ``OUT/<policy>.results.jsonl`` as soon as it
-ends (atomically: an interrupted run leaves nothing), then ``OUT/summary.json``; the figures are
-printed, and ``dynofa report OUT -o OUT/report`` draws them (``--report`` does it here).
+(a scenario with a ``realtime`` section, e.g. ``cpu_corunner``). ``--policy all`` (the
+default) runs the scenario's ``policies``; ``--policy P`` one manager policy. Each run takes
+the scenario's duration in wall time (plus its warm-up) and writes
+``OUT/<policy>.results.jsonl`` as soon as it ends (atomically: an interrupted run leaves
+nothing), then ``OUT/summary.json``; the figures are printed, and ``dynofa report OUT -o
+OUT/report`` draws them (``--report`` does it here).
 ``--probe`` first measures every (member, threads) under each co-runner load of the scenario
 (SECONDS each, default 1) and prints the table. Default OUT: ``results/realtime/<scenario>``.
 """

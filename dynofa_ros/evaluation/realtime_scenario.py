@@ -1,61 +1,37 @@
-"""Real-machine scenarios (``config/scenarios/real/*.yaml``) for ``dynofa realtime``.
+"""Real-machine runs of a scenario (``dynofa realtime``): its ``realtime`` section.
 
-A real-machine scenario runs frames through the real engine on this machine, with a real
-co-running CPU load (busy child processes) started and stopped at given times, under one or
-more manager policies. Unlike the bag scenarios (:mod:`.scenario`) nothing is simulated: the
-latency of a frame is what this machine's clock measured.
+A scenario (:mod:`.scenario`, the one format of every runner) with a ``realtime`` section runs
+on this machine: frames through the real engine, its CPU co-runners as real busy processes
+started and stopped at their times, under one or more manager policies. Nothing is simulated:
+a frame's latency is what this machine's clock measured. It needs exactly one model on one
+camera (``source: fashion_mnist``) and co-runners
+on processor ``cpu`` (:func:`corunner_steps` turns a share into processes). The section::
 
-Format (every key optional unless marked; times ``t`` in seconds from the start)::
-
-    name: cpu_corunner                    # required; letters, digits, '_', '-', '.'
-    description: free text
-    duration_s: 30                        # required; (0, 3600]
-    seed: 0                               # int >= 0: which frames the camera composes
-    model:
-      name: classifier                    # a letter, then letters, digits, '_'
-      checkpoint: fmnist_mbv3_small.safetensors   # relative to this file, then models/
-      family: fmnist_mbv3_small.cpu.family.json    # relative to this file, then models/
-      members: null                       # a subset of the family's ids (default: all)
+    realtime:
       backend: onnxruntime                # onnxruntime | torch-static | torch-dynamic
       threads: [1, 2]                     # intra-op thread counts prepared (each recorded)
-      latency_target_ms: 1.5              # required; (0, 60000]
-      min_accuracy: 0.0                   # [0, 1]
-    camera:
-      source: fashion_mnist               # fashion_mnist (labelled) | random (noise, no labels)
-      path: null                          # Fashion-MNIST IDX directory (default: the system's)
-      fps: 500                            # (0, 5000]: frames are due every 1 / fps seconds
-      width: 192                          # [16, 4096]
-      height: 192                         # [16, 4096]
-      encoding: rgb8                      # rgb8 | bgr8 | mono8
+      members: null                       # a subset of the family's ids (default: all)
       frames: 256                         # [1, 10000] distinct frames composed before the run
-      item_scale: [0.8, 0.95]             # as in bag scenarios
-      background: noise                   # noise | texture | flat
-      background_level: 6                 # [0, 255]
-      noise_amplitude: 6                  # [0, 255]
-    policies: [dynofa, static-performance]  # what `--policy all` runs (manager policy names)
-    manager: {}                           # ManagerConfig fields (manager/config.py)
-    warmup_s: 1.0                         # [0, 60]: frames before t = 0, not recorded
-    telemetry_hz: 2                       # [0, 100]: Linux back-end readings to the manager
-    transient_frames: 10                  # [0, 100000]: frames after each load change left
+      policies: [dynofa, static-performance]  # what `--policy all` runs
+      manager: {}                         # ManagerConfig fields (manager/config.py)
+      warmup_s: 1.0                       # [0, 60]: frames before t = 0, not recorded
+      telemetry_hz: 2                     # [0, 100]: Linux back-end readings to the manager
+      transient_frames: 10                # [0, 100000]: frames after each load change left
                                           # out of the "after the transient" figure
-    goal: 0.99                            # (0, 1]: share of frames within target after it
-    corunners:                            # the co-running load from t on (time order)
-      - {t: 10, processes: 1, kind: spin} # processes [0, 64]; kind spin | matmul
-      - {t: 20, processes: 0}
+      goal: 0.99                          # (0, 1]: share of frames within target after it
+      corunner_kind: spin                 # spin (a Python busy loop) | matmul (numpy, memory)
+      random_frames: false                # true: noise frames, no labels (no dataset needed)
 
-A co-runner entry says how many busy processes run from ``t`` on (0 stops them); ``spin`` is a
-pure Python busy loop (one core each, no memory traffic), ``matmul`` a single-threaded numpy
-256 x 256 matrix product loop (one core each, cache and memory traffic too).
-
-Every error is a :class:`~.scenario.ScenarioError` naming the file, the field, the value and
-what is allowed.
+The model's ``checkpoint`` / ``family`` resolve against the scenario's folder, then models/
+(defaults: the embedded CPU family). The old real-machine format (``model:`` at the top level,
+``config/scenarios/real``) is refused with how to migrate. Every error is a
+:class:`~.scenario.ScenarioError` naming the file, the field, the value and what is allowed.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -64,8 +40,6 @@ import yaml
 
 from dynofa_ros.evaluation import scenario as scenario_files
 from dynofa_ros.evaluation.scenario import (
-    BACKGROUNDS,
-    ENCODINGS,
     CameraSpec,
     FieldValidator,
     ScenarioError,
@@ -80,8 +54,6 @@ CAMERA_SOURCES = ("fashion_mnist", "random")
 CORUNNER_KINDS = ("spin", "matmul")
 MAX_PROCESSES = 64
 MAX_THREADS = 64
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_SCENARIO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 @dataclass(frozen=True)
@@ -186,8 +158,16 @@ class RealScenario:
 
 
 # ------------------------------------------------------------------------------- loading
+REALTIME_KEYS = {
+    "backend", "threads", "members", "frames", "policies", "manager", "warmup_s",
+    "telemetry_hz", "transient_frames", "goal", "corunner_kind", "random_frames",
+}  # fmt: skip
+# The real-machine format before the scenario format took it over (config/scenarios/real).
+_OLD_KEYS = {"model", "policies", "warmup_s", "telemetry_hz", "transient_frames", "goal"}
+
+
 def load(path: str | os.PathLike[str]) -> RealScenario:
-    """Read and validate a real-machine scenario YAML file."""
+    """Read and validate a scenario YAML file with a ``realtime`` section."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -201,106 +181,103 @@ def load(path: str | os.PathLike[str]) -> RealScenario:
 
 
 def from_dict(data: Any, source: str = "<scenario>", base_dir: Path | None = None) -> RealScenario:
-    """Validate plain data (a parsed YAML document); files resolve against ``base_dir``."""
+    """Validate plain data (a parsed scenario document); files resolve against ``base_dir``."""
+    if isinstance(data, Mapping) and (old := sorted(_OLD_KEYS & set(data))):
+        raise ScenarioError(
+            f"scenario {source}: field(s) {', '.join(old)} belong to the old real-machine format; "
+            "write it as a scenario (models: [...], corunners with processor cpu and share) with "
+            "a realtime: section for backend, threads, members, frames, policies, manager, "
+            "warmup_s, telemetry_hz, transient_frames, goal "
+            "(see config/scenarios/cpu_corunner.yaml)"
+        )
+    return from_scenario(scenario_files.from_dict(data, source), source, base_dir)
+
+
+def from_scenario(
+    sc: scenario_files.Scenario, source: str = "<scenario>", base_dir: Path | None = None
+) -> RealScenario:
+    """The real-machine run of a scenario: its one model and camera on this machine's engine,
+    its CPU co-runners as busy processes (:func:`corunner_steps`), its ``realtime`` section."""
     v = FieldValidator(source)
-    if not isinstance(data, Mapping):
-        v.fail("(top level)", data, "a mapping")
-    v.keys(
-        data,
-        "",
-        {
-            "name",
-            "description",
-            "duration_s",
-            "seed",
-            "model",
-            "camera",
-            "policies",
-            "manager",
-            "warmup_s",
-            "telemetry_hz",
-            "transient_frames",
-            "goal",
-            "corunners",
-        },
-    )
-    name = v.string(
-        data,
-        "name",
-        required=True,
-        pattern=_SCENARIO_NAME,
-        allowed="letters, digits, '_', '-', '.'",
-    )
-    duration = v.number(data, "duration_s", required=True, lo=0.0, hi=3600.0, lo_open=True)
-    camera = _camera(v, data.get("camera", {}))
-    model = _model(v, data.get("model"), base_dir)
-    policies = v.sequence(data, "policies", default=["dynofa", "static-performance"], min_len=1)
+    rt = sc.realtime
+    if not rt:
+        raise ScenarioError(
+            f"scenario {source}: no 'realtime' section: not a real-machine scenario (runners: "
+            f"{', '.join(scenario_files.runners(sc))})"
+        )
+    v.keys(rt, "realtime", REALTIME_KEYS)
+    if len(sc.models) != 1 or len(sc.cameras) != 1:
+        v.fail("models", [m.name for m in sc.models], "exactly one model on one camera")
+    policies = v.sequence(rt, "policies", "realtime", default=list(RealScenario.policies),
+                          min_len=1)  # fmt: skip
     for i, pol in enumerate(policies):
-        if pol not in POLICIES:
-            v.fail(f"policies[{i}]", pol, "one of " + ", ".join(POLICIES))
+        if pol not in POLICIES or pol == "oracle":
+            allowed = ", ".join(p for p in POLICIES if p != "oracle")
+            v.fail(f"realtime.policies[{i}]", pol, "one of " + allowed)
     if len(set(policies)) != len(policies):
-        v.fail("policies", policies, "each policy once")
+        v.fail("realtime.policies", policies, "each policy once")
     try:
-        manager = config_from_dict(data.get("manager"), "manager")
+        manager = config_from_dict(rt.get("manager"), "realtime.manager")
     except ManagerConfigError as exc:
         raise ScenarioError(f"scenario {source}: {exc}") from None
-    steps = v.sequence(data, "corunners", default=[])
-    corunners = tuple(
-        _corunner(v, item, f"corunners[{i}]", duration) for i, item in enumerate(steps)
-    )
-    for i in range(1, len(corunners)):
-        if corunners[i].t < corunners[i - 1].t:
-            v.fail(
-                f"corunners[{i}].t",
-                corunners[i].t,
-                f"a time >= the previous entry's ({corunners[i - 1].t}); entries in time order",
-            )
+    kind = v.choice(rt, "corunner_kind", "realtime", CORUNNER_KINDS, "spin")
     return RealScenario(
-        name=name,
-        description=v.string(data, "description", default="") or "",
-        duration_s=duration,
-        seed=v.integer(data, "seed", default=0, lo=0, hi=2**32 - 1),
-        model=model,
-        camera=camera,
+        name=sc.name,
+        description=sc.description,
+        duration_s=sc.duration_s,
+        seed=sc.seed,
+        model=_model(v, sc.models[0], rt, base_dir),
+        camera=_camera(v, sc.cameras[0], rt),
         policies=tuple(policies),
         manager=manager,
-        warmup_s=v.number(data, "warmup_s", default=1.0, lo=0.0, hi=60.0),
-        telemetry_hz=v.number(data, "telemetry_hz", default=2.0, lo=0.0, hi=100.0),
-        transient_frames=v.integer(data, "transient_frames", default=10, lo=0, hi=100_000),
-        goal=v.number(data, "goal", default=0.99, lo=0.0, hi=1.0, lo_open=True),
-        corunners=corunners,
+        warmup_s=v.number(rt, "warmup_s", "realtime", default=1.0, lo=0.0, hi=60.0),
+        telemetry_hz=v.number(rt, "telemetry_hz", "realtime", default=2.0, lo=0.0, hi=100.0),
+        transient_frames=v.integer(
+            rt, "transient_frames", "realtime", default=10, lo=0, hi=100_000
+        ),
+        goal=v.number(rt, "goal", "realtime", default=0.99, lo=0.0, hi=1.0, lo_open=True),
+        corunners=corunner_steps(v, sc.corunners, kind),
     )
 
 
-def _camera(v: FieldValidator, data: Any) -> RealCamera:
-    if not isinstance(data, Mapping):
-        v.fail("camera", data, "a mapping")
-    v.keys(data, "camera", set(RealCamera.__dataclass_fields__))
-    d = RealCamera()
-    scale = data.get("item_scale", list(d.item_scale))
-    if (
-        not isinstance(scale, list | tuple)
-        or len(scale) != 2
-        or not all(isinstance(s, int | float) and not isinstance(s, bool) for s in scale)
-        or not 0 < scale[0] <= scale[1] <= 1
-    ):
-        v.fail("camera.item_scale", scale, "[min, max] with 0 < min <= max <= 1")
+def corunner_steps(
+    v: FieldValidator, events: Sequence[scenario_files.CoRunnerEvent], kind: str
+) -> tuple[CoRunnerStep, ...]:
+    """The scenario's CPU co-runners as busy processes on this machine. A co-runner's share is
+    what the simulated board means by it (the fraction of every core's time it takes from us):
+    one busy process per core at equal priority takes about half, so ``share`` is
+    ``round(2 * share * cores)`` processes; co-runners running together add up."""
+    cores = os.cpu_count() or 1
+    shares: dict[str, float] = {}
+    steps: list[CoRunnerStep] = []
+    for i, ev in enumerate(events):
+        if ev.processor != "cpu":
+            v.fail(f"corunners[{i}].processor", ev.processor, "cpu (a real co-runner here)")
+        shares[ev.name] = ev.share
+        n = min(MAX_PROCESSES, sum(round(2 * s * cores) for s in shares.values()))
+        if steps and steps[-1].t == ev.t:
+            steps[-1] = CoRunnerStep(ev.t, n, kind)
+        else:
+            steps.append(CoRunnerStep(ev.t, n, kind))
+    return tuple(steps)
+
+
+def _camera(v: FieldValidator, cam: CameraSpec, rt: Mapping[str, Any]) -> RealCamera:
+    if cam.source != "fashion_mnist" or cam.compressed:
+        v.fail("camera.source", cam.source, "fashion_mnist, not compressed")
+    random = v.boolean(rt, "random_frames", "realtime", default=False)
     return RealCamera(
-        source=v.choice(data, "source", "camera", CAMERA_SOURCES, d.source),
-        path=v.string(data, "path", "camera", default=None),
-        fps=v.number(data, "fps", "camera", default=d.fps, lo=0.0, hi=5000.0, lo_open=True),
-        width=v.integer(data, "width", "camera", default=d.width, lo=16, hi=4096),
-        height=v.integer(data, "height", "camera", default=d.height, lo=16, hi=4096),
-        encoding=v.choice(data, "encoding", "camera", ENCODINGS, d.encoding),
-        frames=v.integer(data, "frames", "camera", default=d.frames, lo=1, hi=10_000),
-        item_scale=(float(scale[0]), float(scale[1])),
-        background=v.choice(data, "background", "camera", BACKGROUNDS, d.background),
-        background_level=v.integer(
-            data, "background_level", "camera", default=d.background_level, lo=0, hi=255
-        ),
-        noise_amplitude=v.integer(
-            data, "noise_amplitude", "camera", default=d.noise_amplitude, lo=0, hi=255
-        ),
+        source="random" if random else "fashion_mnist",
+        path=cam.path,
+        fps=cam.fps,
+        width=cam.width,
+        height=cam.height,
+        encoding=cam.encoding,
+        frames=v.integer(rt, "frames", "realtime", default=RealCamera.frames, lo=1, hi=10_000),
+        item_scale=cam.item_scale,
+        background=cam.background,
+        background_level=cam.background_level,
+        noise_amplitude=cam.noise_amplitude,
     )
 
 
@@ -320,78 +297,48 @@ def _find(v: FieldValidator, where: str, value: str, base_dir: Path | None) -> P
     v.fail(where, value, "an existing file (absolute, relative to the scenario, or in models/)")
 
 
-def _model(v: FieldValidator, data: Any, base_dir: Path | None) -> RealModel:
-    if data is None:
-        raise ScenarioError(f"scenario {v.source}: field 'model' is required")
-    if not isinstance(data, Mapping):
-        v.fail("model", data, "a mapping")
-    v.keys(
-        data,
-        "model",
-        {
-            "name",
-            "checkpoint",
-            "family",
-            "members",
-            "backend",
-            "threads",
-            "latency_target_ms",
-            "min_accuracy",
-        },
-    )
-    name = v.string(
-        data,
-        "name",
-        "model",
-        default="classifier",
-        pattern=_NAME,
-        allowed="a letter, then letters, digits, '_'",
-    )
+def _model(
+    v: FieldValidator, m: scenario_files.ModelSpec, rt: Mapping[str, Any], base_dir: Path | None
+) -> RealModel:
+    if m.builtin_family is not None:
+        v.fail("models[0].family", m.family, "a family file (this machine runs the network)")
     checkpoint = _find(
-        v,
-        "model.checkpoint",
-        v.string(data, "checkpoint", "model", default="fmnist_mbv3_small.safetensors"),
-        base_dir,
+        v, "models[0].checkpoint", m.checkpoint or "fmnist_mbv3_small.safetensors", base_dir
     )
     family_path = _find(
-        v,
-        "model.family",
-        v.string(data, "family", "model", default="fmnist_mbv3_small.cpu.family.json"),
-        base_dir,
+        v, "models[0].family", m.family or "fmnist_mbv3_small.cpu.family.json", base_dir
     )
     try:
         family = load_family(family_path)
     except FamilyError as exc:
-        raise ScenarioError(f"scenario {v.source}: field 'model.family': {exc}") from None
-    backend = v.choice(data, "backend", "model", ENGINE_BACKENDS, "onnxruntime")
-    members = data.get("members")
+        raise ScenarioError(f"scenario {v.source}: field 'models[0].family': {exc}") from None
+    backend = v.choice(rt, "backend", "realtime", ENGINE_BACKENDS, "onnxruntime")
+    members = rt.get("members")
     if members is not None:
         if (
             not isinstance(members, list)
             or not members
-            or not all(isinstance(m, str) for m in members)
+            or not all(isinstance(x, str) for x in members)
         ):
-            v.fail("model.members", members, "a non-empty list of member ids")
+            v.fail("realtime.members", members, "a non-empty list of member ids")
         for i, mid in enumerate(members):
             if mid not in family.ids:
-                v.fail(f"model.members[{i}]", mid, "one of " + ", ".join(family.ids))
-        family = replace(family, members=tuple(m for m in family.members if m.id in members))
-    threads = v.sequence(data, "threads", "model", default=[1, 2], min_len=1)
+                v.fail(f"realtime.members[{i}]", mid, "one of " + ", ".join(family.ids))
+        family = replace(family, members=tuple(x for x in family.members if x.id in members))
+    threads = v.sequence(rt, "threads", "realtime", default=[1, 2], min_len=1)
     for i, t in enumerate(threads):
         if isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= MAX_THREADS:
-            v.fail(f"model.threads[{i}]", t, f"an integer, 1 <= threads <= {MAX_THREADS}")
+            v.fail(f"realtime.threads[{i}]", t, f"an integer, 1 <= threads <= {MAX_THREADS}")
     family = measured_family(family, backend, tuple(threads), v.source)
     return RealModel(
-        name=name,
+        name=m.name,
         checkpoint=checkpoint,
         family_path=family_path,
         family=family,
         backend=backend,
         threads=tuple(dict.fromkeys(int(t) for t in threads)),
-        latency_target_ms=v.number(
-            data, "latency_target_ms", "model", required=True, lo=0.0, hi=60000.0, lo_open=True
-        ),
-        min_accuracy=v.number(data, "min_accuracy", "model", default=0.0, lo=0.0, hi=1.0),
+        latency_target_ms=m.latency_target_ms,
+        min_accuracy=m.min_accuracy,
     )
 
 
@@ -415,7 +362,7 @@ def measured_family(
         if missing:
             have = sorted({r.threads for r in m.latency if r.backend == backend})
             raise ScenarioError(
-                f"scenario {source}: field 'model.threads' = {list(threads)} is invalid; family "
+                f"scenario {source}: field 'realtime.threads' = {list(threads)} is invalid; family "
                 f"{family.name} member {m.id} has no cpu {backend} latency record at "
                 f"{', '.join(map(str, missing))} thread(s) (recorded: "
                 f"{', '.join(map(str, have)) or 'none'}); allowed: the recorded thread counts"
@@ -424,23 +371,29 @@ def measured_family(
     return replace(family, members=tuple(members))
 
 
-def _corunner(v: FieldValidator, data: Any, where: str, duration: float) -> CoRunnerStep:
-    if not isinstance(data, Mapping):
-        v.fail(where, data, "a mapping {t, processes, kind}")
-    v.keys(data, where, {"t", "processes", "kind"})
-    return CoRunnerStep(
-        t=v.number(data, "t", where, required=True, lo=0.0, hi=duration),
-        processes=v.integer(data, "processes", where, required=True, lo=0, hi=MAX_PROCESSES),
-        kind=v.choice(data, "kind", where, CORUNNER_KINDS, "spin"),
-    )
-
-
 # ------------------------------------------------------------------------------- bundled
 def bundled() -> dict[str, Path]:
-    """Bundled real-machine scenarios by name (``config/scenarios/real/*.yaml``)."""
-    return scenario_files.bundled("real")
+    """Bundled scenarios with a ``realtime`` section (``dynofa scenario list`` says so)."""
+    out = {}
+    for name, path in scenario_files.bundled().items():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(data, Mapping) and data.get("realtime"):
+            out[name] = path
+    return out
 
 
 def resolve(spec: str | os.PathLike[str]) -> Path:
     """A scenario file path, or the name of a bundled real-machine scenario."""
-    return scenario_files.resolve(spec, "real", "real-machine scenario")
+    p = Path(spec)
+    if p.is_file():
+        return p
+    found = bundled().get(str(spec))
+    if found is None:
+        raise ScenarioError(
+            f"scenario {str(spec)!r}: no such file, and not a bundled real-machine scenario "
+            f"(bundled: {', '.join(bundled()) or 'none'})"
+        )
+    return found

@@ -19,7 +19,7 @@ Format (every key optional unless marked; times ``t`` in seconds from the start)
                                          # timing only, for models with a builtin family)
       path: null                         # IDX dir (fashion_mnist) or video file (video, required)
       split: test                        # test | train (fashion_mnist)
-      fps: 15                            # [0.1, 120]
+      fps: 15                            # [0.1, 1000]
       width: 128                         # [16, 4096]
       height: 128                        # [16, 4096]
       encoding: rgb8                     # rgb8 | bgr8 | mono8
@@ -60,6 +60,8 @@ Format (every key optional unless marked; times ``t`` in seconds from the start)
     corunners:                           # co-runner load changes (CoRunnerLoad)
       - {t: 15, name: gpu_app, processor: cuda, share: 0.35}   # processor cpu | cuda; share [0, 1]
     replay: {}                           # free mapping for the replay (policy-independent knobs)
+    realtime: {}                         # how `dynofa realtime` runs it on this machine (one
+                                         # model and one camera; see realtime_scenario.py)
 
 The camera defaults give frames the embedded Fashion-MNIST network still reads (dark, mildly
 noisy background, square frame: ~84 % top-1 for its largest sub-network, ~75 % for its smallest);
@@ -261,6 +263,7 @@ class Scenario:
     ambient: AmbientSpec | None = None
     corunners: tuple[CoRunnerEvent, ...] = ()
     replay: Mapping[str, Any] = field(default_factory=dict)
+    realtime: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def start_ns(self) -> int:
@@ -294,6 +297,8 @@ class Scenario:
             "corunners": [asdict(c) for c in self.corunners],
             "replay": dict(self.replay),
         }
+        if self.realtime:
+            out["realtime"] = dict(self.realtime)
         if self.battery is not None:
             out["battery"] = {
                 "rate_hz": self.battery.rate_hz,
@@ -337,7 +342,7 @@ def interpolate(timeline: tuple[Keyframe, ...], t: float, mode: str = "linear") 
 
 
 # ------------------------------------------------------------------------------- runners
-RUNNERS = ("simulate", "replay fast", "replay live")
+RUNNERS = ("simulate", "replay fast", "replay live", "realtime")
 
 
 def network_refusal(scenario: Scenario) -> str | None:
@@ -380,9 +385,10 @@ def require_composable(scenario: Scenario, runner: str) -> None:
 
 def runners(scenario: Scenario) -> tuple[str, ...]:
     """The runners of :data:`RUNNERS` that can run ``scenario`` (``dynofa scenario list``)."""
+    real = ("realtime",) if scenario.realtime else ()
     if any(c.source == "recorded" for c in scenario.cameras):
-        return RUNNERS[1:]  # replays of the recorded bag
-    return RUNNERS if network_refusal(scenario) is None else RUNNERS[:1]
+        return (*RUNNERS[1:3], *real)  # replays of the recorded bag
+    return (*(RUNNERS[:3] if network_refusal(scenario) is None else RUNNERS[:1]), *real)
 
 
 # ------------------------------------------------------------------------------- loading
@@ -430,6 +436,7 @@ def from_dict(data: Any, source: str = "<scenario>") -> Scenario:
             "ambient",
             "corunners",
             "replay",
+            "realtime",
         },
     )
     version = data.get("format_version", FORMAT_VERSION)
@@ -495,6 +502,9 @@ def from_dict(data: Any, source: str = "<scenario>") -> Scenario:
     replay = data.get("replay") or {}
     if not isinstance(replay, Mapping):
         v.fail("replay", replay, "a mapping")
+    realtime = data.get("realtime") or {}
+    if not isinstance(realtime, Mapping):
+        v.fail("realtime", realtime, "a mapping (see config/scenarios/cpu_corunner.yaml)")
     return Scenario(
         name=name,
         description=description,
@@ -509,6 +519,7 @@ def from_dict(data: Any, source: str = "<scenario>") -> Scenario:
         ambient=ambient,
         corunners=tuple(corunners),
         replay=dict(replay),
+        realtime=dict(realtime),
     )
 
 
@@ -569,7 +580,7 @@ def _camera(v: FieldValidator, data: Any, where: str, fixed_name: str | None) ->
         source=source,
         path=path,
         split=v.choice(data, "split", where, SPLITS, d.split),
-        fps=v.number(data, "fps", where, default=d.fps, lo=0.1, hi=120.0),
+        fps=v.number(data, "fps", where, default=d.fps, lo=0.1, hi=1000.0),
         width=v.integer(data, "width", where, default=d.width, lo=16, hi=4096),
         height=v.integer(data, "height", where, default=d.height, lo=16, hi=4096),
         encoding=v.choice(data, "encoding", where, ENCODINGS, d.encoding),

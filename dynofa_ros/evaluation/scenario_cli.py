@@ -142,17 +142,13 @@ def _check(args: argparse.Namespace) -> int:
 def _list() -> int:
     """Each bundled scenario with the runners that can run it: ``simulate`` (every scenario),
     ``replay fast`` / ``replay live`` (after ``generate``; not with a ``builtin:`` family or a
-    ``source: none`` camera), ``realtime`` (the real-machine scenarios in ``real/``)."""
-    from dynofa_ros.evaluation import realtime_scenario as rt
+    ``source: none`` camera), ``realtime`` (those with a ``realtime`` section)."""
     from dynofa_ros.evaluation import scenario as sc
 
     rows = []
     for name, path in sc.bundled().items():
         s = sc.load(path)
         rows.append((name, s.duration_s, len(s.models), ", ".join(sc.runners(s)), s.description))
-    for name, path in rt.bundled().items():
-        r = rt.load(path)
-        rows.append((f"real/{name}", r.duration_s, 1, "realtime", r.description))
     width = max(len(r[3]) for r in rows)
     for name, duration, n, runners, description in rows:
         first = " ".join(description.split())
