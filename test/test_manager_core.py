@@ -255,3 +255,28 @@ def test_a_family_measured_with_several_backends_predicts_from_one() -> None:
     assert {r.backend for m in torch_spec.family.members for r in m.latency} == {"torch-static"}
     with pytest.raises(ManagerConfigError, match=r"'backend'.*'tensorrt'.*onnxruntime"):
         ModelSpec("m", family, latency_target_ms=5.0, backend="tensorrt")
+
+
+def test_a_left_processor_keeps_its_correction_while_others_load_it() -> None:
+    """The correction of a processor the models left stays while the board shows another
+    program's load there, returns to its calm value once that load halves, and decays with its
+    half-life only where no foreign load is visible."""
+    from dynofa_ros.manager.model import Corrections
+
+    c = Corrections(5, half_life_s=2.0, bounds=(0.25, 8.0), foreign_load_min=0.1, settle_s=1.0)
+    for t in range(5):
+        c.add("m", "cuda", 50.0, 50.0, float(t))  # calm: ratio 1
+    for t in range(5, 10):
+        c.add("m", "cuda", 80.0, 50.0, float(t))  # interference: ratio 1.6
+    assert c.factor("m", "cuda", 9.0) == pytest.approx(1.6)
+    c.note_foreign("cuda", 0.9, 9.5)  # within settle_s of the last frame: our own work
+    assert c.factor("m", "cuda", 30.0) < 1.01  # so far no evidence: the half-life decay
+    c.note_foreign("cuda", 0.5, 11.0)  # the models left; another program holds half the GPU
+    assert c.factor("m", "cuda", 30.0) == pytest.approx(1.6)  # held, however long
+    c.note_foreign("cuda", 0.45, 31.0)
+    assert c.factor("m", "cuda", 31.0) == pytest.approx(1.6)
+    c.note_foreign("cuda", 0.02, 32.0)  # the other program stopped
+    assert c.factor("m", "cuda", 32.0) == pytest.approx(1.0)
+    # a processor never left keeps learning from its own frames only
+    c.note_foreign("cpu", 0.9, 40.0)
+    assert c.factor("m", "cpu", 40.0) == 1.0

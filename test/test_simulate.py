@@ -263,3 +263,33 @@ def test_bench_manager_prints_figures(capsys) -> None:
     assert dynofa(["bench", "manager", "--steps", "20"]) == 0
     text = capsys.readouterr().out
     assert "median µs" in text and "ratios to 1 model" in text
+
+
+def test_a_corunner_on_and_off_costs_one_change_each_and_the_way_back_is_prompt() -> None:
+    """Issue 17's oscillation check: a GPU co-runner from 15 s to 30 s. One configuration change
+    per event plus one for recovery; back to the configuration chosen before within 2 s of the
+    co-runner's end (the board's load, not a decaying estimate, says it has gone)."""
+    s = sc.load(sc.resolve("corunner_interference"))
+    on, off = (c.t for c in s.corunners)
+    run = _run(s, "dynofa")
+
+    def config(c: object) -> tuple[str, str, int]:
+        return (c.subnet_id, c.processor, c.threads)  # type: ignore[attr-defined]
+
+    def changes(lo: float, hi: float) -> int:
+        cmds = sorted(run.commands, key=lambda c: c.t_s)
+        prev = [config(c) for c in cmds if c.t_s < lo][-1]
+        n = 0
+        for c in cmds:
+            if lo <= c.t_s < hi and config(c) != prev:
+                n, prev = n + 1, config(c)
+        return n
+
+    def in_force(t: float) -> tuple[str, str, int]:
+        return [config(c) for c in sorted(run.commands, key=lambda c: c.t_s) if c.t_s <= t][-1]
+
+    assert 1 <= changes(on, off) <= 2, run.commands
+    assert 1 <= changes(off, s.duration_s) <= 2, run.commands
+    before = in_force(on - 0.01)
+    assert in_force(on + 2.0) != before  # it did react to the co-runner
+    assert in_force(off + 2.0) == before, run.commands

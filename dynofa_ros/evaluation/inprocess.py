@@ -278,6 +278,7 @@ def run_inprocess(
         LatencyObservation,
         ManagerConfig,
         Mission,
+        ProcessorLoad,
         RuntimeManager,
         TemperatureReading,
     )
@@ -381,6 +382,13 @@ def run_inprocess(
             for zone, celsius in tele.temperatures_c.items():
                 manager.observe(TemperatureReading(now_s, zone, float(celsius)))
                 builder.temperature(ns, zone, float(celsius))
+            for proc, pt in tele.processors.items():  # sim_platform_node's load/<processor>
+                if pt.utilisation is not None:
+                    manager.observe(
+                        ProcessorLoad(
+                            now_s, proc, pt.utilisation, pt.frequency_khz, pt.utilisation_max
+                        )
+                    )
             if tele.total_power_w is not None:
                 builder.power(ns, float(tele.total_power_w))
             builder.throttled(ns, bool(tele.throttled))

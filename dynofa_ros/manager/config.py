@@ -99,6 +99,9 @@ class ManagerConfig:
     dwell_s: float = 0.3  # the joint configuration changes at most once per dwell
     correction_half_life_s: float = 5.0  # unobserved corrections decay to 1 with this half-life
     interference_ratio: float = 1.15  # measured / predicted above this is reported interference
+    # a processor left with a raised correction keeps it while other programs keep at least
+    # this busy fraction on it, and forgets it once that load halves (model.Corrections)
+    foreign_load_min: float = 0.1
     correction_bounds: tuple[float, float] = (0.25, 8.0)
     compute_fraction: float = 0.85  # latency share that scales with 1/f when one frequency was
     # measured (estimate)
@@ -143,6 +146,7 @@ class ManagerConfig:
             "dwell_s": (0.0, 3600.0),
             "correction_half_life_s": (1e-3, math.inf),
             "interference_ratio": (1.0, math.inf),
+            "foreign_load_min": (1e-3, 1.0),
             "compute_fraction": (0.0, 1.0),
             "gpu_host_fraction": (0.0, 0.99),
             "gpu_overlap_p": (1.0, 64.0),

@@ -149,17 +149,37 @@ class LatencyTable:
 class Corrections:
     """Median of recent measured / predicted latency ratios per (model, processor).
 
-    A ratio is only updated by frames of that model on that processor; a pair not observed for a
-    while decays towards 1 with ``half_life_s``, so a processor left because of interference is
-    tried again after the interference may have gone.
+    A ratio is only updated by frames of that model on that processor. Once the models have
+    left a processor, its ratio says nothing new; what the board reports of that processor's
+    load then does (:meth:`note_foreign`): while another program visibly keeps it busy, the
+    ratio holds (going back would only meet the interference again: the ping-pong of a decaying
+    estimate); when that load falls to under half its peak, the interference has gone and the
+    ratio returns at once to its last calm value (below ``calm_ratio``, or 1): a return within
+    a telemetry period, not a half-life, to the configuration chosen before. Where the
+    board shows no foreign load (interference through memory, no telemetry), the ratio decays
+    towards 1 with ``half_life_s`` so the processor is tried again.
     """
 
-    def __init__(self, window: int, half_life_s: float, bounds: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        window: int,
+        half_life_s: float,
+        bounds: tuple[float, float],
+        *,
+        foreign_load_min: float = 0.1,
+        settle_s: float = 1.0,
+        calm_ratio: float = 1.15,
+    ) -> None:
         self.window = window
         self.half_life_s = half_life_s
         self.lo, self.hi = bounds
+        self.foreign_load_min = foreign_load_min
+        self.settle_s = settle_s  # load readings this soon after the last frame hold our own work
         self._ratios: dict[tuple[str, str], deque[float]] = {}
         self._stamp: dict[tuple[str, str], float] = {}
+        self._peak: dict[str, float] = {}  # per processor left: highest foreign load seen since
+        self.calm_ratio = calm_ratio
+        self._calm: dict[tuple[str, str], float] = {}  # last factor below calm_ratio, per pair
 
     def add(
         self, model: str, processor: str, measured_ms: float, predicted_ms: float, stamp_s: float
@@ -171,25 +191,51 @@ class Corrections:
             ring = self._ratios[key] = deque(maxlen=self.window)
         ring.append(ratio)
         self._stamp[key] = stamp_s
+        k = self._quantile(ring)
+        if k < self.calm_ratio:
+            self._calm[key] = k
+        self._peak.pop(processor, None)  # back on it: its own frames speak again
+
+    def note_foreign(self, processor: str, load: float, stamp_s: float) -> None:
+        """The load other programs put on ``processor`` (the board's utilisation minus the
+        models' own), as read at ``stamp_s``."""
+        stamps = [s for (_, p), s in self._stamp.items() if p == processor]
+        if not stamps or stamp_s < max(stamps) + self.settle_s:
+            return  # never used, or still in use: the reading holds the models' own work
+        peak = self._peak.get(processor, 0.0)
+        if peak >= self.foreign_load_min and load < 0.5 * peak:
+            for key in [k for k in self._ratios if k[1] == processor]:
+                calm = self._calm.get(key)
+                self._ratios[key] = deque([] if calm is None else [calm], maxlen=self.window)
+                self._stamp[key] = stamp_s  # the calm value holds as of now
+            self._peak.pop(processor)
+        elif load > peak:
+            self._peak[processor] = load
 
     def factor(self, model: str, processor: str, now_s: float) -> float:
         key = (model, processor)
         ring = self._ratios.get(key)
         if not ring:
             return 1.0
-        # a high quantile, not the median: frames that ran alone and frames that shared the
-        # board alternate, and the manager must plan for the slower ones
-        ordered = sorted(ring)
-        k = ordered[min(len(ordered) - 1, (3 * len(ordered)) // 4)]
+        k = self._quantile(ring)
         age = max(0.0, now_s - self._stamp[key])
-        if age <= 0:
+        if age <= 0 or self._peak.get(processor, 0.0) >= self.foreign_load_min:
             return k
         # Decay in log space towards 1.
         return math.exp(math.log(k) * 0.5 ** (age / self.half_life_s))
 
+    @staticmethod
+    def _quantile(ring: deque[float]) -> float:
+        # a high quantile, not the median: frames that ran alone and frames that shared the
+        # board alternate, and the manager must plan for the slower ones
+        ordered = sorted(ring)
+        return ordered[min(len(ordered) - 1, (3 * len(ordered)) // 4)]
+
     def clear(self) -> None:
+        self._calm.clear()
         self._ratios.clear()
         self._stamp.clear()
+        self._peak.clear()
 
 
 class PowerModel:

@@ -40,6 +40,7 @@ from dynofa_ros.manager.types import (
     LatencyObservation,
     PowerReading,
     PriorityLevel,
+    ProcessorLoad,
 )
 from dynofa_ros.platform.base import ProcessorKind
 
@@ -82,8 +83,13 @@ class Policy(ABC):
         self.ctx = ctx
         cfg = ctx.config
         self.corrections = Corrections(
-            cfg.window, cfg.correction_half_life_s, cfg.correction_bounds
+            cfg.window,
+            cfg.correction_half_life_s,
+            cfg.correction_bounds,
+            foreign_load_min=cfg.foreign_load_min,
+            calm_ratio=cfg.interference_ratio,
         )
+        self.last_prediction: Prediction | None = None
         self.reset()
 
     def reset(self) -> None:  # noqa: B027 - optional hook
@@ -113,6 +119,18 @@ class Policy(ABC):
             pname = self.ctx.board.resolve(obs.processor)
             assert pname is not None
             self.corrections.add(obs.model, pname.name, obs.latency_ms, predicted, obs.stamp_s)
+
+    def observe_load(self, reading: ProcessorLoad) -> None:
+        """A processor's measured busy fraction: what is not the models' own (as last predicted)
+        is another program's, the evidence that interference there persists or has gone."""
+        proc = self.ctx.board.resolve(reading.processor)
+        if proc is None:
+            return
+        pred = self.last_prediction
+        own = pred.load.get(proc.name, 0.0) if pred is not None else 0.0
+        self.corrections.note_foreign(
+            proc.name, max(0.0, reading.utilisation - own), reading.stamp_s
+        )
 
     def observe_power(self, reading: PowerReading, current: Mapping[str, Choice]) -> None:
         """A measured board power: correct the power model's level."""

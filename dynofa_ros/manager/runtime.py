@@ -31,7 +31,14 @@ from dynofa_ros.manager.inputs import InputStore, Reading
 from dynofa_ros.manager.model import Board
 from dynofa_ros.manager.policies import make_policy
 from dynofa_ros.manager.policy import Policy
-from dynofa_ros.manager.types import Choice, Decision, ManagerConfigError, ModelSpec, PowerReading
+from dynofa_ros.manager.types import (
+    Choice,
+    Decision,
+    ManagerConfigError,
+    ModelSpec,
+    PowerReading,
+    ProcessorLoad,
+)
 from dynofa_ros.platform.base import Platform, Telemetry
 
 SEQ_MAX = 2**64 - 1  # seq and epoch are uint64 on the wire
@@ -131,12 +138,19 @@ class RuntimeManager:
                 self.policy.observe_power(
                     PowerReading(reading.stamp_s, reading.total_power_w), self._choices
                 )
+            for name in reading.processors:
+                proc = self.context.board.resolve(name)
+                load = None if proc is None else self.inputs.load(proc.name, reading.stamp_s)
+                if load is not None and load.stamp_s == reading.stamp_s:
+                    self.policy.observe_load(load)
             return ok
         ok = self.inputs.offer(reading, now_s)
         if ok:
             self._dirty = True
             if isinstance(reading, PowerReading):
                 self.policy.observe_power(reading, self._choices)
+            elif isinstance(reading, ProcessorLoad):
+                self.policy.observe_load(reading)
         return ok
 
     def foresee(self, schedule: Sequence[Any], origin_s: float = 0.0, lead_s: float = 0.0) -> None:

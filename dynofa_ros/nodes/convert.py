@@ -9,7 +9,8 @@ from typing import Any
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import BatteryState, Temperature
 
-from dynofa_ros.platform.base import BatteryTelemetry
+from dynofa_ros.msg import ProcessorLoad
+from dynofa_ros.platform.base import BatteryTelemetry, ProcessorTelemetry
 
 
 def message_class(msgtype: str) -> Any:
@@ -63,6 +64,34 @@ def temperature_message(celsius: float, stamp: Time, zone: str) -> Temperature:
     msg.temperature = float(celsius)
     msg.variance = 0.0
     return msg
+
+
+def load_message(name: str, pt: ProcessorTelemetry, stamp: Time) -> ProcessorLoad | None:
+    """A processor's telemetry as ``ProcessorLoad`` (``None`` when it has no utilisation)."""
+    if pt.utilisation is None:
+        return None
+    msg = ProcessorLoad()
+    msg.header.stamp = stamp
+    msg.processor = name
+    msg.utilisation = float(pt.utilisation)
+    msg.utilisation_max = -1.0 if pt.utilisation_max is None else float(pt.utilisation_max)
+    msg.frequency_khz = int(pt.frequency_khz or 0)
+    return msg
+
+
+def load_reading(msg: ProcessorLoad) -> Any:
+    """``ProcessorLoad`` -> the manager's reading (its store validates the ranges); the
+    manager's types load numpy, so they are imported where the manager runs."""
+    from dynofa_ros.manager.types import ProcessorLoad as LoadReading
+
+    top = float(msg.utilisation_max)
+    return LoadReading(
+        to_seconds(msg.header.stamp),
+        msg.processor,
+        float(msg.utilisation),
+        int(msg.frequency_khz) or None,
+        None if top == -1.0 else top,
+    )
 
 
 def topic_token(name: str) -> str:

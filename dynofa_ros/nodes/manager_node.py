@@ -31,9 +31,14 @@ from sensor_msgs.msg import BatteryState, Temperature
 
 from dynofa_ros.clock import timer_time
 from dynofa_ros.errors import DynofaError
-from dynofa_ros.msg import MissionPriority, PerceptionStatus, ReconfigurationCommand
+from dynofa_ros.msg import (
+    MissionPriority,
+    PerceptionStatus,
+    ProcessorLoad,
+    ReconfigurationCommand,
+)
 from dynofa_ros.nodes import qos
-from dynofa_ros.nodes.convert import to_seconds, to_stamp
+from dynofa_ros.nodes.convert import load_reading, to_seconds, to_stamp, topic_token
 from dynofa_ros.nodes.health import Health
 from dynofa_ros.nodes.parameters import Param, ParameterTable
 from dynofa_ros.perception import COMMAND_SKEW_LIMIT_S, clip
@@ -128,6 +133,10 @@ class ManagerNode(Node):
         for m in models:
             self.create_subscription(
                 PerceptionStatus, f"/{m}/status", lambda msg, m=m: self._on_status(m, msg), QOS
+            )
+        for name in self.manager.context.board.processors:
+            self.create_subscription(
+                ProcessorLoad, f"load/{topic_token(name.name)}", self._on_load, QOS
             )
         self._temperature_subs: dict[str, Any] = {}
         listed = [t for t in self.params["temperature_topics"] if t]
@@ -274,6 +283,9 @@ class ManagerNode(Node):
         zone = msg.header.frame_id or topic.rsplit("/", 1)[-1]
         reading = TemperatureReading(to_seconds(msg.header.stamp), zone, float(msg.temperature))
         self._offer(reading, f"temperature {topic}")
+
+    def _on_load(self, msg: ProcessorLoad) -> None:
+        self._offer(load_reading(msg), f"load {msg.processor!r}")
 
     def _on_mission(self, msg: MissionPriority) -> None:
         from dynofa_ros.manager import Mission

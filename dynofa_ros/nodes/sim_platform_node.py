@@ -5,8 +5,9 @@ on the robot.
 It owns one :class:`~dynofa_ros.platform.sim.SimulatedXavierNX`. Perception nodes whose platform
 is simulated call ``sim_board/simulate_frame`` for every frame (latency, energy and heat come from
 the simulated board); scenario events (``scenario/*``) set ambient temperature, battery charge and
-co-running programs; it publishes ``battery`` (BatteryState) and ``temperature/<zone>``
-(Temperature) for the manager. Simulated time follows ROS time (bag time during a replay).
+co-running programs; it publishes ``battery`` (BatteryState), ``temperature/<zone>``
+(Temperature) and ``load/<processor>`` (ProcessorLoad) for the manager. Simulated time follows
+ROS time (bag time during a replay).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from sensor_msgs.msg import BatteryState, Temperature
 from std_msgs.msg import Header
 
 from dynofa_ros.clock import timer_time
-from dynofa_ros.msg import CoRunnerLoad
+from dynofa_ros.msg import CoRunnerLoad, ProcessorLoad
 from dynofa_ros.nodes.convert import (
     battery_message,
+    load_message,
     temperature_message,
     to_seconds,
     to_stamp,
@@ -82,6 +84,10 @@ class SimPlatformNode(Node):
         self._temp_pubs = {
             zone: self.create_publisher(Temperature, f"temperature/{topic_token(zone)}", QOS)
             for zone in self.board.telemetry().temperatures_c
+        }
+        self._load_pubs = {
+            name: self.create_publisher(ProcessorLoad, f"load/{topic_token(name)}", QOS)
+            for name in self.board.telemetry().processors
         }
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QOS)
         self.create_subscription(BatteryState, "scenario/battery", self._on_battery, QOS)
@@ -199,6 +205,10 @@ class SimPlatformNode(Node):
             )
         for zone, celsius in tele.temperatures_c.items():
             self._temp_pubs[zone].publish(temperature_message(celsius, stamp, zone))
+        for name, pt in tele.processors.items():
+            load = load_message(name, pt, stamp)
+            if load is not None:
+                self._load_pubs[name].publish(load)
         status = DiagnosticStatus(
             level=DiagnosticStatus.WARN if tele.throttled else DiagnosticStatus.OK,
             name=f"{self.get_name()}: simulated Xavier NX",
