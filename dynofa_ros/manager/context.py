@@ -26,6 +26,9 @@ from dynofa_ros.manager.model import Board, LatencyTable, PowerModel
 from dynofa_ros.manager.types import ManagerConfigError, ModelSpec
 from dynofa_ros.platform.base import Processor, ProcessorKind
 
+# relative RMS error of the records a host / device split may leave (their measurement noise)
+FIT_TOLERANCE = 0.005
+
 
 @dataclass(frozen=True, eq=False)
 class Options:
@@ -258,16 +261,19 @@ class Context:
             h = fractions * fastest[k]  # (H,)
             d = np.maximum(row[None, :] ** p - (h**p)[:, None], 0.0) ** (1.0 / p)  # (H, F)
             coef = d @ solve.T  # (H, 2)
-            resid = ((d - coef @ design.T) ** 2).sum(axis=1) / max(float(row.mean()), 1e-9) ** 2
+            # judged on the latency it reconstructs, not on d: near h = r, d = (r^p - h^p)^(1/p)
+            # magnifies the records' last digits, which would reject the host-bound splits
+            total = (np.maximum(coef @ design.T, 0.0) ** p + (h**p)[:, None]) ** (1.0 / p)
+            err = np.sqrt(((total - row[None, :]) ** 2).mean(axis=1)) / max(float(row.mean()), 1e-9)
             ok = (coef >= -1e-9).all(axis=1)
-            resid = np.where(ok, resid, np.inf)
-            if not np.isfinite(resid).any():
+            err = np.where(ok, err, np.inf)
+            if not np.isfinite(err).any():
                 out[k] = 0.9 * fastest[k]
                 continue
             # records flat in f_gpu fit every split: take the largest host part that fits
-            # (a launch-bound network), never the device-only explanation by default
-            best = float(resid.min())
-            out[k] = h[np.flatnonzero(resid <= best * 1.05 + 1e-6).max()]
+            # within measurement noise (a launch-bound network), never the device-only
+            # explanation by default
+            out[k] = h[np.flatnonzero(err <= float(err.min()) + FIT_TOLERANCE).max()]
         return out
 
     def _host(self, ref: np.ndarray) -> np.ndarray:
