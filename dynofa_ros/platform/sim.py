@@ -37,7 +37,11 @@ as on the board); governors ``schedutil`` / ``performance`` / ``powersave`` / ``
 (GPU); ``cores_online`` 1..6; ``power_mode`` 0..8 (nvpmodel: caps cores and frequencies). A
 pinned frequency above the power-mode or thermal cap is accepted but runs at the cap, as on the
 board; ``telemetry()`` shows the effective frequency. The default state is the board's: mode 2,
-governors ``schedutil`` / ``nvhost_podgov`` over the whole table.
+governors ``schedutil`` / ``nvhost_podgov`` over the whole table. CPU schedutil scales f_max by
+the busiest core's PELT utilisation (frequency-invariant, 32 ms half-life, as the kernel does);
+the GPU governors by the last period's busy fraction; both every ``governor_period_s``. A frame
+progresses at the rate the current clocks allow: a clock that moves mid-frame (a governor ramping
+up, a thermal cap) changes the rest of the frame.
 
 Latency model (per frame, :class:`NXModel`)
 -------------------------------------------
@@ -111,6 +115,8 @@ Event = Callable[["SimulatedXavierNX"], None]  # a change to the board, applied 
 # How far behind a reading of the board its clock stays for inputs still on their way; a frame
 # stamped earlier than that arrives late and runs at the board's "now".
 REORDER_WINDOW_S = 1.0
+# Linux PELT: a task's utilisation halves every 32 ms (kernel/sched/pelt.c)
+PELT_HALF_LIFE_S = 0.032
 
 CPU = "cpu"
 GPU = "cuda"
@@ -227,7 +233,8 @@ class NXModel:
     hysteresis_c: float = 3.0  # (estimate)
     throttle_period_s: float = 1.0  # step-wise passive polling period (estimate)
     # --- governors ---------------------------------------------------------------------------
-    governor_period_s: float = 0.05  # re-evaluation period (estimate)
+    # re-evaluation period: schedutil's rate_limit_us, 10 ms at most (estimate)
+    governor_period_s: float = 0.01
     schedutil_margin: float = SCHEDUTIL_MARGIN  # Linux schedutil (platform.base.schedutil_khz)
     util_window_s: float = 0.5  # telemetry utilisation window
     # --- battery -----------------------------------------------------------------------------
@@ -493,6 +500,7 @@ class SimulatedXavierNX(Platform):
         # last-instant readings and accumulators
         self._history: deque[tuple[float, float, float, float, float]] = deque()
         self._gov_acc = [0.0, 0.0, 0.0, 0.0]  # dt, cpu busy core-s, cpu max-core s, gpu busy s
+        self._pelt = 0.0  # CPU schedutil's utilisation (see _record)
         self._next_governor_s = m.governor_period_s
         self._next_throttle_s = m.throttle_period_s
         self._last_power = self._power(_Activity())[0]
@@ -743,43 +751,52 @@ class SimulatedXavierNX(Platform):
             self._latency(r.workload, r.processor, t, 0.0, 0.0)
             for r, t in zip(requests, threads, strict=True)
         ]
-        parts = []
-        for i, (r, t) in enumerate(zip(requests, threads, strict=True)):
-            gpu_other = sum(a.gpu_busy for j, a in enumerate(alone) if j != i)
-            cpu_other = sum(a.cpu_busy_cores for j, a in enumerate(alone) if j != i)
-            parts.append(
-                self._latency(
-                    r.workload,
-                    r.processor,
-                    t,
-                    min(0.9, gpu_other),
-                    min(0.9, cpu_other / self.cores_online),
-                )
+        # contention: the other frames' shares, as they would run alone, for the whole frame
+        extras = [
+            (
+                min(0.9, sum(a.gpu_busy for j, a in enumerate(alone) if j != i)),
+                min(0.9, sum(a.cpu_busy_cores for j, a in enumerate(alone) if j != i)
+                    / self.cores_online),
             )
-        lat_ms = [p.total_ms * self._jitter() for p in parts]
-        acts = [
-            _Activity(p.cpu_busy_cores, p.gpu_busy, p.memory_bytes / (ms / 1e3))
-            for p, ms in zip(parts, lat_ms, strict=True)
-        ]
-        # integrate segment by segment as the frames finish
-        order = sorted(range(len(requests)), key=lambda i: lat_ms[i])
-        seg_energy: list[tuple[float, float, float]] = []  # (t0, t1, energy)
-        t_prev = 0.0
-        for k, i in enumerate(order):
-            t_end = lat_ms[i] / 1e3
-            active = order[k:]
-            if t_end > t_prev:
-                act = _Activity()
-                for j in active:
-                    act = act + acts[j]
-                e0 = self.energy_j
-                self._integrate(t_end - t_prev, act)
-                seg_energy.append((t_prev, t_end, self.energy_j - e0))
-            t_prev = t_end
+            for i in range(len(requests))
+        ]  # fmt: skip
+
+        def latency(i: int) -> LatencyParts:
+            r = requests[i]
+            return self._latency(r.workload, r.processor, threads[i], *extras[i])
+
+        parts = {i: latency(i) for i in range(len(requests))}
+        jitter = [self._jitter() for _ in requests]
+        # Each frame progresses at the rate its latency at the current frequencies allows: a
+        # governor or the thermal cap changing a clock mid-frame changes the rest of the frame
+        # (a frame started at the lowest clock speeds up as schedutil ramps, as on the board).
+        progress = [0.0] * len(requests)
+        ends: list[float] = [0.0] * len(requests)
+        energy_at_end: list[float] = [0.0] * len(requests)
+        e_start = self.energy_j
+        active = list(range(len(requests)))
+        while active:
+            secs = {i: parts[i].total_ms * jitter[i] / 1e3 for i in active}
+            dt = min((1.0 - progress[i]) * secs[i] for i in active)
+            tick = min(self._next_governor_s, self._next_throttle_s) - self.now_s
+            dt = min(dt, max(tick, 1e-9))  # a tick due now runs in _integrate's first step
+            act = _Activity()
+            for i in active:
+                act = act + _Activity(
+                    parts[i].cpu_busy_cores, parts[i].gpu_busy, parts[i].memory_bytes / secs[i]
+                )
+            self._integrate(dt, act)
+            for i in list(active):
+                progress[i] += dt / secs[i]
+                if progress[i] >= 1.0 - 1e-9:
+                    ends[i], energy_at_end[i] = self.now_s - start, self.energy_j - e_start
+                    active.remove(i)
+            for i in active:  # the clocks may have moved at the tick: the rest runs at them
+                parts[i] = latency(i)
+        lat_ms = [e * 1e3 for e in ends]
         results = []
         for i, r in enumerate(requests):
-            end = lat_ms[i] / 1e3
-            energy = sum(e for (a, b, e) in seg_energy if b <= end + 1e-12)
+            end, energy = ends[i], energy_at_end[i]
             results.append(
                 FrameResult(
                     workload=r.workload.name,
@@ -989,6 +1006,12 @@ class SimulatedXavierNX(Platform):
         acc[1] += dt * cpu_util
         acc[2] += dt * cpu_max
         acc[3] += dt * gpu_util
+        # the kernel's PELT: the busiest core's frequency-invariant busy fraction, a geometric
+        # average with a 32 ms half-life (what schedutil scales f_max by)
+        cpu = self._units[CPU]
+        keep = 0.5 ** (dt / PELT_HALF_LIFE_S)
+        invariant = cpu_max * cpu.cur_khz / cpu.table[-1]
+        self._pelt = self._pelt * keep + invariant * (1.0 - keep)
 
     def _utilisation(self) -> tuple[float | None, float | None, float | None]:
         total = sum(h[1] for h in self._history)
@@ -1021,7 +1044,13 @@ class SimulatedXavierNX(Platform):
         if dt <= 0:
             return
         cpu, gpu = self._units[CPU], self._units[GPU]
-        cpu.cur_khz = cpu.effective(self._governor_choice(cpu, cpu_max / dt))
+        if cpu.governor == "schedutil":
+            top = cpu.table[-1]
+            cpu.cur_khz = cpu.effective(
+                schedutil_khz(cpu.table, top, self._pelt, self.model.schedutil_margin)
+            )
+        else:
+            cpu.cur_khz = cpu.effective(self._governor_choice(cpu, cpu_max / dt))
         gpu.cur_khz = gpu.effective(self._governor_choice(gpu, gpu_busy / dt))
 
     def _run_throttle(self, rails: Mapping[str, float]) -> None:
