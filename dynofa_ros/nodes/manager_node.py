@@ -81,6 +81,9 @@ def node_params() -> tuple[Param, ...]:
               "computes it from the scenario); policy 'oracle' needs it", live=False),
         Param("schedule_origin_s", 0.0, "ROS time of the schedule's t = 0 (the scenario's start "
               "stamp)", "s", 0.0, 4e9, live=False),
+        Param("board_load_period_s", 0.5, "on a real board (platform jetson / linux): read its "
+              "processors' load this often, as sim_platform_node publishes load/* for the "
+              "simulated one (0 = only the load/* topics)", "s", 0.0, 60.0, live=False),
         Param("command_repeat_s", 1.0, "re-send each model's command in force this often (the "
               "perception node's manager_timeout_s watchdog listens for it; 0 = never)", "s",
               0.0, 3600.0),
@@ -138,6 +141,8 @@ class ManagerNode(Node):
             self.create_subscription(
                 ProcessorLoad, f"load/{topic_token(name.name)}", self._on_load, QOS
             )
+        if self.params["platform"] != "sim-xavier-nx" and self.params["board_load_period_s"] > 0:
+            self.create_timer(self.params["board_load_period_s"], self._read_board_load)
         self._temperature_subs: dict[str, Any] = {}
         listed = [t for t in self.params["temperature_topics"] if t]
         for topic in listed:
@@ -286,6 +291,24 @@ class ManagerNode(Node):
 
     def _on_load(self, msg: ProcessorLoad) -> None:
         self._offer(load_reading(msg), f"load {msg.processor!r}")
+
+    def _read_board_load(self) -> None:
+        """The board this node runs on, read directly: its processors' load (the sysfs / procfs
+        the platform reads), so a real robot's manager sees other programs' load too."""
+        from dynofa_ros.manager import ProcessorLoad as LoadReading
+
+        now = self._now()
+        try:
+            processors = self.platform.telemetry().processors
+        except (DynofaError, OSError) as exc:
+            self.health.error(f"board load unreadable: {clip(str(exc))}")
+            return
+        for name, pt in processors.items():
+            if pt.utilisation is not None:
+                reading = LoadReading(
+                    now, name, pt.utilisation, pt.frequency_khz, pt.utilisation_max
+                )
+                self._offer(reading, f"board load {name!r}")
 
     def _on_mission(self, msg: MissionPriority) -> None:
         from dynofa_ros.manager import Mission
