@@ -47,6 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "record a video file as a camera driver's bag (to try replay on real footage)",
     ),
     "realtime": ("dynofa_ros.evaluation.realtime_cli", "real engine, real co-runner load, here"),
+    "chaos": ("dynofa_ros.chaos", "restarts, clock jumps and hostile input against a live graph"),
 }
 
 

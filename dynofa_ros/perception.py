@@ -369,6 +369,7 @@ class PerceptionSession:
         self.fallback = False  # the safe configuration runs because the manager went silent
         self.notes: list[str] = []  # what the last accepted command could not do (e.g. DVFS off)
         self.busy_until_s = -math.inf  # simulated board: when the last frame's compute ends
+        self.busy_from_s = -math.inf  # ... and when it started (the last costed frame's stamp)
 
     @property
     def active(self) -> Active:
@@ -527,7 +528,9 @@ class PerceptionSession:
         """Whether a frame stamped ``stamp_s`` finds the simulated board still computing the
         previous one (it is then dropped, like a camera driver with no buffer). On real hardware
         the node's newest-frame slot does this by itself, so this is always ``False`` there."""
-        return self.timer.simulated and stamp_s < self.busy_until_s
+        # a stamp before the previous frame's own is time going back (a bag loop, a clock
+        # jump), not a frame arriving mid-compute: the board is free for it
+        return self.timer.simulated and self.busy_from_s <= stamp_s < self.busy_until_s
 
     def run(self, infer: Callable[[Engine], InferenceResult], stamp_s: float) -> FrameOutcome:
         """Run one frame (``infer`` calls one of the engine's ``infer_*``) and cost it."""
@@ -541,7 +544,7 @@ class PerceptionSession:
         if not math.isfinite(cost.latency_ms) or cost.latency_ms < 0:
             raise DynofaError(f"frame timer returned latency {cost.latency_ms} ms")
         if cost.simulated:
-            self.busy_until_s = stamp_s + cost.latency_ms * 1e-3
+            self.busy_from_s, self.busy_until_s = stamp_s, stamp_s + cost.latency_ms * 1e-3
         return FrameOutcome(result=result, cost=cost, active=active)
 
     def close(self) -> None:

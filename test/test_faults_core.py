@@ -248,3 +248,28 @@ def test_a_compressed_frame_is_refused_from_its_header_above_the_pixel_cap() -> 
             + chunk(b"IDAT", zlib.compress(bytes(600_000))) + chunk(b"IEND", b""))  # fmt: skip
     with pytest.raises(DynofaError, match="25000x25000 image is 625000000 pixels"):
         decode_compressed(bomb, "png", 1)
+
+
+def test_a_clock_jump_back_frees_the_simulated_board_at_once(engine: Any) -> None:
+    """A frame arriving while the simulated board computes the previous one is dropped; a frame
+    stamped before the previous one (a bag loop, /clock jumping back) is time going back, not a
+    busy board: before, the node dropped every frame for as long as the jump (found by
+    ``dynofa chaos``)."""
+    import numpy as np
+
+    from dynofa_ros.perception import BoardBusyError, BoardTimer
+
+    s = PerceptionSession(engine, model_name="model", timer=BoardTimer(SimulatedXavierNX(seed=0)))
+    image = np.zeros((28, 28), dtype=np.uint8)
+
+    def frame(stamp: float) -> Any:
+        return s.run(lambda e: e.infer_array(image), stamp)
+
+    frame(100.0)
+    assert s.busy_until_s > 100.0
+    with pytest.raises(BoardBusyError):
+        frame(100.0 + 1e-4)  # mid-compute: dropped, as before
+    out = frame(70.0)  # 30 s back
+    assert out.cost.latency_ms > 0 and s.busy_from_s == 70.0
+    with pytest.raises(BoardBusyError):
+        frame(70.0 + 1e-4)  # and busy again from the new time on
