@@ -467,7 +467,7 @@ def _parameters(chaos: Chaos, service: str) -> dict[str, Any]:
     return dict(zip(listed, got.values, strict=True))
 
 
-def _call(chaos: Chaos, kind: Any, name: str, request: Any, timeout_s: float = 60.0) -> Any:
+def _call(chaos: Chaos, kind: Any, name: str, request: Any, timeout_s: float = 300.0) -> Any:
     client = chaos.node.create_client(kind, name)
     try:
         chaos.spin_until(client.service_is_ready, timeout_s, f"service {name}")
@@ -525,12 +525,13 @@ def run(inputs: int, seed: int, domain: int, log_dir: Path, restarts: bool = Tru
                 chaos.spin_for(1.0)
                 chaos.start(name)
                 report.restarts += 1
-                t = time.monotonic()
+                t, seen = time.monotonic(), len(chaos.cam2)
                 chaos.spin_until(
-                    lambda t=t, old=old, name=name: (
+                    lambda t=t, old=old, name=name, seen=seen: (
                         chaos.results_since(t) >= 10
                         and chaos.following(set())
                         and (name != "manager" or chaos.manager_epoch() != old)
+                        and (name != "perception_compressed" or len(chaos.cam2) > seen)
                     ),
                     300.0,
                     f"the graph to recover from the {name} restart",

@@ -1,4 +1,7 @@
-"""``dynofa chaos`` against a real graph (separate processes, real DDS), and its checks."""
+"""``dynofa chaos`` against a real graph (separate processes, real DDS), and its checks.
+
+The DDS run here skips the kill -9 phase (test_node_faults restarts the nodes one by one): four
+restarts with their model loading double the time and the load the rest of the suite sees."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ def test_the_graph_survives_restarts_clock_jumps_and_hostile_input() -> None:
     with exclusive_domain() as domain:
         done = subprocess.run(
             [sys.executable, "-m", "dynofa_ros.cli", "chaos", "--inputs", "240",
-             "--domain-id", str(domain)],
+             "--domain-id", str(domain), "--no-restarts"],
             capture_output=True, text=True, timeout=900,
         )  # fmt: skip
     out = done.stdout + done.stderr
@@ -25,7 +28,7 @@ def test_the_graph_survives_restarts_clock_jumps_and_hostile_input() -> None:
     summary = out.strip().splitlines()[-1]
     assert re.search(r"chaos: 240 inputs tried \(frames 30, compressed 30, commands 30, "
                      r"battery 30, temperature 30, load 30, mission 30, parameters 30\), "
-                     r"4 restarts, 0 deaths, 0 stuck periods", summary), summary  # fmt: skip
+                     r"0 restarts, 0 deaths, 0 stuck periods", summary), summary  # fmt: skip
     assert summary.endswith("; OK"), summary
     assert "/clock jumps back" in out
 
