@@ -338,8 +338,8 @@ class Chaos:
 
         self.processes = processes
         self.nodes: dict[str, NodeProcess] = {}
-        self.rclpy = rclpy
         self.node = rclpy.create_node("chaos")
+        self.clients: dict[str, Any] = {}  # service name -> client, kept for the run
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self.offset_s = 1000.0 - time.monotonic()  # sim time = monotonic + offset
@@ -468,14 +468,13 @@ def _parameters(chaos: Chaos, service: str) -> dict[str, Any]:
 
 
 def _call(chaos: Chaos, kind: Any, name: str, request: Any, timeout_s: float = 300.0) -> Any:
-    client = chaos.node.create_client(kind, name)
-    try:
-        chaos.spin_until(client.service_is_ready, timeout_s, f"service {name}")
-        future = client.call_async(request)
-        chaos.spin_until(future.done, timeout_s, f"answer of {name}")
-        return future.result()
-    finally:
-        chaos.node.destroy_client(client)
+    client = chaos.clients.get(name)
+    if client is None:
+        client = chaos.clients[name] = chaos.node.create_client(kind, name)
+    chaos.spin_until(client.service_is_ready, timeout_s, f"service {name}")
+    future = client.call_async(request)
+    chaos.spin_until(future.done, timeout_s, f"answer of {name}")
+    return future.result()
 
 
 def _value(v: Any) -> tuple[Any, ...]:
@@ -492,10 +491,10 @@ def run(inputs: int, seed: int, domain: int, log_dir: Path, restarts: bool = Tru
 
     from dynofa_ros.family import load_family
     from dynofa_ros.perception import default_family_path
-    from dynofa_ros.resources import models_dir
+    from dynofa_ros.resources import default_checkpoint
 
     report = Report()
-    checkpoint = models_dir() / "fmnist_mbv3_small.safetensors"
+    checkpoint = default_checkpoint()
     members = [m.id for m in load_family(default_family_path(checkpoint, "cuda", True)).members]
     fuzz = Fuzzer(random.Random(seed), members)
     processes = ProcessManager(log_dir, ros_env(domain))

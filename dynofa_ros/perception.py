@@ -309,12 +309,12 @@ def model_files(checkpoint: str, family: str, processor: str, simulated: bool) -
     brings its own super-network (the one it was searched on), a checkpoint alone its default
     family; neither is the embedded default."""
     from dynofa_ros.family import load_family
-    from dynofa_ros.resources import models_dir
+    from dynofa_ros.resources import default_checkpoint
 
     if family and not checkpoint:
         fam = load_family(family)
         return fam.resolve(fam.supernet["checkpoint"]), Path(family)
-    ckpt = Path(checkpoint) if checkpoint else models_dir() / "fmnist_mbv3_small.safetensors"
+    ckpt = Path(checkpoint) if checkpoint else default_checkpoint()
     return ckpt, Path(family) if family else default_family_path(ckpt, processor, simulated)
 
 

@@ -11,6 +11,8 @@ from functools import cache
 from pathlib import Path
 
 PACKAGE = "dynofa_ros"
+# the embedded default super-network (models/): what every command and node runs unless told
+DEFAULT_CHECKPOINT = "fmnist_mbv3_small.safetensors"
 
 
 @cache
@@ -39,3 +41,7 @@ def models_dir() -> Path:
 
 def config_dir() -> Path:
     return share_dir() / "config"
+
+
+def default_checkpoint() -> Path:
+    return models_dir() / DEFAULT_CHECKPOINT

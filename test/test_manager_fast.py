@@ -19,7 +19,7 @@ import pytest
 from dynofa_ros.manager import ManagerConfig, ModelSpec, PriorityLevel, RuntimeManager
 from dynofa_ros.manager.families import published_cpu_family, published_gpu_family
 from dynofa_ros.manager.inputs import Effective
-from dynofa_ros.manager.policy import (
+from dynofa_ros.manager.predict import (
     ACCURACY_PENALTY,
     BUDGET_PENALTY,
     LATENCY_PENALTY,

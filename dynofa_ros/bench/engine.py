@@ -35,9 +35,8 @@ from typing import Any
 import numpy as np
 
 from dynofa_ros.errors import DynofaError
-from dynofa_ros.resources import models_dir
+from dynofa_ros.resources import default_checkpoint
 
-DEFAULT_CHECKPOINT = "fmnist_mbv3_small.safetensors"
 ORDER = ("torch-dynamic", "torch-static", "onnxruntime")  # least memory first
 
 
@@ -145,7 +144,7 @@ def main(argv: list[str]) -> int:
         cam_w, cam_h = (int(v) for v in args.camera.lower().split("x"))
     except ValueError:
         raise ValueError(f"--camera must be WxH (e.g. 640x480), got {args.camera!r}") from None
-    ckpt = args.checkpoint or models_dir() / DEFAULT_CHECKPOINT
+    ckpt = args.checkpoint or default_checkpoint()
     fam = args.family or ckpt.with_name(ckpt.name.removesuffix(".safetensors") + ".cpu.family.json")
     if not fam.is_file():
         raise DynofaError(

@@ -45,12 +45,14 @@ from typing import Any
 
 import numpy as np
 
+from dynofa_ros.resources import DEFAULT_CHECKPOINT
+
 # sleeping OpenMP workers, as `dynofa train` sets them (a spinning team stalls whenever another
 # process takes a core); before torch is first imported in this process
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKPOINT = ROOT / "models" / "fmnist_mbv3_small.safetensors"
+CHECKPOINT = ROOT / "models" / DEFAULT_CHECKPOINT
 FAMILY = ROOT / "models" / "fmnist_mbv3_small.cpu.family.json"
 
 

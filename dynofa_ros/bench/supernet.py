@@ -18,9 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
-from dynofa_ros.resources import models_dir
-
-DEFAULT_CHECKPOINT = "fmnist_mbv3_small.safetensors"
+from dynofa_ros.resources import default_checkpoint
 
 
 def _median_s(fn, reps: int, warmup: int = 3) -> float:
@@ -65,7 +63,7 @@ def main(argv: list[str]) -> int:
         net = build_supernet(args.preset).eval()
         source = f"preset {args.preset} (random weights)"
     else:
-        path = args.checkpoint or models_dir() / DEFAULT_CHECKPOINT
+        path = args.checkpoint or default_checkpoint()
         net = load_checkpoint(path).net
         source = str(path)
     space = net.space

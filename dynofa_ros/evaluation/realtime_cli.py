@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dynofa_ros.manager.policies import POLICIES
+from dynofa_ros.manager.registry import POLICIES
 
 
 def _parser() -> argparse.ArgumentParser:

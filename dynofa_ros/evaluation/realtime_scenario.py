@@ -46,8 +46,9 @@ from dynofa_ros.evaluation.scenario import (
 )
 from dynofa_ros.family import Family, FamilyError, load_family
 from dynofa_ros.manager.config import ManagerConfig, config_from_dict
-from dynofa_ros.manager.policies import POLICIES
+from dynofa_ros.manager.registry import POLICIES
 from dynofa_ros.manager.types import ManagerConfigError
+from dynofa_ros.resources import DEFAULT_CHECKPOINT
 
 ENGINE_BACKENDS = ("onnxruntime", "torch-static", "torch-dynamic")
 CAMERA_SOURCES = ("fashion_mnist", "random")
@@ -282,7 +283,6 @@ def _camera(v: FieldValidator, cam: CameraSpec, rt: Mapping[str, Any]) -> RealCa
 
 
 def _find(v: FieldValidator, where: str, value: str, base_dir: Path | None) -> Path:
-    """A file named in the scenario: as given, relative to the scenario, then to models/."""
     from dynofa_ros.resources import models_dir
 
     raw = Path(value).expanduser()
@@ -302,9 +302,7 @@ def _model(
 ) -> RealModel:
     if m.builtin_family is not None:
         v.fail("models[0].family", m.family, "a family file (this machine runs the network)")
-    checkpoint = _find(
-        v, "models[0].checkpoint", m.checkpoint or "fmnist_mbv3_small.safetensors", base_dir
-    )
+    checkpoint = _find(v, "models[0].checkpoint", m.checkpoint or DEFAULT_CHECKPOINT, base_dir)
     family_path = _find(
         v, "models[0].family", m.family or "fmnist_mbv3_small.cpu.family.json", base_dir
     )

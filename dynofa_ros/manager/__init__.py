@@ -15,8 +15,8 @@ from dynofa_ros.manager.config import (
     ThermalPolicy,
     config_from_dict,
 )
-from dynofa_ros.manager.policies import POLICIES, make_policy
 from dynofa_ros.manager.policy import Policy
+from dynofa_ros.manager.registry import POLICIES, make_policy
 from dynofa_ros.manager.runtime import RuntimeManager
 from dynofa_ros.manager.types import (
     BatteryReading,

@@ -45,6 +45,7 @@ class Options:
     dev_p: np.ndarray | None = None  # (K, F) GPU only: device part to the power p
     host_p: np.ndarray | None = None  # (K, F_cpu) GPU only: host part to the power p
     p: float = 3.0
+    key: tuple[str, str] = ("", "")  # (model, processor): the fast paths' cache key
     # Python-float copies for the scalar hot path (Policy.predict), filled in __post_init__:
     # per row, the device part (GPU: ``dev_p ** (1 / p)``) or the latency (CPU) at each column,
     # and the host part (GPU) at each CPU column. Python floats and ``**`` (the C library's
@@ -140,7 +141,7 @@ class Context:
             for p in board.processors
         }
         self.cpu_name: str | None = self.cpu.name if self.cpu is not None else None
-        self.pair_cache: dict[tuple[int, int, str], tuple] = {}  # see policy.pair_row
+        self.pair_cache: dict[tuple[tuple[str, str], int], tuple] = {}  # see predict.pair_row
         self.cpu_cores = max(self.cpu.cores, 1) if self.cpu is not None else 1
         cpu_table = self.tables[self.cpu.name] if self.cpu is not None else (0,)
         top_cpu = cpu_table[-1] or (self.cpu.max_frequency_khz if self.cpu else 0) or 0
@@ -240,6 +241,7 @@ class Context:
                 dev_p=dev_p,
                 host_p=host_p,
                 p=pw,
+                key=(spec.name, proc.name),
             )
         if not out:
             raise ManagerConfigError(f"model {spec.name}: no usable (member, threads) candidate")

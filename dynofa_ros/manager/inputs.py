@@ -95,6 +95,24 @@ class Effective:
     level: PriorityLevel
 
 
+def readings_of(t: Telemetry, stamp_s: float | None = None, *, power: bool = True) -> list[Reading]:
+    """A telemetry snapshot as the readings a board publishes, in sim_platform_node's order
+    (battery, temperatures, loads, then power), stamped ``stamp_s`` (default: the snapshot's)."""
+    s = t.stamp_s if stamp_s is None else stamp_s
+    items: list[Reading] = []
+    if t.battery is not None:
+        items.append(BatteryReading(s, t.battery.state_of_charge, t.battery.capacity_wh))
+    items.extend(TemperatureReading(s, zone, float(c)) for zone, c in t.temperatures_c.items())
+    items.extend(
+        ProcessorLoad(s, name, pt.utilisation, pt.frequency_khz, pt.utilisation_max)
+        for name, pt in t.processors.items()
+        if pt.utilisation is not None
+    )
+    if power and t.total_power_w is not None:
+        items.append(PowerReading(s, t.total_power_w))
+    return items
+
+
 class InputStore:
     def __init__(self, models: Sequence[ModelSpec], board: Board, config: ManagerConfig) -> None:
         self.models = {m.name: m for m in models}
@@ -144,22 +162,7 @@ class InputStore:
 
     def offer_telemetry(self, t: Telemetry, now_s: float | None = None) -> tuple[int, int]:
         """Split a platform telemetry snapshot into readings: (kept, offered)."""
-        items: list[Reading] = []
-        for name, pt in t.processors.items():
-            if pt.utilisation is not None:
-                items.append(
-                    ProcessorLoad(
-                        t.stamp_s, name, pt.utilisation, pt.frequency_khz, pt.utilisation_max
-                    )
-                )
-        for zone, celsius in t.temperatures_c.items():
-            items.append(TemperatureReading(t.stamp_s, zone, celsius))
-        if t.total_power_w is not None:
-            items.append(PowerReading(t.stamp_s, t.total_power_w))
-        if t.battery is not None:
-            items.append(
-                BatteryReading(t.stamp_s, t.battery.state_of_charge, t.battery.capacity_wh)
-            )
+        items = readings_of(t)
         return sum(self.offer(i, now_s) for i in items), len(items)
 
     def _stamp(self, item: Reading, kind: str, previous: Any) -> float:

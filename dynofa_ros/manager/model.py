@@ -178,6 +178,7 @@ class Corrections:
         self._ratios: dict[tuple[str, str], deque[float]] = {}
         self._stamp: dict[tuple[str, str], float] = {}
         self._peak: dict[str, float] = {}  # per processor left: highest foreign load seen since
+        self._used: dict[str, float] = {}  # per processor: stamp of its last ratio update
         self.calm_ratio = calm_ratio
         self._calm: dict[tuple[str, str], float] = {}  # last factor below calm_ratio, per pair
 
@@ -190,7 +191,7 @@ class Corrections:
         if ring is None:
             ring = self._ratios[key] = deque(maxlen=self.window)
         ring.append(ratio)
-        self._stamp[key] = stamp_s
+        self._stamp[key] = self._used[processor] = stamp_s
         k = self._quantile(ring)
         if k < self.calm_ratio:
             self._calm[key] = k
@@ -199,15 +200,15 @@ class Corrections:
     def note_foreign(self, processor: str, load: float, stamp_s: float) -> None:
         """The load other programs put on ``processor`` (the board's utilisation minus the
         models' own), as read at ``stamp_s``."""
-        stamps = [s for (_, p), s in self._stamp.items() if p == processor]
-        if not stamps or stamp_s < max(stamps) + self.settle_s:
+        used = self._used.get(processor)
+        if used is None or stamp_s < used + self.settle_s:
             return  # never used, or still in use: the reading holds the models' own work
         peak = self._peak.get(processor, 0.0)
         if peak >= self.foreign_load_min and load < 0.5 * peak:
             for key in [k for k in self._ratios if k[1] == processor]:
                 calm = self._calm.get(key)
                 self._ratios[key] = deque([] if calm is None else [calm], maxlen=self.window)
-                self._stamp[key] = stamp_s  # the calm value holds as of now
+                self._stamp[key] = self._used[processor] = stamp_s  # calm holds as of now
             self._peak.pop(processor)
         elif load > peak:
             self._peak[processor] = load
@@ -236,6 +237,7 @@ class Corrections:
         self._ratios.clear()
         self._stamp.clear()
         self._peak.clear()
+        self._used.clear()
 
 
 class PowerModel:

@@ -29,8 +29,8 @@ from dynofa_ros.manager.config import ManagerConfig
 from dynofa_ros.manager.context import Context
 from dynofa_ros.manager.inputs import InputStore, Reading
 from dynofa_ros.manager.model import Board
-from dynofa_ros.manager.policies import make_policy
 from dynofa_ros.manager.policy import Policy
+from dynofa_ros.manager.registry import make_policy
 from dynofa_ros.manager.types import (
     Choice,
     Decision,
@@ -52,7 +52,7 @@ def new_epoch() -> int:
 class RuntimeManager:
     """Chooses, per perception model, the family member, processor, threads and frequencies.
 
-    ``policy`` is a name from :data:`~dynofa_ros.manager.policies.POLICIES` or a
+    ``policy`` is a name from :data:`~dynofa_ros.manager.registry.POLICIES` or a
     :class:`~dynofa_ros.manager.policy.Policy` instance (not shared between managers).
     """
 

@@ -169,10 +169,10 @@ class ManagerNode(Node):
         from dynofa_ros.manager import ManagerConfig, ModelSpec, RuntimeManager, config_from_dict
         from dynofa_ros.perception import default_family_path
         from dynofa_ros.platform import make_platform
-        from dynofa_ros.resources import models_dir
+        from dynofa_ros.resources import default_checkpoint
 
         p = self.params
-        checkpoint = Path(p["checkpoint"] or models_dir() / "fmnist_mbv3_small.safetensors")
+        checkpoint = Path(p["checkpoint"] or default_checkpoint())
         simulated = p["platform"] == "sim-xavier-nx"
         kw = {} if simulated else {"sysfs_root": p["sysfs_root"]}
         self.platform = make_platform(p["platform"], **kw)

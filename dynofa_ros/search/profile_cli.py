@@ -50,9 +50,9 @@ def _int_list(text: str) -> list[int]:
 
 
 def default_checkpoint() -> Path:
-    from dynofa_ros.resources import models_dir
+    from dynofa_ros.resources import default_checkpoint
 
-    return models_dir() / "fmnist_mbv3_small.safetensors"
+    return default_checkpoint()
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,153 +1,34 @@
-"""The hierarchical Dynamic-OFA manager and the baselines it is compared with, behind one interface.
-
-``POLICIES`` (names for :func:`make_policy`):
-
-* ``dynofa``: the hierarchical manager. Application level: per model, the family member (and,
-  with the system level, its processor and threads) maximising
-  ``priority * accuracy_weight * top1 - energy_weight * board power`` subject to predicted
-  latency <= target * (1 - margin), the accuracy floor and the energy budget the mission /
-  battery allow. System level: for each candidate the lowest frequencies meeting its target
-  (least energy under the power model), never above the thermal cap; several models are placed
-  jointly (their best few candidates each, with contention) and share the board's frequencies.
-  Feedback: latency corrections from measured latency (interference), hysteresis (a current
-  configuration is kept within a wider band, a change must gain ``switch_gain``), dwell time.
-  Battery below ``battery_low``: the saving level (and power mode, when configured).
-* ``static-performance``: the most accurate member on the family's processor, every frequency at
-  the top (Linux's ``performance`` governor).
-* ``static-schedutil``: one member (the most accurate meeting the target at the top frequency);
-  frequencies are left to the board's governor (Linux's schedutil on the board's measured
-  utilisation), never pinned.
-* ``step``: the original Dynamic-OFA demo's controller: the mean latency of a window of frames;
-  over the target, one member down; under ``step_up_ratio`` of it (or below the accuracy floor),
-  one member up; frequencies left to the platform (no DVFS).
-* ``switch-only``: ``dynofa``'s application level alone (members; static processor / threads;
-  frequencies at the top usable step, under the thermal cap).
-* ``dvfs-only``: ``dynofa``'s system level alone (static member; processor, threads and
-  frequencies chosen).
-* ``oracle``: the clairvoyant reference: plays a schedule planned with the whole scenario and
-  the board's true cost model known (:mod:`~dynofa_ros.manager.oracle`); the runner hands it over.
-"""
+"""``dynofa``: the hierarchical Dynamic-OFA manager (see :mod:`~dynofa_ros.manager.registry` for
+what it decides and the baselines it is compared with)."""
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
 
-from dynofa_ros.manager.context import Context, Options
+from dynofa_ros.manager.context import Options
+from dynofa_ros.manager.guards import BatterySaver, ThermalGuard, power_budget_w
 from dynofa_ros.manager.inputs import Effective, InputStore
-from dynofa_ros.manager.oracle import Oracle
-from dynofa_ros.manager.policy import (
+from dynofa_ros.manager.policy import Policy
+from dynofa_ros.manager.predict import (
     ACCURACY_PENALTY,
     BUDGET_PENALTY,
     LATENCY_PENALTY,
     Joint,
     PairRow,
-    Policy,
     Prediction,
     Row,
     pair_row,
     predict_rows,
     settle_pair,
 )
-from dynofa_ros.manager.types import Choice, LatencyObservation, ManagerConfigError, PriorityLevel
+from dynofa_ros.manager.types import Choice, ManagerConfigError, PriorityLevel
 
 
-# ------------------------------------------------------------------------------- safety guards
-class ThermalGuard:
-    """Per processor, the highest usable column allowed: one step down (from where the processor
-    runs) when its zone reaches ``trip - margin``, one up below ``trip - margin - hysteresis``,
-    at most once per ``thermal.dwell_s``."""
-
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.caps = {p.name: ctx.top_column(p.name) for p in ctx.processors}
-        self.last_s = -math.inf
-        self.hot: set[str] = set()
-
-    def zone(self, processor: str) -> tuple[str, float] | None:
-        tp = self.ctx.config.thermal
-        zone = tp.zones.get(processor)
-        if zone is None or zone not in tp.trip_c:
-            return None
-        return zone, tp.trip_c[zone]
-
-    def update(
-        self, inputs: InputStore, now_s: float, running: Mapping[str, int]
-    ) -> dict[str, int]:
-        tp = self.ctx.config.thermal
-        if now_s - self.last_s < tp.dwell_s:
-            return self.caps
-        changed = False
-        for p in self.caps:
-            zt = self.zone(p)
-            if zt is None or not self.ctx.settable(p):
-                continue
-            celsius = inputs.temperature(zt[0], now_s)
-            if celsius is None:
-                continue
-            top = self.ctx.top_column(p)
-            if celsius >= zt[1] - tp.margin_c:
-                new = max(0, min(self.caps[p], running.get(p, top)) - 1)
-                self.hot.add(p)
-            elif celsius < zt[1] - tp.margin_c - tp.hysteresis_c:
-                new = min(top, self.caps[p] + 1)
-                self.hot.discard(p)
-            else:
-                continue
-            if new != self.caps[p]:
-                self.caps[p] = new
-                changed = True
-        if changed:
-            self.last_s = now_s
-        return self.caps
-
-    def capped(self) -> list[str]:
-        return [p for p, c in self.caps.items() if c < self.ctx.top_column(p)]
-
-
-class BatterySaver:
-    """Saving mode below ``battery_low``, left above ``battery_low + battery_hysteresis``."""
-
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.on = False
-        self.soc: float | None = None
-
-    def update(self, inputs: InputStore, now_s: float) -> bool:
-        cfg = self.ctx.config
-        b = inputs.battery(now_s)
-        if b is not None:
-            self.soc = b.state_of_charge
-            if b.state_of_charge < cfg.battery_low:
-                self.on = True
-            elif b.state_of_charge > cfg.battery_low + cfg.battery_hysteresis:
-                self.on = False
-        return self.on
-
-
-def power_budget_w(inputs: InputStore, now_s: float) -> float:
-    """Board power the mission allows: its energy budget over its remaining duration, and the
-    battery's remaining energy over that duration (``inf`` when the duration is unknown)."""
-    mission = inputs.mission
-    if mission is None or mission.mission_duration_s <= 0:
-        return math.inf
-    budget = math.inf
-    if mission.energy_budget_j > 0:
-        budget = mission.energy_budget_j / mission.mission_duration_s
-    b = inputs.battery(now_s)
-    if b is not None and b.capacity_wh:
-        budget = min(
-            budget, b.state_of_charge * b.capacity_wh * 3600.0 / mission.mission_duration_s
-        )
-    return budget
-
-
-# ------------------------------------------------------------------------------- dynofa
 class _Candidate(NamedTuple):
     score: float  # standalone objective (accuracy points)
     processor: str
@@ -530,7 +411,7 @@ class DynOFA(Policy):
                 o, k, f, period, p = row
                 host = pr[1]
                 hc = min(caps[cpu] if cpu is not None else 0, pr[2])
-                key = (id(o), k, caps[p], hc)
+                key = (o.key, k, caps[p], hc)
                 mins = cache.get(key)
                 if mins is None:
                     if len(cache) > 4096:
@@ -607,7 +488,7 @@ class DynOFA(Policy):
                 acc = float(o.accuracy[c.row])
                 row_list.append(
                     (
-                        (o, c.row, factor.get((m, c.processor), 1.0), e.period_ms, c.processor),
+                        Row(o, c.row, factor.get((m, c.processor), 1.0), e.period_ms, c.processor),
                         e.priority * lp.accuracy_weight * 100.0 * acc,
                         ACCURACY_PENALTY * 100.0 * max(0.0, e.min_accuracy - acc),
                     )
@@ -820,173 +701,3 @@ class DynOFA(Policy):
                 parts.append(f"level {eff[m].level.name}")
             out[m] = "; ".join(parts + notes)
         return out
-
-
-# ------------------------------------------------------------------------------- baselines
-class StaticPerformance(Policy):
-    name = "static-performance"
-    description = "largest member, family's processor, top frequencies (performance governor)"
-
-    def plan(
-        self, inputs: InputStore, now_s: float, current: Mapping[str, Choice]
-    ) -> dict[str, Choice] | None:
-        del now_s
-        if current:
-            return None
-        ctx = self.ctx
-        rows: dict[str, tuple[str, int]] = {}
-        for m in ctx.specs:
-            st = ctx.static[m]
-            member = ctx.largest(m)
-            o = ctx.options[m][st.processor]
-            ks = o.rows_of(member)
-            if not ks:
-                raise ManagerConfigError(
-                    f"model {m}: largest member {member!r} has no record on {st.processor}"
-                )
-            rows[m] = (st.processor, max(ks, key=lambda k: int(o.threads[k])))
-        joint = Joint(rows, {p.name: ctx.top_column(p.name) for p in ctx.processors})
-        eff = self.effective(inputs)
-        pred = self.predict(joint, eff, {})
-        reasons = {m: f"{self.name}: largest member, top frequencies" for m in rows}
-        return self.choices(joint, eff, pred, reasons)
-
-
-class StaticSchedutil(Policy):
-    """The static member with the board's own governor: frequencies are never pinned, so the
-    board (simulated or real) runs Linux's schedutil on its measured utilisation, the GPU's busy
-    fraction included, the same in every runner (the rule: ``platform.base.schedutil_khz``)."""
-
-    name = "static-schedutil"
-    description = "static member, frequencies left to the board's schedutil governor"
-
-    def plan(
-        self, inputs: InputStore, now_s: float, current: Mapping[str, Choice]
-    ) -> dict[str, Choice] | None:
-        if current:
-            return None
-        ctx = self.ctx
-        rows = {}
-        for m, st in ctx.static.items():
-            row = ctx.options[m][st.processor].row(st.member_id, st.threads)
-            assert row is not None
-            rows[m] = (st.processor, row)
-        # predicted at the top frequencies: the governor's choice is the board's to make
-        joint = Joint(rows, {p.name: ctx.top_column(p.name) for p in ctx.processors})
-        eff = self.effective(inputs)
-        pred = self.predict(joint, eff, self.factors(now_s))
-        reasons = {m: f"{self.name}: static member, board governor" for m in rows}
-        return self.choices(joint, eff, pred, reasons, pin=False)
-
-
-class Step(Policy):
-    name = "step"
-    description = "Dynamic-OFA demo: window mean latency, one member down / up, no DVFS"
-
-    @property
-    def dwell_s(self) -> float:
-        return 0.0
-
-    def needs(self, inputs: InputStore) -> Iterable[str]:
-        return [f"observation[{m}]" for m in self.ctx.specs]
-
-    def reset(self) -> None:
-        ctx = self.ctx
-        self.ladders = {m: ctx.ladder(m) for m in ctx.specs}
-        self.level = {m: self.ladders[m].index(ctx.static[m].member_id) for m in ctx.specs}
-        self.windows: dict[str, deque[float]] = {
-            m: deque(maxlen=ctx.config.step_window) for m in ctx.specs
-        }
-        self.last_reason: dict[str, str] = {}
-
-    def observe(
-        self, obs: LatencyObservation, inputs: InputStore, current: Mapping[str, Choice]
-    ) -> None:
-        super().observe(obs, inputs, current)
-        if obs.subnet_id == self.ladders[obs.model][self.level[obs.model]]:
-            self.windows[obs.model].append(obs.latency_ms)
-
-    def plan(
-        self, inputs: InputStore, now_s: float, current: Mapping[str, Choice]
-    ) -> dict[str, Choice] | None:
-        ctx = self.ctx
-        cfg = ctx.config
-        eff = self.effective(inputs)
-        changed = not current
-        for m in ctx.specs:
-            w = self.windows[m]
-            if len(w) < cfg.step_window:
-                continue
-            mean = sum(w) / len(w)
-            target = eff[m].latency_target_ms
-            lvl = self.level[m]
-            acc = ctx.specs[m].family.member(self.ladders[m][lvl]).accuracy
-            if mean > target and lvl > 0:
-                self.level[m] = lvl - 1
-                self.last_reason[m] = f"mean {mean:.1f} ms > {target:g} ms: one member down"
-            elif (
-                (mean < cfg.step_up_ratio * target or acc < eff[m].min_accuracy)
-                and lvl < len(self.ladders[m]) - 1
-                and mean <= target
-            ):
-                self.level[m] = lvl + 1
-                self.last_reason[m] = (
-                    f"mean {mean:.1f} ms < {cfg.step_up_ratio:g} x {target:g} ms: one member up"
-                )
-            else:
-                continue
-            w.clear()
-            changed = True
-        if not changed:
-            return None
-        rows = {}
-        for m in ctx.specs:
-            st = ctx.static[m]
-            o = ctx.options[m][st.processor]
-            row = o.row(self.ladders[m][self.level[m]], st.threads)
-            assert row is not None
-            rows[m] = (st.processor, row)
-        joint = Joint(rows, {p.name: ctx.top_column(p.name) for p in ctx.processors})
-        pred = self.predict(joint, eff, self.factors(now_s))
-        reasons = {
-            m: f"{self.name}: " + self.last_reason.get(m, "start at the static member")
-            for m in rows
-        }
-        return self.choices(joint, eff, pred, reasons, pin=False)
-
-
-# ------------------------------------------------------------------------------- registry
-def _switch_only() -> Policy:
-    p = DynOFA(switching=True, mapping=False, dvfs=False)
-    p.name = "switch-only"
-    p.description = "ablation: member switching only (static mapping, top frequencies)"
-    return p
-
-
-def _dvfs_only() -> Policy:
-    p = DynOFA(switching=False, mapping=True, dvfs=True)
-    p.name = "dvfs-only"
-    p.description = "ablation: static member; mapping, threads and DVFS"
-    return p
-
-
-_FACTORIES = {
-    "dynofa": DynOFA,
-    "static-performance": StaticPerformance,
-    "static-schedutil": StaticSchedutil,
-    "step": Step,
-    "switch-only": _switch_only,
-    "dvfs-only": _dvfs_only,
-    "oracle": Oracle,
-}
-POLICIES: tuple[str, ...] = tuple(_FACTORIES)
-
-
-def make_policy(name: str) -> Policy:
-    """A fresh policy by name (one of :data:`POLICIES`)."""
-    try:
-        return _FACTORIES[name]()
-    except KeyError:
-        raise ManagerConfigError(
-            f"unknown policy {name!r} (one of: {', '.join(POLICIES)})"
-        ) from None
