@@ -21,8 +21,10 @@ Modules, one concern each:
 - ``metrics``: latency percentiles, misses, accuracy, energy, battery, temperature, switches,
   reaction time to each event;
 - ``plots``, ``report``: Markdown + HTML report with PNG plots and per-frame CSV per run;
-- ``inprocess``: the closed loop in one process (fast replay of a bag, or a scenario's own
-  timeline); ``simulate_cli``: ``dynofa simulate SCENARIO`` (that loop, no bag, per policy);
+- ``loop``: the closed loop every runner shares (manager, perception sessions, records);
+- ``inprocess``: that loop in simulated time (fast replay of a bag, or a scenario's own
+  timeline); ``realtime``: that loop on this machine's clock;
+  ``simulate_cli``: ``dynofa simulate SCENARIO`` (that loop, no bag, per policy);
 - ``scenario_cli``: ``dynofa scenario generate | check | list``; ``report_cli``:
   ``dynofa report RESULTS... -o DIR``.
 """

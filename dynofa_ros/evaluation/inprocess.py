@@ -1,6 +1,7 @@
 """The fast replay: the whole closed loop in one process, in simulated time, without DDS.
 
-It runs the same core objects as the live graph, wired the way the nodes wire them:
+It drives the shared :class:`~.loop.ClosedLoop` (the core objects of the live graph, wired the
+way the nodes wire them) with the simulated board's plugs:
 
 * per model a :class:`~dynofa_ros.perception.PerceptionSession` over the real
   :class:`~dynofa_ros.engine.Engine` (every frame really classified on this machine) whose frames
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from dynofa_ros.clock import period_ns, timer_time
 from dynofa_ros.errors import DynofaError
+from dynofa_ros.evaluation.loop import ClosedLoop, LoopModel
 from dynofa_ros.evaluation.records import RecordBuilder, RunResults, subnets_extra
 from dynofa_ros.evaluation.scenario import ModelSpec as ScenarioModel
 from dynofa_ros.evaluation.scenario import Scenario, family_accuracy_applies, model_file
@@ -48,7 +50,6 @@ from dynofa_ros.evaluation.timeline import (
 if TYPE_CHECKING:
     from dynofa_ros.family import Family
 
-DEFAULT_CHECKPOINT = "fmnist_mbv3_small.safetensors"
 TELEMETRY_PERIOD_S = 0.5  # sim_platform_node's publish_period_s default
 MANAGER_RATE_HZ = 5.0  # manager_node's rate_hz default
 # The replay starts the graph's clock at least this long before the scenario's t = 0 (on a whole
@@ -80,11 +81,11 @@ class ReplayOptions:
 
     def checkpoint_path(self, model: ScenarioModel | None = None) -> Path:
         """The super-network of ``model``: its scenario ``checkpoint``, else this replay's."""
-        from dynofa_ros.resources import models_dir
+        from dynofa_ros.resources import default_checkpoint
 
         if model is not None and model.checkpoint:
             return model_file(model, "checkpoint")
-        return Path(self.checkpoint) if self.checkpoint else models_dir() / DEFAULT_CHECKPOINT
+        return Path(self.checkpoint) if self.checkpoint else default_checkpoint()
 
     def family(self, model: ScenarioModel) -> Family:
         """A model's family: a ``builtin:<name>`` one (unless ``families`` names a file for it),
@@ -244,21 +245,6 @@ def oracle_schedule(scenario: Scenario, opt: ReplayOptions) -> Any:
     return compute_schedule(scenario, specs, start_board(scenario), config, offset_s=t0_s)
 
 
-class _Model:
-    """One perception model: its session and the node-side counters."""
-
-    def __init__(self, name: str, camera: str, session: Any, target_ms: float) -> None:
-        self.name = name
-        self.camera = camera
-        self.session = session
-        self.target_ms = target_ms
-        self.pending: list[tuple[float, Any]] = []  # (decided at, command)
-        self.seen = 0
-        self.processed = 0
-        self.dropped = 0
-        self.energy_total_j = 0.0
-
-
 def run_inprocess(
     scenario: Scenario,
     options: ReplayOptions | None = None,
@@ -273,23 +259,12 @@ def run_inprocess(
 
     from dynofa_ros.engine import Engine
     from dynofa_ros.engine.recorded import RecordedEngine
-    from dynofa_ros.manager import (
-        BatteryReading,
-        LatencyObservation,
-        ManagerConfig,
-        Mission,
-        ProcessorLoad,
-        RuntimeManager,
-        TemperatureReading,
-    )
+    from dynofa_ros.manager import ManagerConfig, RuntimeManager
     from dynofa_ros.perception import (
         Active,
-        BoardBusyError,
         BoardTimer,
-        Command,
         PerceptionSession,
         SimulatedTarget,
-        command_due,
         most_accurate,
     )
 
@@ -301,7 +276,7 @@ def run_inprocess(
     checkpoints = list(
         dict.fromkeys(opt.checkpoint_path(m) for m in scenario.models if m.name not in recorded)
     )
-    models: dict[str, _Model] = {}
+    models: list[LoopModel] = []
     specs = []
     try:
         for m in scenario.models:
@@ -326,7 +301,7 @@ def run_inprocess(
                 allow_dvfs=True,
                 initial=Active(most_accurate(target), opt.processor, 1),
             )
-            models[m.name] = _Model(m.name, m.camera, session, m.latency_target_ms)
+            models.append(LoopModel(m.name, m.camera, session, m.latency_target_ms))
             specs.append(manager_spec(scenario, m, family))
         config = opt.manager_config or ManagerConfig()
         config = replace(config, stale_after_s=opt.stale_after_s)
@@ -356,103 +331,12 @@ def run_inprocess(
             },
         )
 
-        def decide(now_s: float) -> None:
-            for d in manager.step(now_s):
-                model = models[d.target_model]
-                model.pending.append((now_s, Command.from_fields(d)))
-                builder.command(
-                    round(now_s * 1e9), d.target_model, seq=d.seq, subnet_id=d.subnet_id,
-                    processor=d.processor, threads=d.threads,
-                    cpu_frequency_khz=d.cpu_frequency_khz, gpu_frequency_khz=d.gpu_frequency_khz,
-                    power_mode=d.power_mode, latency_target_ms=d.latency_target_ms,
-                    reason=d.reason,
-                )  # fmt: skip
-
-        def telemetry(now_s: float) -> None:
-            tele = board.telemetry_at(now_s - clock0_s)
-            ns = round(now_s * 1e9)
-            # sim_platform_node publishes the battery first; the manager decides on it, then
-            # takes the temperatures (which trigger no decision)
-            if tele.battery is not None:
-                builder.battery(ns, float(tele.battery.state_of_charge))
-                manager.observe(
-                    BatteryReading(now_s, tele.battery.state_of_charge, tele.battery.capacity_wh)
-                )
-                decide(now_s)
-            for zone, celsius in tele.temperatures_c.items():
-                manager.observe(TemperatureReading(now_s, zone, float(celsius)))
-                builder.temperature(ns, zone, float(celsius))
-            for proc, pt in tele.processors.items():  # sim_platform_node's load/<processor>
-                if pt.utilisation is not None:
-                    manager.observe(
-                        ProcessorLoad(
-                            now_s, proc, pt.utilisation, pt.frequency_khz, pt.utilisation_max
-                        )
-                    )
-            if tele.total_power_w is not None:
-                builder.power(ns, float(tele.total_power_w))
-            builder.throttled(ns, bool(tele.throttled))
-            if tele.energy_j is not None:
-                builder.board_energy(ns, float(tele.energy_j))
-            builder.power_mode(ns, tele.power_mode)
-
-        def frame(f: Frame) -> None:
-            stamp_s = f.stamp_ns * 1e-9
-            if f.label is not None:
-                builder.ground_truth(f.camera, f.stamp_ns, f.label)
-            for model in models.values():
-                if model.camera != f.camera:
-                    continue
-                model.seen += 1
-                s = model.session
-                # between frames, in order, the node's rule (command_due): a command decided
-                # at this very stamp waits for the next frame
-                n = 0
-                while n < len(model.pending) and command_due(model.pending[n][0], stamp_s):
-                    n += 1
-                due = [c for _, c in model.pending[:n]]
-                model.pending = model.pending[n:]
-                for cmd in due:
-                    if s.apply(cmd) is None and cmd.latency_target_ms > 0:
-                        model.target_ms = cmd.latency_target_ms
-                try:
-                    out = s.run(f.infer, stamp_s)
-                except BoardBusyError:
-                    model.dropped += 1
-                    continue
-                model.processed += 1
-                model.energy_total_j += out.cost.energy_j
-                r, cost, active = out.result, out.cost, out.active
-                builder.classification(
-                    model.name, f.stamp_ns, frame_seq=model.processed, subnet_id=r.member_id,
-                    class_ids=r.class_ids, latency_ms=cost.latency_ms,
-                    command_seq=s.last_applied_seq,
-                )  # fmt: skip
-                builder.status(
-                    model.name, model.processed, subnet_id=r.member_id,
-                    processor=active.processor, threads=active.threads,
-                    cpu_frequency_khz=cost.cpu_frequency_khz or active.cpu_frequency_khz,
-                    gpu_frequency_khz=cost.gpu_frequency_khz or active.gpu_frequency_khz,
-                    latency_ms=cost.latency_ms, latency_target_ms=model.target_ms,
-                    power_w=cost.power_w, energy_per_frame_mj=cost.energy_j * 1e3,
-                    energy_total_j=model.energy_total_j, last_command_seq=s.last_applied_seq,
-                )  # fmt: skip
-                manager.observe(
-                    LatencyObservation(
-                        stamp_s=stamp_s, model=model.name, latency_ms=cost.latency_ms,
-                        subnet_id=r.member_id, processor=active.processor, threads=active.threads,
-                        cpu_frequency_khz=cost.cpu_frequency_khz,
-                        gpu_frequency_khz=cost.gpu_frequency_khz,
-                        command_seq=s.last_applied_seq,
-                    )
-                )  # fmt: skip
-                decide(stamp_s)
+        loop = ClosedLoop(manager, models, builder)
 
         def event(item: Item) -> None:
             now_s = item.stamp_ns * 1e-9
             if isinstance(item, PriorityItem):
-                manager.observe(Mission.from_fields(now_s, item.change))
-                decide(now_s)
+                loop.mission(now_s, item.change)
             else:  # as sim_platform_node: the board applies it when its clock gets there
                 board.at(now_s - clock0_s, item.apply)
 
@@ -469,13 +353,13 @@ def run_inprocess(
             iter(planned),
         ):
             if kind == "telemetry":
-                telemetry(t_s)
+                loop.published_telemetry(board.telemetry_at(t_s - clock0_s), t_s)
             elif kind == "tick":
-                decide(t_s)
+                loop.decide(t_s)
             elif isinstance(payload, Truth):
                 builder.ground_truth(payload.camera, payload.stamp_ns, payload.label)
             elif isinstance(payload, Frame):
-                frame(payload)
+                loop.frame(payload.camera, payload.stamp_ns, payload.infer, label=payload.label)
                 bar.update(1)
             else:
                 event(payload)
@@ -483,24 +367,16 @@ def run_inprocess(
         run = builder.build()
         run.info.extra.update(
             {
-                "dropped": {m.name: m.dropped for m in models.values()},
-                "frames": {
-                    m.name: {
-                        "in_bag": m.seen,
-                        "processed": m.processed,
-                        "dropped_node": m.dropped,
-                        "rejected": 0,
-                        "lost_transport": 0,
-                    }
-                    for m in models.values()
-                },
+                "dropped": {m.name: m.dropped for m in models},
+                "frames": loop.frame_counts(),
+                "rejected_commands": list(loop.rejected),
                 "manager_warnings": dict(manager.warnings),
                 "board_energy_j": float(board.telemetry().energy_j or 0.0),
             }
         )
         return run
     finally:
-        for model in models.values():
+        for model in models:
             model.session.close()
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -112,8 +113,29 @@ class RunMetrics:
         return next(m for m in self.models if m.model == name)
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if values else None
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency of processed frames; ``within`` also counts dropped frames, as misses (a frame
+    dropped before it could start never had a result, let alone in time)."""
+
+    frames: int  # processed
+    dropped: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    mean_ms: float | None
+    within: float | None  # frames with latency <= target / (processed + dropped)
+
+    @classmethod
+    def of(
+        cls, latencies: Sequence[float], target_ms: float | None = None, dropped: int = 0
+    ) -> LatencyStats:
+        if not latencies:
+            return cls(0, dropped, None, None, None, None, 0.0 if dropped else None)
+        a = np.asarray(latencies, dtype=np.float64)
+        p50, p95, p99 = (float(x) for x in np.percentile(a, [50, 95, 99]))
+        within = None if target_ms is None else float(np.sum(a <= target_ms)) / (len(a) + dropped)
+        return cls(len(a), dropped, p50, p95, p99, float(a.mean()), within)
 
 
 def compute(run: RunResults) -> RunMetrics:
@@ -126,7 +148,7 @@ def compute(run: RunResults) -> RunMetrics:
     models = []
     for model in run.models:
         frames = sorted(run.frames_of(model), key=lambda f: f.t_s)
-        lat = [f.latency_ms for f in frames if math.isfinite(f.latency_ms)]
+        stats = LatencyStats.of([f.latency_ms for f in frames if math.isfinite(f.latency_ms)])
         with_target = [f for f in frames if f.deadline_missed is not None]
         with_gt = [f for f in frames if f.correct is not None]
         expected = [recorded.get(f.subnet_id) for f in frames]
@@ -150,10 +172,10 @@ def compute(run: RunResults) -> RunMetrics:
                 model=model,
                 frames=len(frames),
                 target_ms=max(set(targets), key=targets.count) if targets else None,
-                latency_p50_ms=_pct(lat, 50),
-                latency_p95_ms=_pct(lat, 95),
-                latency_p99_ms=_pct(lat, 99),
-                latency_mean_ms=float(np.mean(lat)) if lat else None,
+                latency_p50_ms=stats.p50_ms,
+                latency_p95_ms=stats.p95_ms,
+                latency_p99_ms=stats.p99_ms,
+                latency_mean_ms=stats.mean_ms,
                 miss_rate=(
                     sum(bool(f.deadline_missed) for f in with_target) / len(with_target)
                     if with_target

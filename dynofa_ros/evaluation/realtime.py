@@ -3,6 +3,8 @@
 ``dynofa realtime SCENARIO`` (:mod:`.realtime_cli`) plays a real-machine scenario
 (:mod:`.realtime_scenario`) once per policy:
 
+* the closed loop is the one every runner shares (:class:`~.loop.ClosedLoop`), driven by this
+  machine's clock;
 * frames are due at the camera's rate (``1 / fps`` apart) and go through the real engine
   (:class:`~dynofa_ros.engine.Engine`: preprocessing of the camera-sized frame, the member's
   ONNX Runtime session at its thread count, top-k) inside a
@@ -27,6 +29,7 @@ switches), :func:`probe` measures every (member, threads) under each co-runner l
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import itertools
 import os
@@ -43,16 +46,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dynofa_ros.evaluation.loop import ClosedLoop, LoopModel
+from dynofa_ros.evaluation.metrics import LatencyStats as Stats
+from dynofa_ros.evaluation.metrics import compute
 from dynofa_ros.evaluation.realtime_scenario import CoRunnerStep, RealScenario
 from dynofa_ros.evaluation.records import (
-    CommandRecord,
     Event,
-    FrameRecord,
     ModelInfo,
+    RecordBuilder,
     RunInfo,
     RunResults,
-    Sample,
-    frame_record,
     subnets_extra,
 )
 from dynofa_ros.processes import NodeProcess, ProcessManager
@@ -250,6 +253,7 @@ def prepare(scenario: RealScenario, *, progress: bool = True) -> Setup:
 # latency_of(frame index, due time s, measured ms, active configuration) -> latency the run
 # records and the manager sees (tests inject latency with it; None = the measured latency)
 LatencyHook = Callable[[int, float, float, "Active"], float]
+CAMERA = "camera"  # the one camera of a real-machine scenario
 
 
 @dataclass
@@ -278,16 +282,16 @@ def run_policy(
     log_dir: str | os.PathLike[str] | None = None,
 ) -> PolicyRun:
     """Play the scenario once under ``policy`` (a name of
-    :data:`~dynofa_ros.manager.policies.POLICIES`); see the module docstring."""
+    :data:`~dynofa_ros.manager.registry.POLICIES`): the shared closed loop
+    (:class:`~.loop.ClosedLoop`) on this machine's clock; see the module docstring."""
     from tqdm import tqdm
 
-    from dynofa_ros.manager import LatencyObservation, ModelSpec, RuntimeManager
-    from dynofa_ros.perception import Active, Command, PerceptionSession, most_accurate
+    from dynofa_ros.manager import ModelSpec, RuntimeManager
+    from dynofa_ros.perception import Active, PerceptionSession, most_accurate
     from dynofa_ros.platform import make_platform
 
     sc = setup.scenario
     m = sc.model
-    engine = setup.engine
     pool = setup.frames
     period = sc.camera.period_s
     target = m.latency_target_ms
@@ -307,46 +311,36 @@ def run_policy(
         processors=("cpu",),
         threads=m.threads,
     )
-    manager = RuntimeManager([spec], platform, policy, sc.manager)
     session = PerceptionSession(
-        engine,
+        setup.engine,
         model_name=m.name,
-        initial=Active(most_accurate(engine), "cpu", m.threads[0]),
+        initial=Active(most_accurate(setup.engine), "cpu", m.threads[0]),
     )
-    commands: list[CommandRecord] = []
-    rejected: list[str] = []
-
-    def decide(now_s: float) -> None:
-        for d in manager.step(now_s):
-            why = session.apply(Command.from_fields(d))
-            if why is not None:
-                rejected.append(f"seq {d.seq}: {why}")
-                continue
-            commands.append(
-                CommandRecord(
-                    t_s=now_s,
-                    model=m.name,
-                    seq=d.seq,
-                    subnet_id=d.subnet_id,
-                    processor=d.processor,
-                    threads=d.threads,
-                    cpu_frequency_khz=d.cpu_frequency_khz,
-                    gpu_frequency_khz=d.gpu_frequency_khz,
-                    power_mode=d.power_mode,
-                    latency_target_ms=d.latency_target_ms,
-                    reason=d.reason,
-                )
-            )
-
-    frames: list[FrameRecord] = []
-    events: list[Event] = []
-    samples: list[Sample] = []
+    model = LoopModel(m.name, CAMERA, session, target)
+    t0_ns = time.time_ns() - round(run_clock() * 1e9)
+    extra: dict[str, Any] = {"subnets": subnets_extra(m.family), "settings": settings_of(sc)}
+    info = RunInfo(
+        name=policy,
+        policy=policy,
+        scenario=sc.name,
+        source=str(sc.path or ""),
+        mode="real",
+        t0_ns=t0_ns,
+        duration_s=sc.duration_s,
+        models={m.name: ModelInfo(target, CAMERA)},
+        extra=extra,  # completed when the run ends
+    )
+    loop = ClosedLoop(
+        RuntimeManager([spec], platform, policy, sc.manager),
+        [model],
+        RecordBuilder(info),
+        stamp_offset_ns=t0_ns,
+    )
     steps = list(sc.corunners)
     n = sc.frame_count
     dropped: list[float] = []
     delays: list[float] = []  # s from a frame's due time to its start (wake-up, catching up)
     tel_period = 1.0 / sc.telemetry_hz if sc.telemetry_hz > 0 else float("inf")
-    cpu_khz = 0
     bar = tqdm(
         total=n, unit="frame", desc=f"{sc.name} [{policy}]", disable=not progress, leave=False
     )
@@ -358,13 +352,13 @@ def run_policy(
             corunners = stack.enter_context(CoRunners(logs))
             stack.enter_context(sigterm_as_interrupt())
             # the policy's first decision, then warm-up frames with it (not recorded, not fed)
-            decide(run_clock())
+            loop.decide(run_clock())
             k = 0
             while run_clock() < 0:
                 _sleep_until(clock, origin - sc.warmup_s + (k + 1) * period)
+                loop.apply_due(model, run_clock())
                 session.run(pool.infer(k), run_clock())
                 k += 1
-            t0_ns = time.time_ns() - round(run_clock() * 1e9)
             next_tel = 0.0
             i = 0
             while i < n:
@@ -372,7 +366,7 @@ def run_policy(
                 while steps and steps[0].t <= due + 1e-9:
                     step = steps.pop(0)
                     corunners.set(step.processes, step.kind)
-                    events.append(_corunner_event(step, os.cpu_count() or 1))
+                    loop.builder.events.append(_corunner_event(step, os.cpu_count() or 1))
                 now = run_clock()
                 if now < due:
                     _sleep_until(clock, origin + due)
@@ -383,84 +377,37 @@ def run_policy(
                     bar.update(skip)
                     continue
                 delays.append(run_clock() - due)
-                out = session.run(pool.infer(i), due)
-                done = run_clock()
-                res = out.result
-                latency = out.cost.latency_ms
+                hook = None
                 if latency_of is not None:
-                    latency = float(latency_of(i, due, latency, out.active))
-                label = pool.label(i)
-                frames.append(
-                    frame_record(
-                        t_s=due,
-                        model=m.name,
-                        frame_seq=i + 1,
-                        subnet_id=res.member_id,
-                        latency_ms=latency,
-                        target_ms=target,
-                        predicted=res.class_ids[0] if res.class_ids else None,
-                        label=label,
-                        processor=res.processor,
-                        threads=res.threads,
-                        cpu_frequency_khz=cpu_khz,
-                        command_seq=session.last_applied_seq,
-                        stamp_ns=t0_ns + round(due * 1e9),
-                    )
-                )
-                manager.observe(
-                    LatencyObservation(
-                        stamp_s=done,
-                        model=m.name,
-                        latency_ms=latency,
-                        subnet_id=res.member_id,
-                        processor=res.processor,
-                        threads=res.threads,
-                        command_seq=session.last_applied_seq,
-                    )
-                )
+                    hook = functools.partial(_hooked, latency_of, i, due)
+                loop.frame(
+                    CAMERA, t0_ns + round(due * 1e9), pool.infer(i), label=pool.label(i),
+                    clock=run_clock, latency_of=hook,
+                )  # fmt: skip
+                done = run_clock()
                 if done >= next_tel:
                     next_tel = done + tel_period
-                    tele = platform.telemetry()
-                    manager.observe(tele)
-                    cpu = tele.processors.get("cpu")
-                    if cpu is not None:
-                        cpu_khz = int(cpu.frequency_khz or 0)
-                        if cpu.utilisation is not None:
-                            samples.append(Sample(done, "cpu_utilisation", cpu.utilisation))
-                    samples.extend(
-                        Sample(done, f"temperature/{z}", c) for z, c in tele.temperatures_c.items()
-                    )
-                    if tele.total_power_w is not None:
-                        samples.append(Sample(done, "power", tele.total_power_w))
-                    if tele.energy_j is not None:
-                        samples.append(Sample(done, "board_energy", tele.energy_j))
-                decide(run_clock())
+                    loop.own_telemetry(platform.telemetry(), done)
                 i += 1
                 if i % 100 == 0:
                     bar.update(100)
     finally:
         gc.enable()
         bar.close()
-    info = RunInfo(
-        name=policy,
-        policy=policy,
-        scenario=sc.name,
-        source=str(sc.path or ""),
-        mode="real",
-        t0_ns=t0_ns,
-        duration_s=sc.duration_s,
-        models={m.name: ModelInfo(target, "camera")},
-        extra={
-            "subnets": subnets_extra(m.family),
-            "settings": settings_of(sc),
+    extra.update(
+        {
+            "frames": loop.frame_counts(),
             "dropped_frames": len(dropped),
             "dropped_at_s": [round(t, 6) for t in dropped],
             "start_delay_ms": _delay_stats(delays),
-            "rejected_commands": len(rejected),
-        },
+            "rejected_commands": list(loop.rejected),
+        }
     )
-    results = RunResults(info, frames, events, commands, samples)
-    return PolicyRun(results, dropped, rejected, tuple(corunners.started))
+    return PolicyRun(loop.builder.build(), dropped, list(loop.rejected), tuple(corunners.started))
+
+
+def _hooked(hook: LatencyHook, k: int, due: float, latency: float, active: Active) -> float:
+    return float(hook(k, due, latency, active))
 
 
 def _delay_stats(delays: Sequence[float]) -> dict[str, float]:
@@ -501,29 +448,6 @@ def settings_of(sc: RealScenario) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------- metrics
-@dataclass(frozen=True)
-class Stats:
-    """Latency of processed frames; ``within`` also counts dropped frames, as misses (a frame
-    superseded before it could start never had a result, let alone in time)."""
-
-    frames: int  # processed
-    dropped: int
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    mean_ms: float | None
-    within: float | None  # frames with latency <= target / (processed + dropped)
-
-    @classmethod
-    def of(cls, latencies: Sequence[float], target_ms: float, dropped: int = 0) -> Stats:
-        if not latencies:
-            return cls(0, dropped, None, None, None, None, 0.0 if dropped else None)
-        a = np.asarray(latencies, dtype=np.float64)
-        p50, p95, p99 = (float(x) for x in np.percentile(a, [50, 95, 99]))
-        within = float(np.sum(a <= target_ms)) / (len(a) + dropped)
-        return cls(len(a), dropped, p50, p95, p99, float(a.mean()), within)
-
-
 @dataclass(frozen=True)
 class SegmentSummary:
     start_s: float
@@ -617,7 +541,7 @@ def summarise(run: PolicyRun | RunResults, scenario: RealScenario) -> PolicySumm
                 configs,
             )
         )
-    with_gt = [f for f in frames if f.correct is not None]
+    metrics = compute(results).model(scenario.model.name)
     pairs = list(itertools.pairwise(frames))
     return PolicySummary(
         policy=results.info.policy or results.info.name,
@@ -627,12 +551,12 @@ def summarise(run: PolicyRun | RunResults, scenario: RealScenario) -> PolicySumm
         segments=tuple(segments),
         loaded=Stats.of(loaded, target, drops[True]),
         unloaded=Stats.of(unloaded, target, drops[False]),
-        switches=sum(1 for a, b in pairs if a.subnet_id != b.subnet_id),
+        switches=metrics.switches,
         config_changes=sum(
             1 for a, b in pairs if (a.subnet_id, a.threads) != (b.subnet_id, b.threads)
         ),
-        commands=len(results.commands),
-        accuracy=(sum(bool(f.correct) for f in with_gt) / len(with_gt)) if with_gt else None,
+        commands=metrics.commands,
+        accuracy=metrics.accuracy,
         goal=scenario.goal,
     )
 

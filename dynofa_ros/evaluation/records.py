@@ -503,6 +503,11 @@ class RecordBuilder:
         if watts is not None and math.isfinite(watts):
             self.samples.append(Sample(self.t(stamp_ns), "power", float(watts)))
 
+    def load(self, stamp_ns: int, processor: str, utilisation: float) -> None:
+        """A processor's busy share as the board reports it (series ``load/<processor>``)."""
+        if utilisation is not None and math.isfinite(utilisation):
+            self.samples.append(Sample(self.t(stamp_ns), f"load/{processor}", float(utilisation)))
+
     def board_energy(self, stamp_ns: int, joules: float) -> None:
         """The board's cumulative energy counter (J, any origin): the run's board energy is its
         increase from the first to the last sample (series ``board_energy``)."""
