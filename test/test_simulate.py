@@ -293,3 +293,50 @@ def test_a_corunner_on_and_off_costs_one_change_each_and_the_way_back_is_prompt(
     before = in_force(on - 0.01)
     assert in_force(on + 2.0) != before  # it did react to the co-runner
     assert in_force(off + 2.0) == before, run.commands
+
+
+def test_onnxruntime_deployment_makes_the_gpu_clock_set_latency() -> None:
+    """The same members on ONNX Runtime are GPU-bound: the GPU clock moves their latency far
+    more than eager PyTorch's (whose host launches dominate), so DVFS has room to work."""
+    from dynofa_ros.platform.sim import NXModel, reference_latency_ms
+
+    m = NXModel()
+    lo, hi = m.gpu_frequencies_khz[0], m.gpu_frequencies_khz[-1]
+    eager = BUILTIN["published-nx-gpu"]()
+    ort = BUILTIN["published-nx-gpu-onnxruntime"]()
+    assert [x.id for x in ort.members] == [x.id for x in eager.members]
+    for e, o in zip(eager.members, ort.members, strict=True):
+        we, wo = (RecordedEngine(f).workload(x.id) for f, x in ((eager, e), (ort, o)))
+        assert wo.runtime == "onnxruntime" and we.runtime == "torch-dynamic"
+        span_e = reference_latency_ms(we, "cuda", lo, model=m) / reference_latency_ms(
+            we, "cuda", hi, model=m
+        )
+        span_o = reference_latency_ms(wo, "cuda", lo, model=m) / reference_latency_ms(
+            wo, "cuda", hi, model=m
+        )
+        assert span_o > 4 and span_o > span_e
+        assert reference_latency_ms(wo, "cuda", hi, model=m) < reference_latency_ms(
+            we, "cuda", hi, model=m
+        )
+
+
+def test_on_a_gpu_bound_deployment_dynofa_lowers_the_gpu_clock_and_meets_the_target() -> None:
+    """12 s of the ONNX Runtime scenario, a co-runner from 6 s: dynofa meets the target with
+    less board energy than the top clocks, by running the GPU below its top clock."""
+    import yaml
+
+    raw = yaml.safe_load(sc.resolve("published_one_model_onnxruntime").read_text())
+    raw["duration_s"] = 12
+    raw["mission"] = [{"t": 0, "level": "NORMAL", "reason": "start"}]
+    raw["corunners"] = [{"t": 6, "name": "gpu_app", "processor": "cuda", "share": 0.3}]
+    short = sc.from_dict(raw, source="short")
+    runs = {p: _run(short, p) for p in ("dynofa", "static-performance")}
+    dyn, perf = (compute(runs[p]) for p in ("dynofa", "static-performance"))
+    m = dyn.models[0]
+    assert m.miss_rate is not None and m.miss_rate <= 0.05  # the co-runner's transient
+    assert m.reactions and all((r.within_target_after or 0) >= 0.98 for r in m.reactions)
+    assert dyn.board_energy_j is not None and perf.board_energy_j is not None
+    assert dyn.board_energy_j < 0.8 * perf.board_energy_j
+    top = max(BUILTIN["published-nx-gpu-onnxruntime"]().members[0].latency,
+              key=lambda r: r.frequency_khz).frequency_khz  # fmt: skip
+    assert np.mean([f.gpu_frequency_khz for f in runs["dynofa"].frames]) < 0.8 * top

@@ -2,15 +2,17 @@
 
 :func:`simulated_family` tables each member's :class:`~dynofa_ros.platform.workload.Workload` on
 the simulated board at every frequency (GPU) and every frequency x thread count (CPU), the way
-``dynofa search --platform sim-xavier-nx`` records its members. ``BUILTIN`` names two families
+``dynofa search --platform sim-xavier-nx`` records its members. ``BUILTIN`` names the families
 built this way from the published Dynamic-OFA figures (ImageNet, Xavier NX): the six-member GPU
-family (published accuracy; workloads estimated, see docs/simulator.md) and the two published
-ends of the CPU family. Scenarios name them ``builtin:<name>``.
+family (published accuracy; workloads estimated, see docs/simulator.md) as eager PyTorch runs it
+and as ONNX Runtime runs it, and the two published ends of the CPU family. Scenarios name them
+``builtin:<name>``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from dynofa_ros.family import Family, FamilyMember, LatencyRecord
 from dynofa_ros.platform.sim import NXModel, reference_latency_ms
@@ -75,6 +77,18 @@ def published_gpu_family() -> Family:
     return simulated_family("published-nx-gpu", "cuda", members)
 
 
+def published_gpu_family_onnxruntime() -> Family:
+    """The same members deployed with ONNX Runtime's CUDA provider (the simulated NX's
+    ``onnxruntime`` cost model: ~55 µs host cost per kernel instead of eager PyTorch's ~0.6 ms
+    per layer), so a frame is GPU-bound and the GPU clock sets its latency (11-30 ms at the top
+    clock, 55-210 ms at the lowest)."""
+    members = [
+        (m.workload.name.rsplit("-", 1)[-1], m.top1, replace(m.workload, runtime="onnxruntime"))
+        for m in PUBLISHED_GPU_FAMILY
+    ]
+    return simulated_family("published-nx-gpu-onnxruntime", "cuda", members)
+
+
 def published_cpu_family() -> Family:
     """The two published ends of the Dynamic-OFA CPU family on the simulated NX."""
     members = [
@@ -86,6 +100,7 @@ def published_cpu_family() -> Family:
 
 BUILTIN: dict[str, Callable[[], Family]] = {
     "published-nx-gpu": published_gpu_family,
+    "published-nx-gpu-onnxruntime": published_gpu_family_onnxruntime,
     "published-nx-cpu": published_cpu_family,
 }
 
