@@ -27,7 +27,7 @@ ROS_BUILD_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" AMENT_PREFIX_PATH="$(CURDIR
 help:
 	@echo "make demo    set up, replay the bundled co-runner scenario (all policies, the live graph for"
 	@echo "             dynofa) on the simulated Xavier NX, write results/demo/report/report.html"
-	@echo "make test    set up, then ruff and all tests (the core also under Python 3.10 / 3.12)"
+	@echo "make test    set up, then ruff, mypy and all tests (the core also under Python 3.10 / 3.12)"
 	@echo "make setup   .venv with every dependency, messages built, package installed into it"
 	@echo "make test-matrix  the ROS-free core under Python 3.10 and 3.12 with the oldest torch /"
 	@echo "             numpy / onnxruntime of the runtime matrix (venvs .venv-py310, .venv-py312)"
@@ -64,6 +64,7 @@ $(STAMPS)/installed: $(BUILD)/CMakeCache.txt cmake/entry_point.py.in $(MSG_FILES
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: setup
 	$(VENV)/bin/ruff format .

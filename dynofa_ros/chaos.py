@@ -481,7 +481,7 @@ def _value(v: Any) -> tuple[Any, ...]:
     """A ParameterValue as a comparable tuple (NaN as a string, so NaN equals NaN here)."""
     from rclpy.parameter import parameter_value_to_python
 
-    x = parameter_value_to_python(v)
+    x: Any = parameter_value_to_python(v)
     x = tuple(x) if isinstance(x, (list, tuple)) or hasattr(x, "tolist") else x
     return (v.type, repr(x))
 
@@ -525,13 +525,17 @@ def run(inputs: int, seed: int, domain: int, log_dir: Path, restarts: bool = Tru
                 chaos.start(name)
                 report.restarts += 1
                 t, seen = time.monotonic(), len(chaos.cam2)
-                chaos.spin_until(
-                    lambda t=t, old=old, name=name, seen=seen: (
+
+                def back(t: float = t, old: int = old, name: str = name, seen: int = seen) -> bool:
+                    return (
                         chaos.results_since(t) >= 10
                         and chaos.following(set())
                         and (name != "manager" or chaos.manager_epoch() != old)
                         and (name != "perception_compressed" or len(chaos.cam2) > seen)
-                    ),
+                    )
+
+                chaos.spin_until(
+                    back,
                     300.0,
                     f"the graph to recover from the {name} restart",
                 )

@@ -78,7 +78,7 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    offsets = {}
+    offsets: dict[str, int] = {}
     try:
         start(graph, processes)
         print(f"started {len(processes.processes)} node(s); logs in {log_dir}", flush=True)

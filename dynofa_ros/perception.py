@@ -27,12 +27,49 @@ from dynofa_ros.errors import DynofaError
 from dynofa_ros.platform.base import Platform, PlatformError, ProcessorKind, Setting
 
 if TYPE_CHECKING:
-    from dynofa_ros.engine import Engine, InferenceResult
+    from dynofa_ros.engine import InferenceResult
+    from dynofa_ros.family import Family
     from dynofa_ros.platform.sim import SimulatedXavierNX
     from dynofa_ros.platform.workload import Workload
 
 CPU = ProcessorKind.CPU.value
 GPU = ProcessorKind.GPU.value
+
+
+class FrameTarget(Protocol):
+    """What a session runs frames on: an :class:`~dynofa_ros.engine.Engine`, a
+    :class:`~dynofa_ros.engine.recorded.RecordedEngine` (members without a network), or either
+    as a simulated board presents it (:class:`SimulatedTarget`)."""
+
+    @property
+    def family(self) -> Family: ...
+    @property
+    def members(self) -> tuple[str, ...]: ...
+    @property
+    def processors(self) -> tuple[str, ...]: ...
+    @property
+    def threads(self) -> tuple[int, ...]: ...
+    @property
+    def active(self) -> tuple[str, str, int]: ...
+    def accuracy(self, member_id: str) -> float | None: ...
+    def workload(self, member_id: str) -> Workload: ...
+    def switch(self, member_id: str, processor: str = CPU, threads: int | None = None) -> None: ...
+    def infer_raw(  # noqa: PLR0917 - the fields of sensor_msgs/Image, in order
+        self,
+        data: Any,
+        width: int,
+        height: int,
+        encoding: str,
+        step: int = 0,
+        is_bigendian: bool = False,
+    ) -> InferenceResult: ...
+    def infer_compressed(self, data: Any, fmt: str = "jpeg") -> InferenceResult: ...
+    def infer_blank(self) -> InferenceResult: ...
+    def close(self) -> None: ...
+
+
+# one frame's call into a target: one of its ``infer_*`` with the frame's data bound
+Inference = Callable[[FrameTarget], "InferenceResult"]
 
 
 class BoardBusyError(DynofaError):
@@ -254,7 +291,7 @@ class SimulatedTarget:
     and thread counts are all "prepared" (the prediction itself is still computed on this
     machine's CPU with the nearest prepared thread count; the board says what the frame cost)."""
 
-    def __init__(self, engine: Engine, board: Platform) -> None:
+    def __init__(self, engine: FrameTarget, board: Platform) -> None:
         self._engine = engine
         procs = board.processors()
         self.processors = tuple(p.name for p in procs)
@@ -263,8 +300,39 @@ class SimulatedTarget:
         self._processor = CPU if CPU in self.processors else self.processors[0]
         self._threads = engine.active[2]
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._engine, name)
+    @property
+    def family(self) -> Family:
+        return self._engine.family
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return self._engine.members
+
+    def accuracy(self, member_id: str) -> float | None:
+        return self._engine.accuracy(member_id)
+
+    def workload(self, member_id: str) -> Workload:
+        return self._engine.workload(member_id)
+
+    def infer_raw(  # noqa: PLR0917 - the fields of sensor_msgs/Image, in order
+        self,
+        data: Any,
+        width: int,
+        height: int,
+        encoding: str,
+        step: int = 0,
+        is_bigendian: bool = False,
+    ) -> InferenceResult:
+        return self._engine.infer_raw(data, width, height, encoding, step, is_bigendian)
+
+    def infer_compressed(self, data: Any, fmt: str = "jpeg") -> InferenceResult:
+        return self._engine.infer_compressed(data, fmt)
+
+    def infer_blank(self) -> InferenceResult:
+        return self._engine.infer_blank()
+
+    def close(self) -> None:
+        self._engine.close()
 
     @property
     def active(self) -> tuple[str, str, int]:
@@ -279,7 +347,7 @@ class SimulatedTarget:
         self._processor, self._threads = processor, t
 
 
-def inference_of(msg: Any) -> Callable[[Engine], InferenceResult]:
+def inference_of(msg: Any) -> Inference:
     """The engine call for a camera message: ``sensor_msgs/Image`` or ``CompressedImage``, as an
     rclpy message or decoded from a bag (same field names), its bytes viewed, not copied."""
     data = memoryview(msg.data)
@@ -346,7 +414,7 @@ class PerceptionSession:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: FrameTarget,
         *,
         model_name: str,
         timer: FrameTimer | None = None,
@@ -532,7 +600,7 @@ class PerceptionSession:
         # jump), not a frame arriving mid-compute: the board is free for it
         return self.timer.simulated and self.busy_from_s <= stamp_s < self.busy_until_s
 
-    def run(self, infer: Callable[[Engine], InferenceResult], stamp_s: float) -> FrameOutcome:
+    def run(self, infer: Inference, stamp_s: float) -> FrameOutcome:
         """Run one frame (``infer`` calls one of the engine's ``infer_*``) and cost it."""
         active = self._active
         result = infer(self.engine)  # a malformed frame is rejected here, busy board or not

@@ -62,7 +62,12 @@ def remeasure(
     for m in fam.members:
         cfg = net.space.parse(m.config)
         for rec in m.latency:
-            row = {"family": fam.name, "id": m.id, "record": rec, "stored_ms": rec.median_ms}
+            row: dict[str, Any] = {
+                "family": fam.name,
+                "id": m.id,
+                "record": rec,
+                "stored_ms": rec.median_ms,
+            }
             if rec.backend == "simulated":
                 if sim is None:
                     from dynofa_ros.platform import make_platform

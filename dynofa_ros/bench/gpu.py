@@ -456,7 +456,7 @@ def summary_table(results: dict[str, Any]) -> str:
     for name, r in results.items():
         if not isinstance(r, dict) or "status" not in r:
             continue
-        fig = r.get("figures")
+        fig: Any = r.get("figures")
         if r["status"] != "ok":
             text = r.get("error", "")[:150]
         elif name == "train":

@@ -17,6 +17,7 @@ import argparse
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 from dynofa_ros.resources import default_checkpoint
 
@@ -67,7 +68,8 @@ def main(argv: list[str]) -> int:
         net = load_checkpoint(path).net
         source = str(path)
     space = net.space
-    cfgs = {"largest": space.largest(), "smallest": space.smallest()}
+    # configs of net's own family (SubnetConfig or ViTConfig, whichever net takes)
+    cfgs: dict[str, Any] = {"largest": space.largest(), "smallest": space.smallest()}
     c = net.arch.in_channels
     for cfg in cfgs.values():
         if not net.has_bn_stats(cfg):  # so that a switch installs statistics, as in deployment
@@ -83,16 +85,17 @@ def main(argv: list[str]) -> int:
             cfg = cfgs[name]
             other = cfgs[names[1] if name == names[0] else names[0]]
 
-            def switch(cfg=cfg, other=other) -> None:
+            times: list[float] = []
+
+            def switch(cfg=cfg, other=other, times=times) -> None:
                 net.set_active(other)
                 t = time.perf_counter()
                 net.set_active(cfg)
-                switch.times.append(time.perf_counter() - t)
+                times.append(time.perf_counter() - t)
 
-            switch.times = []
             for _ in range(args.switches):
                 switch()
-            switch_us = statistics.median(switch.times) * 1e6
+            switch_us = statistics.median(times) * 1e6
             x = torch.randn(args.batch, c, cfg.r, cfg.r)
             net.set_active(cfg)
             dyn = _median_s(lambda x=x: net(x), args.forwards)

@@ -72,7 +72,8 @@ class OrtRunner(Runner):
             )
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(self.outputs, {self.input_name: x})[0]
+        out: np.ndarray = self.session.run(self.outputs, {self.input_name: x})[0]
+        return out
 
 
 # ------------------------------------------------------------------------------ PyTorch
@@ -95,7 +96,8 @@ class _TorchRunner(Runner):
             if self.cuda:
                 t = t.to(self.device, non_blocking=False)
             y = module(t)
-            return y.cpu().numpy() if self.cuda else y.numpy()
+            out: np.ndarray = y.cpu().numpy() if self.cuda else y.numpy()
+            return out
 
 
 class TorchStaticRunner(_TorchRunner):

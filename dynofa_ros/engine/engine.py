@@ -510,6 +510,14 @@ class Engine:
         frame = decode_compressed(data, fmt, self._prep.channels)
         return self._run(b, frame, t0, top_k, center_crop)
 
+    def infer_blank(self) -> InferenceResult:
+        """A frame without pixels (a scenario camera with ``source: none``): a network has
+        nothing to run, so it is refused with the way out."""
+        raise EngineError(
+            "a frame without pixels cannot run a network (family "
+            f"{self.family.name}); give the scenario's camera a source, or use a builtin: family"
+        )
+
     def infer_array(
         self,
         image: np.ndarray,

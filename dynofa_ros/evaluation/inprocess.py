@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +48,11 @@ from dynofa_ros.evaluation.timeline import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from dynofa_ros.engine import InferenceResult
     from dynofa_ros.family import Family
+    from dynofa_ros.perception import FrameTarget, Inference
 
 TELEMETRY_PERIOD_S = 0.5  # sim_platform_node's publish_period_s default
 MANAGER_RATE_HZ = 5.0  # manager_node's rate_hz default
@@ -117,7 +121,7 @@ class Frame:
 
     stamp_ns: int
     camera: str
-    infer: Callable[[Any], Any]
+    infer: Inference
     label: int | None = None
 
 
@@ -133,6 +137,15 @@ class Truth:
 Item = Frame | Truth | PriorityItem | BatteryItem | AmbientItem | CoRunnerItem
 
 
+def _blank(target: FrameTarget) -> InferenceResult:
+    return target.infer_blank()
+
+
+def _raw(pixels: np.ndarray, encoding: str) -> Inference:
+    h, w = pixels.shape[:2]
+    return lambda target: target.infer_raw(pixels, w, h, encoding, pixels.strides[0])
+
+
 def scenario_items(scenario: Scenario) -> Iterator[Item]:
     """The scenario's timeline, frames composed on the fly (no bag needed)."""
     from dynofa_ros.evaluation.scenario import require_composable
@@ -140,15 +153,13 @@ def scenario_items(scenario: Scenario) -> Iterator[Item]:
     require_composable(scenario, "a run on the scenario's own timeline")
     for item in iter_timeline(scenario):
         if isinstance(item, FrameItem) and item.pixels is None:  # source: none
-            yield Frame(item.stamp_ns, item.camera, lambda e: e.infer_blank(), item.label)
+            yield Frame(item.stamp_ns, item.camera, _blank, item.label)
         elif isinstance(item, FrameItem):
-            pixels, encoding = item.pixels, item.encoding
+            assert item.pixels is not None
             yield Frame(
                 item.stamp_ns,
                 item.camera,
-                lambda e, p=pixels, enc=encoding: e.infer_raw(
-                    p, p.shape[1], p.shape[0], enc, p.strides[0]
-                ),
+                _raw(item.pixels, item.encoding),
                 item.label,
             )
         else:
@@ -333,7 +344,7 @@ def run_inprocess(
 
         loop = ClosedLoop(manager, models, builder)
 
-        def event(item: Item) -> None:
+        def event(item: PriorityItem | BatteryItem | AmbientItem | CoRunnerItem) -> None:
             now_s = item.stamp_ns * 1e-9
             if isinstance(item, PriorityItem):
                 loop.mission(now_s, item.change)

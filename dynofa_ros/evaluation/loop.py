@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 from dynofa_ros.evaluation.records import RecordBuilder
 
 if TYPE_CHECKING:
-    from dynofa_ros.engine import Engine, InferenceResult
     from dynofa_ros.manager import RuntimeManager
-    from dynofa_ros.perception import Active, Command, FrameOutcome, PerceptionSession
+    from dynofa_ros.perception import Active, Command, FrameOutcome, Inference, PerceptionSession
     from dynofa_ros.platform.base import Telemetry
 
 # a runner's hook on a frame's latency (ms) before it is recorded and observed
@@ -151,7 +150,7 @@ class ClosedLoop:
         self,
         camera: str,
         stamp_ns: int,
-        infer: Callable[[Engine], InferenceResult],
+        infer: Inference,
         *,
         label: int | None = None,
         clock: Callable[[], float] | None = None,

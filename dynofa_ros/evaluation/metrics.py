@@ -35,7 +35,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -220,7 +220,7 @@ def compute(run: RunResults) -> RunMetrics:
     )
 
 
-def _is_fraction(x: Any) -> bool:
+def _is_fraction(x: Any) -> TypeGuard[float]:
     return isinstance(x, int | float) and not isinstance(x, bool) and 0.0 <= x <= 1.0
 
 

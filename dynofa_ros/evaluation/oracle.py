@@ -346,16 +346,16 @@ def compute_schedule(
                 entries.append(entry)
             since, why, caps_planned = None, [], caps
         cur = entries[-1]
-        for m in by_camera.get(item, ()):
-            if t < busy[m]:
+        for name in by_camera.get(item, ()):
+            if t < busy[name]:
                 continue
-            c = cur.configs[m]
+            conf = cur.configs[name]
             shadow.apply(
-                Setting(frequencies_khz={CPU: c.cpu_frequency_khz, GPU: c.gpu_frequency_khz})
+                Setting(frequencies_khz={CPU: conf.cpu_frequency_khz, GPU: conf.gpu_frequency_khz})
             )
-            w = next(r.workload for r in rows[m] if r.member == c.subnet_id)
-            r = shadow.run_frame(w, c.processor, c.threads)
-            busy[m] = t + r.latency_ms * 1e-3
+            w = next(r.workload for r in rows[name] if r.member == conf.subnet_id)
+            ran = shadow.run_frame(w, conf.processor, conf.threads)
+            busy[name] = t + ran.latency_ms * 1e-3
     return check_schedule(entries, list(ctx.specs))
 
 

@@ -53,9 +53,9 @@ def _throttle_spans(run: RunResults) -> list[tuple[float, float]]:
             spans.append((a.t_s, b.t_s if b is not None else max(end_of_run, a.t_s)))
     if not samples:
         frames = sorted((f for f in run.frames if f.throttled is not None), key=lambda f: f.t_s)
-        for a, b in zip(frames, [*frames[1:], None], strict=False):
-            if a.throttled:
-                spans.append((a.t_s, b.t_s if b is not None else a.t_s))
+        for fa, fb in zip(frames, [*frames[1:], None], strict=False):
+            if fa.throttled:
+                spans.append((fa.t_s, fb.t_s if fb is not None else fa.t_s))
     return spans
 
 
@@ -283,7 +283,7 @@ def timeline(run: RunResults) -> Any:
             fs = [f for f in all_frames if f.battery is not None]
             ax.plot(
                 [f.t_s for f in fs],
-                [100 * f.battery for f in fs],
+                [100 * f.battery for f in fs if f.battery is not None],
                 color="#2ca02c",
                 lw=1.4,
                 label="state of charge",

@@ -61,8 +61,9 @@ from dynofa_ros.evaluation.records import (
 from dynofa_ros.processes import NodeProcess, ProcessManager
 
 if TYPE_CHECKING:
-    from dynofa_ros.engine import Engine, InferenceResult
-    from dynofa_ros.perception import Active
+    from dynofa_ros.engine import Engine
+    from dynofa_ros.perception import Active, Inference
+
 
 # ------------------------------------------------------------------------------- co-runners
 # Each co-runner checks that its parent is still this process and exits when it is not (this
@@ -173,7 +174,7 @@ class FramePool:
     def __len__(self) -> int:
         return len(self.buffers)
 
-    def infer(self, k: int) -> Callable[[Engine], InferenceResult]:
+    def infer(self, k: int) -> Inference:
         """The engine call of frame ``k`` (the perception node's raw-image path)."""
         data, w, h, enc = (
             self.buffers[k % len(self.buffers)],

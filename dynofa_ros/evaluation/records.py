@@ -250,7 +250,7 @@ class RunInfo:
     duration_s: float | None = None  # None: up to the last frame or sample
     models: Mapping[str, ModelInfo] = field(default_factory=dict)
     throttle_temperature_c: float | None = None  # without a throttled series: max temp >= this
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # filled in as a run ends
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -959,7 +959,7 @@ def read_results(path: str | os.PathLike[str]) -> RunResults:
                     continue
                 kind = d.get("record")
                 cls = _KINDS.get(kind) if isinstance(kind, str) else None
-                if cls is None:
+                if cls is None or not isinstance(kind, str):
                     continue
                 lists[kind].append(_record(cls, d, f"{p}:{lineno}: {kind}"))
         except UnicodeDecodeError as exc:

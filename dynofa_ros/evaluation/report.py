@@ -303,7 +303,7 @@ def _config_rows(run: RunResults) -> list[tuple[str, ...]]:
     for f in run.frames:
         groups.setdefault((f.model, f.config), []).append(f)
     per_model = {m: len(run.frames_of(m)) for m in run.models}
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for (model, cfg), fs in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0][0])):
         subnet, processor, threads, cpu, gpu, mode = cfg
         known = [f for f in fs if f.deadline_missed is not None]
@@ -410,7 +410,7 @@ def _document(
         )
     )
     b.append(_Block("h2", "Summary"))
-    rows = [SUMMARY_HEADER]
+    rows: list[tuple[str, ...]] = [SUMMARY_HEADER]
     for rm in metrics:
         rows.extend(_summary_row(rm, m) for m in rm.models)
     b.append(_Block("table", rows=tuple(rows)))

@@ -48,13 +48,14 @@ def load_result_bag(path: str | os.PathLike[str], name: str | None = None) -> Ru
     with BagReader(path) as reader:
         topics = reader.topics()
         by_type: dict[str, list[str]] = {}
-        for topic, info in topics.items():
+        for topic, topic_info in topics.items():
             expected = T.expected_type(topic, result=True)
-            if expected is not None and info.msgtype != expected:
+            if expected is not None and topic_info.msgtype != expected:
                 raise BagError(
-                    f"bag {reader.path}: topic {topic} has type {info.msgtype}; expected {expected}"
+                    f"bag {reader.path}: topic {topic} has type {topic_info.msgtype}; "
+                    f"expected {expected}"
                 )
-            by_type.setdefault(info.msgtype, []).append(topic)
+            by_type.setdefault(topic_info.msgtype, []).append(topic)
         classification_topics = by_type.get(T.CLASSIFICATION_RESULT, [])
         status_topics = by_type.get(T.PERCEPTION_STATUS, [])
         if not [t for t in classification_topics if not t.endswith(T.GROUND_TRUTH_SUFFIX)]:

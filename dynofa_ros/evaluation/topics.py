@@ -103,7 +103,7 @@ def expected_type(topic: str, *, result: bool = False) -> str | None:
         return fixed[topic]
     if topic.startswith(TEMPERATURE_PREFIX):
         return TEMPERATURE
-    suffixes = (
+    suffixes: tuple[tuple[str, str], ...] = (
         (COMPRESSED_SUFFIX, COMPRESSED_IMAGE),
         (IMAGE_SUFFIX, IMAGE),
         (GROUND_TRUTH_SUFFIX, CLASSIFICATION_RESULT),

@@ -320,11 +320,11 @@ def config_from_dict(raw: Any, where: str = "manager") -> ManagerConfig:
             pw = f"{where}.power.{name}"
             body = mapping(raw_body, pw)
             reject_unknown(body, {f.name for f in fields(ProcessorPower)}, pw)
-            cur = power.get(name, ProcessorPower(0.5, 5.0))
+            prior = power.get(name, ProcessorPower(0.5, 5.0))
             power[name] = ProcessorPower(
-                static_w=number(body, "static_w", pw, 0, 1e3, cur.static_w),
-                dynamic_w=number(body, "dynamic_w", pw, 0, 1e3, cur.dynamic_w),
-                v_min_ratio=number(body, "v_min_ratio", pw, 0.05, 1, cur.v_min_ratio),
+                static_w=number(body, "static_w", pw, 0, 1e3, prior.static_w),
+                dynamic_w=number(body, "dynamic_w", pw, 0, 1e3, prior.dynamic_w),
+                v_min_ratio=number(body, "v_min_ratio", pw, 0.05, 1, prior.v_min_ratio),
             )
         kw["power"] = MappingProxyType(power)
     if "thermal" in raw:
@@ -338,13 +338,13 @@ def config_from_dict(raw: Any, where: str = "manager") -> ManagerConfig:
         trips = mapping(body.get("trip_c"), f"{tw}.trip_c")
         for zone in trips:
             number(trips, zone, f"{tw}.trip_c", -40, 200, None)
-        cur = base.thermal
+        thermal = base.thermal
         kw["thermal"] = ThermalPolicy(
             zones=MappingProxyType(dict(zones)),
             trip_c=MappingProxyType({k: float(v) for k, v in trips.items()}),
-            margin_c=number(body, "margin_c", tw, 0, 100, cur.margin_c),
-            hysteresis_c=number(body, "hysteresis_c", tw, 0, 100, cur.hysteresis_c),
-            dwell_s=number(body, "dwell_s", tw, 0, 3600, cur.dwell_s),
+            margin_c=number(body, "margin_c", tw, 0, 100, thermal.margin_c),
+            hysteresis_c=number(body, "hysteresis_c", tw, 0, 100, thermal.hysteresis_c),
+            dwell_s=number(body, "dwell_s", tw, 0, 3600, thermal.dwell_s),
         )
     try:
         return replace(base, **kw)

@@ -30,6 +30,14 @@ from dynofa_ros.platform.base import Processor, ProcessorKind
 FIT_TOLERANCE = 0.005
 
 
+# what predict.pair_row looks up once per (options, row): (latency rows, host rows, last host
+# column), (processor, p, 1 / p, cores, cores if on the CPU, load flags per board processor)
+PairEntry = tuple[
+    tuple[tuple[float, ...], tuple[float, ...] | None, int],
+    tuple[str, float, float, float, float | None, tuple[int, ...]],
+]
+
+
 @dataclass(frozen=True, eq=False)
 class Options:
     """Candidates of one model on one processor; row k is (member_ids[k], threads[k])."""
@@ -141,7 +149,7 @@ class Context:
             for p in board.processors
         }
         self.cpu_name: str | None = self.cpu.name if self.cpu is not None else None
-        self.pair_cache: dict[tuple[tuple[str, str], int], tuple] = {}  # see predict.pair_row
+        self.pair_cache: dict[tuple[tuple[str, str], int], PairEntry] = {}  # predict.pair_row
         self.cpu_cores = max(self.cpu.cores, 1) if self.cpu is not None else 1
         cpu_table = self.tables[self.cpu.name] if self.cpu is not None else (0,)
         top_cpu = cpu_table[-1] or (self.cpu.max_frequency_khz if self.cpu else 0) or 0
@@ -253,7 +261,8 @@ class Context:
         fastest = latency.min(axis=1)
         freqs = np.asarray(table, dtype=np.float64)
         if fixed > 0 or len(set(table)) < 3 or freqs[0] <= 0:
-            return fastest * (fixed or 0.9)
+            scaled: np.ndarray = fastest * (fixed or 0.9)
+            return scaled
         p = self.config.gpu_overlap_p
         fractions = np.linspace(0.0, 0.995, 200)
         design = np.stack([1.0 / freqs, np.ones_like(freqs)], axis=1)  # (F, 2)
@@ -281,16 +290,20 @@ class Context:
     def _host(self, ref: np.ndarray) -> np.ndarray:
         """Host part of GPU candidates at each CPU frequency (see the module docstring)."""
         if self.cpu is None or not self.settable(self.cpu.name) or not self.host_ref_khz:
-            return ref[:, None].copy()
+            fixed: np.ndarray = ref[:, None].copy()
+            return fixed
         f = np.asarray(self.tables[self.cpu.name], dtype=np.float64)
-        return ref[:, None] * (self.host_ref_khz / f)[None, :]
+        host: np.ndarray = ref[:, None] * (self.host_ref_khz / f)[None, :]
+        return host
 
     def nominal_top(self, model: str, processor: str) -> np.ndarray:
         """Nominal latency of each row at the highest usable frequencies (no correction)."""
         o = self.options[model][processor]
         if o.dev_p is None or o.host_p is None:
-            return o.latency[:, -1]
-        return (o.dev_p[:, -1] + o.host_p[:, -1]) ** (1.0 / o.p)
+            top: np.ndarray = o.latency[:, -1]
+            return top
+        combined: np.ndarray = (o.dev_p[:, -1] + o.host_p[:, -1]) ** (1.0 / o.p)
+        return combined
 
     def _static(self, spec: ModelSpec) -> StaticChoice:
         opts = self.options[spec.name]

@@ -36,6 +36,52 @@ class _Candidate(NamedTuple):
     cols: Mapping[str, int]
 
 
+class HostSpan(NamedTuple):
+    """What the search of a GPU block needs over its (device x host) columns (``_span``)."""
+
+    g0: int  # first device column
+    c0: int  # first host (CPU) column
+    n_c: int  # host columns
+    offsets: np.ndarray  # each row's offset in the flattened (K, G, C) grid
+    static_w: float  # board static power with the other processors idle
+    dev: np.ndarray  # (K, G) device part, ms
+    host: np.ndarray  # (K, C) host part, ms
+    idle_g: np.ndarray
+    busy_g: np.ndarray
+    idle_c: np.ndarray
+    busy_c: np.ndarray
+
+
+class FlatSpan(NamedTuple):
+    """What the search of a block without a host part needs over its columns (``_span``)."""
+
+    g0: int  # first column
+    offsets: np.ndarray  # each row's offset in the flattened (K, F) grid
+    static_w: float
+    latency: np.ndarray  # (K, F) ms
+    share: np.ndarray  # (K, 1) busy cores over the processor's
+    idle_g: np.ndarray
+    busy_g: np.ndarray
+    fastest: np.ndarray  # (K,) fastest column of each row: bounds the block (_rank)
+
+
+Span = HostSpan | FlatSpan
+
+
+class _Searched(NamedTuple):
+    """One block searched by ``_rank``: its best cell per row and that cell's score."""
+
+    processor: str
+    with_host: bool
+    offset: int  # the block's first row in the model's options
+    valid: np.ndarray  # rows this policy may choose
+    pick: np.ndarray  # per row, the best cell's flat index
+    n_c: int
+    g0: int
+    c0: int
+    score: np.ndarray
+
+
 class DynOFA(Policy):
     """The hierarchical manager (see the module docstring); ``switching`` / ``mapping`` /
     ``dvfs`` switch its levels on and off for the ablations."""
@@ -52,9 +98,9 @@ class DynOFA(Policy):
         self.thermal = ThermalGuard(self.ctx)
         self.battery = BatterySaver(self.ctx)
         self.last_prediction: Prediction | None = None
-        self.signature: tuple | None = None
+        self.signature: tuple[object, ...] | None = None
         self._needs = self._needed()  # (fixed while bound)
-        self._floor_cache: dict[tuple, tuple[float, float]] = {}
+        self._floor_cache: dict[tuple[object, ...], tuple[float, float]] = {}
         self.evaluated = 0  # combinations the last joint search settled and scored
         self._prepare()
 
@@ -77,8 +123,10 @@ class DynOFA(Policy):
         ctx = self.ctx
         self._masks: dict[tuple[str, str], np.ndarray | None] = {}
         self._blocks: dict[str, list[tuple[str, Options, int, np.ndarray]]] = {}
-        self._span_cache: dict[tuple, tuple] = {}
-        self._score_cache: dict[tuple, tuple[np.ndarray, np.ndarray, float, float]] = {}
+        self._span_cache: dict[tuple[str, str, tuple[tuple[int, int], ...]], Span] = {}
+        self._score_cache: dict[
+            tuple[object, ...], tuple[np.ndarray, np.ndarray, float, float]
+        ] = {}
         for m, opts in ctx.options.items():
             blocks: list[tuple[str, Options, int, np.ndarray]] = []
             offset = 0
@@ -116,8 +164,8 @@ class DynOFA(Policy):
         pname: str,
         o: Options,
         span: Mapping[str, tuple[int, int]],
-        key: tuple,
-    ) -> tuple:
+        key: tuple[str, str, tuple[tuple[int, int], ...]],
+    ) -> Span:
         """What the search of ``model`` on ``pname`` needs over the columns it may use
         (``span``, which changes only with the thermal caps): table slices, the board's static
         power with the other processors idle, the row offsets in the flattened grid."""
@@ -140,8 +188,7 @@ class DynOFA(Policy):
             c1 = min(c1, o.host.shape[1] - 1)
             c0 = min(c0, c1)
             n_c = c1 - c0 + 1
-            hit = (
-                True,
+            hit = HostSpan(
                 g0,
                 c0,
                 n_c,
@@ -156,11 +203,8 @@ class DynOFA(Policy):
             )
         else:
             lat = o.latency[:, g0 : g1 + 1]
-            hit = (
-                False,
+            hit = FlatSpan(
                 g0,
-                g0,
-                1,
                 np.arange(k_n) * (g1 - g0 + 1),
                 static,
                 lat,
@@ -204,7 +248,7 @@ class DynOFA(Policy):
         period = e.period_ms
         ew = lp.energy_weight
         top_k = top or 0
-        done: list[tuple[str, bool, int, np.ndarray, np.ndarray, int, int, int, np.ndarray]] = []
+        done: list[_Searched] = []
         best: list[float] = []  # exact scores of the allowed rows searched so far
         for pname, o, offset, valid in self._blocks[model]:
             key = (model, pname, e.priority, lp.accuracy_weight, e.min_accuracy)
@@ -224,12 +268,13 @@ class DynOFA(Policy):
             a_term, acc_pen = terms[0], terms[1]
             f = factor.get((model, pname), 1.0)
             sp = self._span(model, pname, o, span, (model, pname, span_key))
-            with_host, g0, c0, n_c, offs, static = sp[:6]
             k_n = len(o.member_ids)
-            if with_host:
-                dev_v, host_v, idle_g, busy_g, idle_c, busy_c = sp[6:]
-                dev = dev_v * f  # (K, G)
-                host = host_v * f  # (K, C)
+            offs, static, idle_g, busy_g = sp.offsets, sp.static_w, sp.idle_g, sp.busy_g
+            if isinstance(sp, HostSpan):
+                with_host, g0, c0, n_c = True, sp.g0, sp.c0, sp.n_c
+                idle_c, busy_c = sp.idle_c, sp.busy_c
+                dev = sp.dev * f  # (K, G)
+                host = sp.host * f  # (K, C)
                 # latency (dev^p + host^p)^(1/p) on the (K, G, C) grid: feasible where the sum
                 # is <= limit^p; the root is only taken when a sum is within a relative 1e-9
                 # of it (far wider than pow's error), to decide as the root would
@@ -250,7 +295,8 @@ class DynOFA(Policy):
                 cpu_w = idle_c + np.minimum(1.0, host / period) / ctx.cpu_cores * busy_c
                 power = (static + gpu_w)[:, :, None] + cpu_w[:, None, :]  # (K, G, C)
             else:
-                lat_v, share, idle_g, busy_g, fastest = sp[6:]
+                with_host, g0, c0, n_c = False, sp.g0, sp.g0, 1
+                lat_v, share, fastest = sp.latency, sp.share, sp.fastest
                 if 0 < top_k <= len(best):
                     # an upper bound of every score of the block: the best accuracy term, the
                     # least accuracy penalty, no energy cost, and the latency penalty of the
@@ -284,18 +330,18 @@ class DynOFA(Policy):
             score = score - acc_pen
             if budget_w != math.inf:  # (x - 0.0 is x)
                 score = score - BUDGET_PENALTY * np.maximum(0.0, pw - budget_w)
-            done.append((pname, with_host, offset, valid, pick, n_c, g0, c0, score))
+            done.append(_Searched(pname, with_host, offset, valid, pick, n_c, g0, c0, score))
             if top_k:
                 best.extend(score.take(valid).tolist())
         if not done:
             return []
         if len(done) == 1:
             d = done[0]
-            index, scores = d[2] + d[3], d[8].take(d[3])
+            index, scores = d.offset + d.valid, d.score.take(d.valid)
         else:
-            done.sort(key=lambda d: d[2])  # the options' order: ties go to the earlier block
-            index = np.concatenate([d[2] + d[3] for d in done])
-            scores = np.concatenate([d[8].take(d[3]) for d in done])
+            done.sort(key=lambda d: d.offset)  # the options' order: ties go to the earlier block
+            index = np.concatenate([d.offset + d.valid for d in done])
+            scores = np.concatenate([d.score.take(d.valid) for d in done])
         if top == 1:
             chosen = [int(scores.argmax())]
         else:
@@ -309,7 +355,7 @@ class DynOFA(Policy):
         for i in chosen:
             j = index_list[i]
             for d in reversed(done):
-                if d[2] <= j:
+                if d.offset <= j:
                     break
             pname, with_host, offset, _, pick, n_c, g0, c0, _ = d
             k = j - offset

@@ -19,7 +19,7 @@ import math
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from dynofa_ros.manager.config import ManagerConfig
 from dynofa_ros.manager.model import Board
@@ -46,6 +46,11 @@ Reading = (
     | ProcessorLoad
     | PowerReading
     | LatencyObservation
+)
+
+
+_R = TypeVar(
+    "_R", BatteryReading, TemperatureReading, ProcessorLoad, PowerReading, LatencyObservation
 )
 
 
@@ -304,7 +309,7 @@ class InputStore:
                 raise RejectedError(f"{kind}.{key}", "not in the table")
 
     # ---- reading back ---------------------------------------------------------------------
-    def _fresh(self, reading: Any, now_s: float, what: str) -> Any:
+    def _fresh(self, reading: _R | None, now_s: float, what: str) -> _R | None:
         if reading is None:
             return None
         if now_s - reading.stamp_s > self.config.stale_after_s:

@@ -46,6 +46,7 @@ class Policy(ABC):
             calm_ratio=cfg.interference_ratio,
         )
         self.last_prediction: Prediction | None = None
+        self._joint_of_last: tuple[tuple[tuple[str, Choice], ...], Joint | None] | None = None
         self.reset()
 
     def reset(self) -> None:  # noqa: B027 - optional hook
@@ -229,7 +230,7 @@ class Policy(ABC):
         e.g. frequencies left to the platform); remembered for the same choice objects (they
         are immutable, and the manager keeps them until it decides again)."""
         key = tuple(current.items())
-        last = getattr(self, "_joint_of_last", None)
+        last = self._joint_of_last
         if (
             last is not None
             and len(last[0]) == len(key)

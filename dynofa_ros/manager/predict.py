@@ -119,21 +119,21 @@ def predict_rows(
     limiting = [""] * n
     if n == 1:  # no contention: what the loop below gives for one model, without the sums
         o, _, _, _, p = sel[0]
-        h = host[0]
-        limiting[0] = p if h is None or dev[0] >= h else (cpu or p)
+        h0 = host[0]
+        limiting[0] = p if h0 is None or dev[0] >= h0 else (cpu or p)
     for i, (o, _, _, _, p) in enumerate(sel if n > 1 else ()):
         d = dev[i]
-        h = host[i]
-        if h is not None:
+        hi = host[i]
+        if hi is not None:
             others = sum(min(1.0, dev[j] / alone[j]) for j in range(n) if j != i and sel[j][4] == p)
             d /= 1.0 - min(MAX_SHARE, others)
-            cpu_part = h
+            cpu_part = hi
         else:
             cpu_part = d
         s = sum(v for j, v in enumerate(cpu_load) if j != i and v is not None) / ctx.cpu_cores
         if s > 0:
             cpu_part /= 1.0 - min(MAX_SHARE, s)
-        if h is not None:
+        if hi is not None:
             lat[i] = (d**o.p + cpu_part**o.p) ** o.inv_p
             limiting[i] = p if d >= cpu_part else (cpu or p)
         else:
@@ -194,7 +194,8 @@ def pair_row(ctx: Context, row: Row) -> PairRow:
             (o.main_rows[k], host, len(host) - 1 if host is not None else 0),
             (p, o.p, o.inv_p, cores, cores if p == cpu else None, flags),
         )
-    return PairRow(*hit[0], f, period, *hit[1])
+    (main, host_rows, host_last), fixed = hit
+    return PairRow(main, host_rows, host_last, f, period, *fixed)
 
 
 def settle_pair(

@@ -30,6 +30,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dynofa_ros.manager.baselines import (
     StaticPerformance,
     StaticSchedutil,
@@ -42,7 +44,7 @@ from dynofa_ros.manager.oracle import Oracle
 from dynofa_ros.manager.policy import Policy
 from dynofa_ros.manager.types import ManagerConfigError
 
-_FACTORIES = {
+_FACTORIES: dict[str, Callable[[], Policy]] = {
     "dynofa": DynOFA,
     "static-performance": StaticPerformance,
     "static-schedutil": StaticSchedutil,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -218,7 +219,7 @@ class ManagerNode(Node):
         schedule = read_schedule(self.params["schedule"], families)
         manager.foresee(schedule, self.params["schedule_origin_s"], LEAD_S)
 
-    def _on_params(self, changed: dict[str, Any]) -> None:
+    def _on_params(self, changed: Mapping[str, Any]) -> None:
         if "policy" in changed:
             with self._lock:
                 self.manager.set_policy(changed["policy"])

@@ -19,14 +19,17 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.client import Client
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.publisher import Publisher
 from sensor_msgs.msg import CompressedImage, Image
 
 from dynofa_ros.errors import DynofaError
@@ -43,6 +46,7 @@ from dynofa_ros.perception import (
     Command,
     FrameCost,
     FrameOutcome,
+    FrameTarget,
     PerceptionSession,
     SimulatedTarget,
     clip,
@@ -129,7 +133,7 @@ class ServiceTimer:
         self._node = node
         self._model = model_name
         self.timeout_s = timeout_s
-        self._client = node.create_client(SimulateFrame, "/sim_board/simulate_frame")
+        self._client: Client = node.create_client(SimulateFrame, "/sim_board/simulate_frame")
 
     def cost(self, workload: Any, active: Active, result: Any, stamp_s: float) -> FrameCost:
         if not self._client.wait_for_service(timeout_sec=self.timeout_s):
@@ -181,6 +185,7 @@ class PerceptionNode(LifecycleNode):
         self.params = ParameterTable(self, PARAMS)
         self.params.on_change(self._on_params)
         self.session: PerceptionSession | None = None
+        self._diag_pub: Publisher | None = None
         self._sim_timer: ServiceTimer | None = None
         self._frames: Latest[tuple[Image | CompressedImage, float]] = Latest()
         self._commands: deque[tuple[ReconfigurationCommand, float]] = deque()  # (msg, received)
@@ -259,12 +264,14 @@ class PerceptionNode(LifecycleNode):
         self._timers = [
             self.create_timer(self.params["diagnostics_period_s"], self._publish_diagnostics)
         ]
-        e = self.session.engine
+        from dynofa_ros.engine.engine import process_rss
+
+        e = self.live.engine
         self.get_logger().info(
             f"{self.params['model_name']}: {len(e.members)} members prepared "
             f"({self.params['backend']}, processors {', '.join(e.processors)}, threads "
-            f"{', '.join(map(str, e.threads))}, {e.rss_bytes / 2**20:.0f} MiB RSS); active "
-            f"{self.session.active.member_id}; listening on {self.resolve_topic_name(topic)}"
+            f"{', '.join(map(str, e.threads))}, {process_rss() / 2**20:.0f} MiB RSS); active "
+            f"{self.live.active.member_id}; listening on {self.resolve_topic_name(topic)}"
         )
         return super().on_configure(state)
 
@@ -293,22 +300,24 @@ class PerceptionNode(LifecycleNode):
             progress=False,
         )
         timer = None
+        target: FrameTarget = engine
         if simulated:
+            assert platform is not None  # the simulated board's tables, made above
             self._sim_timer = ServiceTimer(self, p["model_name"], p["simulate_timeout_s"])
             timer = self._sim_timer
-            engine = SimulatedTarget(engine, platform)
-        members = engine.members
-        initial = p["initial_subnet"] or most_accurate(engine)
+            target = SimulatedTarget(engine, platform)
+        members = target.members
+        initial = p["initial_subnet"] or most_accurate(target)
         for name in ("initial_subnet", "safe_subnet"):
             chosen = initial if name == "initial_subnet" else p[name]
             if chosen and chosen not in members:
-                engine.close()
+                target.close()
                 raise DynofaError(
                     f"{name} {clip(chosen)!r} is not in {family.name} (one of: "
                     f"{', '.join(members)})"
                 )
         return PerceptionSession(
-            engine,
+            target,
             model_name=p["model_name"],
             timer=timer,
             platform=platform,
@@ -353,7 +362,7 @@ class PerceptionNode(LifecycleNode):
             self.destroy_timer(timer)
         for pub in self._pubs.values():
             self.destroy_lifecycle_publisher(pub)
-        if getattr(self, "_diag_pub", None) is not None:
+        if self._diag_pub is not None:
             self.destroy_publisher(self._diag_pub)
             self._diag_pub = None
         self._subs, self._timers, self._pubs = [], [], {}
@@ -364,7 +373,7 @@ class PerceptionNode(LifecycleNode):
             self.session.close()
             self.session = None
 
-    def _on_params(self, changed: dict[str, Any]) -> None:
+    def _on_params(self, changed: Mapping[str, Any]) -> None:
         if "allow_dvfs" in changed and self.session is not None:
             self.session.allow_dvfs = changed["allow_dvfs"]
             self._safe = None  # the safe setting's frequency depends on it
@@ -393,9 +402,16 @@ class PerceptionNode(LifecycleNode):
     def _clock_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
+    @property
+    def live(self) -> PerceptionSession:
+        """The session, which exists from configure to cleanup (when the callbacks run)."""
+        if self.session is None:
+            raise RuntimeError(f"{self.get_name()}: no session outside configure..cleanup")
+        return self.session
+
     def _watchdog(self) -> None:
         """Fall back to the safe configuration when the commanding manager went silent."""
-        s = self.session
+        s = self.live
         timeout = self.params["manager_timeout_s"]
         if timeout <= 0 or s.fallback or s.last_applied_epoch == 0:
             return  # off, already there, or no manager (hand-sent commands promise nothing)
@@ -419,10 +435,10 @@ class PerceptionNode(LifecycleNode):
         self._publish_status(None, None, level=PerceptionStatus.LEVEL_WARN, message=text)
 
     def _fallback_text(self, silent_s: float | None = None) -> str:
-        a = self.session.active
+        a = self.live.active
         since = f" for {silent_s:.1f} s" if silent_s is not None else ""
         return (
-            f"manager (epoch {self.session.last_applied_epoch}) silent{since} > "
+            f"manager (epoch {self.live.last_applied_epoch}) silent{since} > "
             f"manager_timeout_s {self.params['manager_timeout_s']:g}: safe configuration "
             f"{a.member_id} on {a.processor} until it speaks again"
         )
@@ -444,7 +460,7 @@ class PerceptionNode(LifecycleNode):
                 self._frames.dropped += 1
                 continue
             try:
-                outcome = self.session.run(inference_of(msg), to_seconds(msg.header.stamp))
+                outcome = self.live.run(inference_of(msg), to_seconds(msg.header.stamp))
             except BoardBusyError as exc:  # the simulated board is still on the previous frame
                 self._frames.dropped += 1
                 self._publish_status(msg, None, message=f"frame dropped: {exc}")
@@ -474,27 +490,27 @@ class PerceptionNode(LifecycleNode):
 
     def _apply(self, msg: ReconfigurationCommand) -> None:
         c = self.counters
-        was_fallback = self.session.fallback
+        was_fallback = self.live.fallback
+        command: Command | None = None
         try:
             command = Command.from_fields(msg)
         except (TypeError, ValueError) as exc:
-            reason = f"malformed command: {clip(str(exc), 200)}"
-            command = None
+            reason: str | None = f"malformed command: {clip(str(exc), 200)}"
         else:
-            reason = self.session.apply(command)
-        if reason is None:
+            reason = self.live.apply(command)
+        if reason is None and command is not None:
             if command.latency_target_ms > 0:
                 c.latency_target_ms = command.latency_target_ms
-            if self.session.notes:
-                self._note_error(f"command {command.seq}: " + "; ".join(self.session.notes))
-            if was_fallback and not self.session.fallback:
+            if self.live.notes:
+                self._note_error(f"command {command.seq}: " + "; ".join(self.live.notes))
+            if was_fallback and not self.live.fallback:
                 self.get_logger().info(
                     f"manager speaks again (epoch {command.epoch}, seq {command.seq}): "
-                    f"{self.session.active.member_id} on {self.session.active.processor}"
+                    f"{self.live.active.member_id} on {self.live.active.processor}"
                 )
             return
         c.rejected_command_seq = int(msg.seq)
-        c.rejected_reason = reason
+        c.rejected_reason = reason or ""
         text = f"command {msg.seq} rejected: {reason}"
         self._note_error(text)
         self.get_logger().warning(text)
@@ -519,7 +535,7 @@ class PerceptionNode(LifecycleNode):
                 model_name=self.params["model_name"],
                 subnet_id=r.member_id,
                 frame_seq=c.processed,
-                command_seq=self.session.last_applied_seq,
+                command_seq=self.live.last_applied_seq,
                 class_ids=[int(i) for i in r.class_ids],
                 labels=list(r.labels),
                 scores=[float(s) for s in r.scores],

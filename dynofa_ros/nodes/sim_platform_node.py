@@ -13,6 +13,7 @@ ROS time (bag time during a replay).
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import rclpy
@@ -115,7 +116,7 @@ class SimPlatformNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     # ------------------------------------------------------------------------ callbacks
-    def _on_params(self, changed: dict[str, Any]) -> None:
+    def _on_params(self, changed: Mapping[str, Any]) -> None:
         if "base_load_w" in changed:
             with self._lock:
                 self.board.set_base_load(changed["base_load_w"])

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TypeVar
 
 from dynofa_ros.errors import DynofaError
 
@@ -90,7 +91,11 @@ class BatteryTelemetry:
     capacity_wh: float | None = None
 
 
-def _frozen(m: Mapping | None = None) -> Mapping:
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _frozen(m: Mapping[_K, _V] | None = None) -> Mapping[_K, _V]:
     return MappingProxyType(dict(m or {}))
 
 

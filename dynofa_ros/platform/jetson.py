@@ -150,7 +150,9 @@ class JetsonPlatform(Platform):
             return None
         try:
             if factory is None:
-                from jtop import jtop as factory  # AGPL-3.0 optional dependency, used as a client
+                from jtop import jtop  # AGPL-3.0 optional dependency, used as a client
+
+                factory = jtop
             with warnings.catch_warnings():  # jetson-stats' own deprecated calls
                 warnings.simplefilter("ignore", DeprecationWarning)
                 handle = factory()
@@ -193,7 +195,8 @@ class JetsonPlatform(Platform):
 
     def capabilities(self) -> Capabilities:
         reasons: dict[str, str] = {}
-        freq, gov = set(), set()
+        freq: set[str] = set()
+        gov: set[str] = set()
         for key, reason in (
             ("frequency:cpu", self.cpu.frequency_reason()),
             ("frequency:cuda", self._gpu_reason(("min_freq", "max_freq"))),

@@ -274,9 +274,8 @@ class NXModel:
 
     def memory_bytes(self, workload: Workload) -> float:
         acts = workload.activations
-        if acts is None:
-            acts = workload.macs / self.activation_macs_ratio
-        return self.bytes_per_element * (workload.params + acts)
+        per_macs = workload.macs / self.activation_macs_ratio
+        return self.bytes_per_element * (workload.params + (per_macs if acts is None else acts))
 
     def dram_bytes_per_s(self) -> float:
         return nx.DRAM_PEAK_GBPS * 1e9 * self.dram_efficiency

@@ -57,7 +57,8 @@ MIN_FIT_NETWORKS = 12
 
 
 class _Table(Protocol):
-    overhead_ms: float
+    @property
+    def overhead_ms(self) -> float: ...
 
     def query(self, key: str) -> float: ...
 

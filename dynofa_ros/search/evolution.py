@@ -14,6 +14,7 @@ gives the points a Pareto front is taken from.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Callable, Hashable, Sequence
@@ -67,13 +68,14 @@ class SubnetSpace:
         for i in range(len(d)):
             if rng.random() < arch_prob:
                 d[i] = rng.choice(self.space.depth_list)
-        return self._cls(ks=ks, e=e, d=d, r=r)
+        return self._cls(ks=tuple(ks), e=tuple(e), d=tuple(d), r=r)
 
     def crossover(self, a: Any, b: Any, rng: random.Random) -> Any:
         return self.space.crossover(a, b, rng)
 
     def key(self, cfg: Any) -> Hashable:
-        return cfg.id
+        ident: str = cfg.id
+        return ident
 
     def fastest(self) -> list[Any]:
         return [self.space.smallest(r) for r in self.space.resolutions]
@@ -259,17 +261,18 @@ class EvolutionSearch:
                 par = rng.choice(parents)[1]
                 children.append(
                     self._draw(
-                        lambda par=par: self.space.mutate(
-                            par, rng, o.arch_mutate_prob, o.resolution_mutate_prob
+                        functools.partial(
+                            self.space.mutate,
+                            par, rng, o.arch_mutate_prob, o.resolution_mutate_prob,
                         ),
                         limit_ms,
                         par,
                     )
-                )
+                )  # fmt: skip
             for _ in range(n_cross):
                 a, b = rng.choice(parents)[1], rng.choice(parents)[1]
                 children.append(
-                    self._draw(lambda a=a, b=b: self.space.crossover(a, b, rng), limit_ms, a)
+                    self._draw(functools.partial(self.space.crossover, a, b, rng), limit_ms, a)
                 )
             for _ in range(n_rand):
                 children.append(

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from dynofa_ros.search.predictor import load_ofa_predictor, save_predictor
+    from dynofa_ros.search.predictor import ArchEncoder, load_ofa_predictor, save_predictor
     from dynofa_ros.supernet.download import fetch_published, sha256_of
 
     src = Path(args.src)
@@ -42,6 +42,7 @@ def main(argv: list[str]) -> int:
         _, src = fetch_published(args.src, sha256=args.sha256, progress=not args.quiet)
     predictor = load_ofa_predictor(src, resolutions=args.resolutions)
     enc = predictor.encoder
+    assert isinstance(enc, ArchEncoder)  # once-for-all's files are read with its encodings
     save_predictor(
         args.dst,
         predictor,

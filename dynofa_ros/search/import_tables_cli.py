@@ -32,12 +32,16 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from dynofa_ros.search.errors import SearchError
     from dynofa_ros.search.table_dir import import_tables
-    from dynofa_ros.supernet.network import ElasticMobileNetV3, preset
+    from dynofa_ros.supernet.network import Architecture, ElasticMobileNetV3, preset
 
     try:
         arch = preset(args.supernet)
     except ValueError as exc:
         raise SearchError(f"--supernet: {exc}") from None
+    if not isinstance(arch, Architecture):
+        raise SearchError(
+            f"--supernet {args.supernet}: once-for-all's tables are of MobileNetV3 super-networks"
+        )
     net = ElasticMobileNetV3(arch)
     written = import_tables(args.src, args.dst, net, args.board, args.resolutions)
     res = ",".join(p.name.split("_", 1)[0] for p in written)

@@ -48,7 +48,7 @@ from dynofa_ros.search.correction import CORRECTION_FILE, LatencyCorrection, fil
 from dynofa_ros.search.errors import LatencyTableError
 
 HEADER_TAG = "# dynofa-lut: "
-KINDS = ("Conv", "expanded_conv", "Conv_1", "AvgPool2D", "Conv_2", "Logits")
+KINDS: tuple[str, ...] = ("Conv", "expanded_conv", "Conv_1", "AvgPool2D", "Conv_2", "Logits")
 KINDS += ("PatchEmbed", "TransformerLayer", "Head")  # the ViT family (supernet/vit.py)
 _KEY_RE = re.compile(
     r"^(?P<kind>[A-Za-z0-9_]+)-input:(?P<input>\d+(?:x\d+)*)-output:(?P<output>\d+(?:x\d+)*)"
@@ -171,7 +171,7 @@ class LatencyTable:
             "# the sum of its layers' mean plus overhead_ms below (once per network).",
             HEADER_TAG + json.dumps(header, sort_keys=True),
         ]
-        body = yaml.safe_dump(
+        body: str = yaml.safe_dump(
             {k: e.to_dict() for k, e in self.entries.items()},
             sort_keys=False,
             default_flow_style=False,

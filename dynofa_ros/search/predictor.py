@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from torch import Tensor, nn
 
 from dynofa_ros.fileio import atomic_path
@@ -248,7 +249,8 @@ class AccuracyPredictor(nn.Module):
         self.base_acc = nn.Parameter(torch.zeros(1), requires_grad=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.layers(x).squeeze(-1) + self.base_acc
+        out: Tensor = self.layers(x).squeeze(-1) + self.base_acc
+        return out
 
     @torch.no_grad()
     def predict(self, archs: Sequence[Any]) -> np.ndarray:
@@ -259,7 +261,8 @@ class AccuracyPredictor(nn.Module):
         self.eval()
         try:
             x = torch.from_numpy(self.encoder.encode_many(archs))
-            return self(x).double().numpy()
+            out: np.ndarray = self(x).double().numpy()
+            return out
         finally:
             self.train(was)
 
@@ -373,7 +376,7 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+def spearman(x: ArrayLike, y: ArrayLike) -> float:
     """Spearman's rank correlation (Pearson on average ranks)."""
     rx, ry = _ranks(np.asarray(x)), _ranks(np.asarray(y))
     if len(rx) < 2 or rx.std() == 0 or ry.std() == 0:
@@ -381,7 +384,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
-def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+def kendall_tau(x: ArrayLike, y: ArrayLike) -> float:
     """Kendall's tau-b (ties accounted for), O(n²): fine for hundreds of samples."""
     a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     n = len(a)
@@ -469,12 +472,14 @@ def fit_predictor(
                 b = order[s : s + batch]
                 loss = torch.mean((model(x[b]) - y_norm[b]) ** 2)
                 opt.zero_grad()
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it untyped
                 opt.step()
             sched.step()
         model.eval()
+        last = model.layers[-1]
+        assert isinstance(last, nn.Linear)
         with torch.no_grad():
-            model.layers[-1].weight.mul_(std)
+            last.weight.mul_(std)
             model.base_acc.fill_(mean)
         with torch.no_grad():
             rmse = float(torch.sqrt(torch.mean((model(x) - y) ** 2)))

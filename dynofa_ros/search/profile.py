@@ -360,7 +360,9 @@ class FitReport:
         return None if self.tables.correction is None else self._errors("fit", True)
 
 
-def split_configs(space: Any, n_fit: int, n_held_out: int, seed: int) -> tuple[list, list]:
+def split_configs(
+    space: Any, n_fit: int, n_held_out: int, seed: int
+) -> tuple[list[Any], list[Any]]:
     """(fit, held-out): distinct random sub-networks, disjoint (deterministic for ``seed``)."""
     cfgs = random_configs(space, n_fit + n_held_out, seed)
     return cfgs[n_held_out:], cfgs[:n_held_out]
@@ -475,7 +477,8 @@ def simulated_latency_table(
     from dynofa_ros.platform.workload import workload_from_layer_specs
 
     w = workload_from_layer_specs(cfg.id, net.layer_specs(cfg), runtime=runtime)
-    return platform.latency_table(w, processor, threads)
+    table: dict[int, float] = platform.latency_table(w, processor, threads)
+    return table
 
 
 # ------------------------------------------------------------------------------ result files
@@ -500,4 +503,5 @@ def read_profile(directory: str | os.PathLike[str]) -> dict[str, Any]:
             f"{p}: format {doc.get('format')!r} version {doc.get('version')!r} is not "
             f"{PROFILE_FORMAT!r} version {PROFILE_VERSION}"
         )
-    return doc
+    out: dict[str, Any] = doc
+    return out

@@ -49,12 +49,6 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
-def default_checkpoint() -> Path:
-    from dynofa_ros.resources import default_checkpoint
-
-    return default_checkpoint()
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dynofa profile",
@@ -224,6 +218,7 @@ def main(argv: list[str]) -> int:
             f"(at least {minimum_networks()}, else it fits noise); pass --fit-networks "
             f"{minimum_networks()} or more, or 0 to write the tables without a correction"
         )
+    from dynofa_ros.resources import default_checkpoint
     from dynofa_ros.supernet.checkpoint import load_checkpoint
 
     ckpt_path = args.checkpoint or default_checkpoint()
@@ -333,12 +328,12 @@ def _measured(args: argparse.Namespace, net: Any, ckpt: Path, out: Path, platfor
 
 def _simulated(args: argparse.Namespace, net: Any, ckpt: Path, out: Path) -> int:
     from dynofa_ros.family import sha256_file
-    from dynofa_ros.platform import make_platform
+    from dynofa_ros.platform.sim import SimulatedXavierNX
     from dynofa_ros.platform.workload import workload_from_layer_specs
     from dynofa_ros.search.profile import random_configs, write_profile
     from dynofa_ros.search.timing import provenance, useful_thread_counts
 
-    sim = make_platform("sim-xavier-nx")
+    sim = SimulatedXavierNX()
     cfgs = [net.space.smallest(), net.space.largest()]
     cfgs += [
         c

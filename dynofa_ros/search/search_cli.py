@@ -22,10 +22,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from dynofa_ros.resources import default_checkpoint
 from dynofa_ros.search.errors import SearchError
-from dynofa_ros.search.profile_cli import _int_list, default_checkpoint
+from dynofa_ros.search.profile_cli import _int_list
+
+if TYPE_CHECKING:
+    from dynofa_ros.supernet.network import Supernet
 
 
 def _float_list(text: str) -> list[float]:
@@ -363,7 +367,7 @@ def main(argv: list[str]) -> int:
     no_weights = args.supernet is not None and args.checkpoint is None
     labels: Any = None
     if no_weights:
-        from dynofa_ros.supernet.network import ElasticMobileNetV3, preset
+        from dynofa_ros.supernet.network import build_supernet, preset
 
         if args.latency != "table" or args.accuracy != "predictor" or args.predictor is None:
             raise SearchError(
@@ -378,7 +382,7 @@ def main(argv: list[str]) -> int:
             arch = preset(args.supernet)
         except ValueError as exc:
             raise SearchError(f"--supernet: {exc}") from None
-        net = ElasticMobileNetV3(arch).eval()  # random weights: only its layer shapes are used
+        net: Supernet = build_supernet(arch).eval()  # random weights: only layer shapes used
         ckpt = None
         stem = args.supernet
     else:

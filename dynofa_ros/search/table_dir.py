@@ -58,12 +58,14 @@ def origin(table: LatencyTable, board: str | None = None) -> dict[str, Any]:
 
 def _preset_inventories(resolution: int) -> dict[str, set[str]]:
     from dynofa_ros.search.profile import layer_inventory
-    from dynofa_ros.supernet.network import ElasticMobileNetV3, preset
+    from dynofa_ros.supernet.network import Architecture, ElasticMobileNetV3, preset
     from dynofa_ros.supernet.ofa_import import OFA_PRESETS
 
     out = {}
     for name in OFA_PRESETS:
-        net = ElasticMobileNetV3(preset(name))
+        arch = preset(name)
+        assert isinstance(arch, Architecture)  # once-for-all's presets are MobileNetV3s
+        net = ElasticMobileNetV3(arch)
         out[name] = set(layer_inventory(net, resolution))
     return out
 

@@ -227,7 +227,8 @@ def identity_onnx(shape: tuple[int, ...]) -> bytes:
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity", [x], [y])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = min(model.ir_version, 9)
-    return model.SerializeToString()
+    data: bytes = model.SerializeToString()
+    return data
 
 
 def onnx_bytes(module: Any, example: Any) -> bytes:
@@ -245,7 +246,7 @@ def onnx_bytes(module: Any, example: Any) -> bytes:
         torch.onnx.export(
             module.eval(),
             (example,),
-            buf,
+            buf,  # type: ignore[arg-type]  # a file object works; torch annotates paths only
             input_names=["input"],
             output_names=["output"],
             opset_version=17,

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dynofa_ros.supernet.config import SubnetConfig
+from dynofa_ros.supernet.config import CanonicalId
 from dynofa_ros.supernet.network import ElasticMobileNetV3, Supernet
 from dynofa_ros.supernet.ops import _CalibrationAccumulator
 
@@ -82,7 +82,7 @@ def calibrate(
     return stats
 
 
-def stats_to_tensors(net: ElasticMobileNetV3) -> dict[str, Tensor]:
+def stats_to_tensors(net: Supernet) -> dict[str, Tensor]:
     """``net.bn_stats`` as flat safetensors entries ``<id>/<bn name>.running_mean|var``."""
     out: dict[str, Tensor] = {}
     for sid, stats in net.bn_stats.items():
@@ -93,7 +93,7 @@ def stats_to_tensors(net: ElasticMobileNetV3) -> dict[str, Tensor]:
 
 
 def stats_from_tensors(
-    tensors: Mapping[str, Tensor], configs: Mapping[str, SubnetConfig]
+    tensors: Mapping[str, Tensor], configs: Mapping[str, CanonicalId]
 ) -> dict[str, Stats]:
     """Inverse of :func:`stats_to_tensors`; every id must have a config and vice versa."""
     grouped: dict[str, dict[str, dict[str, Tensor]]] = {}
@@ -125,12 +125,10 @@ def stats_from_tensors(
     return out
 
 
-def install_all(
-    net: ElasticMobileNetV3, stats: Mapping[str, Stats], configs: Mapping[str, SubnetConfig]
-) -> None:
+def install_all(net: Supernet, stats: Mapping[str, Stats], configs: Mapping[str, Any]) -> None:
     """Put loaded statistics into the network, checking names and channel counts."""
     for sid, layer_stats in stats.items():
-        cfg = net.space.validate(configs[sid])
+        cfg: Any = net.space.validate(configs[sid])  # of net's own config type
         expected = net.bn_channels(cfg)
         if set(layer_stats) != set(expected):
             extra = sorted(set(layer_stats) - set(expected))
@@ -148,4 +146,5 @@ def install_all(
                 )
         net.bn_stats[sid] = {k: (m.float(), v.float()) for k, (m, v) in layer_stats.items()}
         net.bn_stats_configs[sid] = cfg
-    net.set_active(net.active)
+    active: Any = net.active  # of net's own config type
+    net.set_active(active)

@@ -105,7 +105,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     if meta_text is None:
         raise CheckpointError(f"{p}: no '{META_KEY}' metadata; not a dynofa super-network file")
     try:
-        meta = json.loads(meta_text)
+        meta: dict[str, Any] = json.loads(meta_text)
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{p}: metadata is not valid JSON ({exc})") from exc
     if meta.get("format") != FORMAT:
@@ -219,7 +219,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         install_all(net, stats_from_tensors(bn_tensors, configs), configs)
     except ValueError as exc:
         raise CheckpointError(f"{p}: {exc}") from exc
-    net.set_active(net.space.largest())
+    largest: Any = net.space.largest()  # of net's own config type
+    net.set_active(largest)
     net.eval()
     return Checkpoint(net=net, labels=labels, metadata=meta, path=p)
 

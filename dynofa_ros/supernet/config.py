@@ -252,9 +252,11 @@ class SearchSpace:
         ks = [rng.choice(ks_c) for _ in range(N_BLOCKS)]
         e = [rng.choice(e_c) for _ in range(N_BLOCKS)]
         d = [rng.choice(d_c) for _ in range(N_STAGES)]
-        return SubnetConfig(ks=ks, e=e, d=d, r=rng.choice(r_c))
+        return SubnetConfig(ks=tuple(ks), e=tuple(e), d=tuple(d), r=rng.choice(r_c))
 
-    def expand_inactive(self, cfg: SubnetConfig, rng: random.Random | None = None) -> dict:
+    def expand_inactive(
+        self, cfg: SubnetConfig, rng: random.Random | None = None
+    ) -> dict[str, Any]:
         """The config as a dict with every block's ``ks`` / ``e`` filled: inactive blocks get the
         largest value (or a random one with ``rng``), as once-for-all's tools expect."""
         out = cfg.to_dict()
@@ -272,7 +274,7 @@ class SearchSpace:
         e = [rng.choice(self.expand_list) if rng.random() < prob else v for v in full["e"]]
         d = [rng.choice(self.depth_list) if rng.random() < prob else v for v in full["d"]]
         r = rng.choice(self.resolutions) if rng.random() < prob else cfg.r
-        return SubnetConfig(ks=ks, e=e, d=d, r=r)
+        return SubnetConfig(ks=tuple(ks), e=tuple(e), d=tuple(d), r=r)
 
     def crossover(self, a: SubnetConfig, b: SubnetConfig, rng: random.Random) -> SubnetConfig:
         """Each field of the child taken from ``a`` or ``b`` with equal probability."""
@@ -280,7 +282,7 @@ class SearchSpace:
         ks = [rng.choice(pair) for pair in zip(fa["ks"], fb["ks"], strict=True)]
         e = [rng.choice(pair) for pair in zip(fa["e"], fb["e"], strict=True)]
         d = [rng.choice(pair) for pair in zip(fa["d"], fb["d"], strict=True)]
-        return SubnetConfig(ks=ks, e=e, d=d, r=rng.choice((a.r, b.r)))
+        return SubnetConfig(ks=tuple(ks), e=tuple(e), d=tuple(d), r=rng.choice((a.r, b.r)))
 
 
 def _fmt_values(values: Sequence[int]) -> str:

@@ -14,6 +14,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,7 +60,7 @@ class ImageSet:
 
 
 # ------------------------------------------------------------------------------------ IDX
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, type[np.generic] | np.dtype[Any]] = {
     0x08: np.uint8,
     0x09: np.int8,
     0x0B: np.dtype(">i2"),
@@ -157,7 +158,7 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     if not p.is_file():
         raise DataError(f"cannot read image {p}: no such file")
     data = np.fromfile(p, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    img: np.ndarray | None = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
         raise DataError(f"cannot decode image {p} (not an image OpenCV can read, or truncated)")
     if img.dtype == np.uint16:

@@ -228,17 +228,23 @@ class _AllReduceSum(torch.autograd.Function):
 def _sync_bn_forward(self: Any, x: Tensor) -> Tensor:
     """Training-mode forward of an ElasticBatchNorm2d with global-batch statistics."""
     if not self.training or self._calibration is not None:
-        return type(self).__mro__[1].forward(self, x)
+        parent: Any = type(self).__mro__[1]  # the class this synchronised one derives from
+        out: Tensor = parent.forward(self, x)
+        return out
     c = x.size(1)
     xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # statistics in fp32+
     n_local = xf.new_tensor([float(x.numel() // c)])
-    total = _AllReduceSum.apply(torch.cat([xf.sum(dim=(0, 2, 3)), n_local]))
+    total: Tensor = _AllReduceSum.apply(  # type: ignore[no-untyped-call]  # torch leaves it untyped
+        torch.cat([xf.sum(dim=(0, 2, 3)), n_local])
+    )
     n = total[-1]
     mean = total[:c] / n
-    sq = _AllReduceSum.apply((xf - mean.view(1, -1, 1, 1)).square().sum(dim=(0, 2, 3)))
+    sq: Tensor = _AllReduceSum.apply(  # type: ignore[no-untyped-call]  # torch leaves it untyped
+        (xf - mean.view(1, -1, 1, 1)).square().sum(dim=(0, 2, 3))
+    )
     var = sq / n  # biased, what normalisation uses
-    weight = self.weight[:c]
-    bias = self.bias[:c]
+    weight: Tensor = self.weight[:c]
+    bias: Tensor = self.bias[:c]
     with torch.no_grad():
         if self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)

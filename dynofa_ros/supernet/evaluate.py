@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -41,14 +42,15 @@ def calibration_batches(
 @torch.no_grad()
 def accuracy(
     net: Supernet,
-    cfg: SubnetConfig,
+    cfg: Any,
     data: ImageSet,
     batch_size: int = 500,
     limit: int | None = None,
 ) -> float:
     """Top-1 accuracy of sub-network ``cfg`` on ``data`` (eval mode; its stored BN statistics
     when there are some)."""
-    previous, was_training = net.active, net.training
+    previous: Any = net.active  # of net's own config type, as cfg
+    was_training = net.training
     net.set_active(cfg)
     net.eval()
     correct = total = 0

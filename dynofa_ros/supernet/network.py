@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -96,7 +96,7 @@ class Architecture:
             raise ValueError(f"architecture description is incomplete or invalid: {exc}") from exc
 
 
-PRESETS: dict[str, Architecture] = {
+PRESETS: dict[str, Architecture | ViTArchitecture] = {
     "ofa-w1.0": Architecture(name="ofa-w1.0", width_mult=1.0),
     "ofa-w1.2": Architecture(name="ofa-w1.2", width_mult=1.2),
     "fmnist-small": Architecture(
@@ -276,14 +276,15 @@ class StaticMobileNetV3(nn.Module):
         x = x.mean(3, keepdim=True).mean(2, keepdim=True)
         x = self.feature_mix_layer(x)
         x = x.flatten(1)
-        return self.classifier(x)
+        x = self.classifier(x)
+        return x
 
 
 class ElasticMobileNetV3(nn.Module):
     """The super-network. ``set_active(cfg)`` picks the sub-network every forward uses."""
 
     kind = "mobilenetv3"
-    uses_batchnorm = True  # sub-networks need their own BN statistics (see bnstats)
+    uses_batchnorm: Literal[True] = True  # sub-networks need their own BN statistics (bnstats)
 
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
@@ -336,7 +337,9 @@ class ElasticMobileNetV3(nn.Module):
         # per-sub-network BN statistics: id -> {bn module name: (running_mean, running_var)}
         self.bn_stats: dict[str, dict[str, tuple[Tensor, Tensor]]] = {}
         self.bn_stats_configs: dict[str, SubnetConfig] = {}
-        self._stage_convs = [[self.blocks[i].conv for i in idx] for idx in self.stage_blocks]
+        self._stage_convs = [
+            [cast(ElasticMBConv, self.blocks[i].conv) for i in idx] for idx in self.stage_blocks
+        ]
         self._bn_list = list(self.bn_modules.values())
         self._valid_ids: set[str] = set()  # configs already validated against the space
         self.active: SubnetConfig = self.space.largest()
@@ -404,7 +407,8 @@ class ElasticMobileNetV3(nn.Module):
         x = x.mean(3, keepdim=True).mean(2, keepdim=True)
         x = self.feature_mix_layer(x)
         x = x.flatten(1)
-        return self.classifier(x)
+        x = self.classifier(x)
+        return x
 
     # --------------------------------------------------------------------------- description
     def layer_specs(self, cfg: SubnetConfig | None = None) -> list[LayerSpec]:
@@ -424,7 +428,7 @@ class ElasticMobileNetV3(nn.Module):
                 act="h_swish",
             )
         ]
-        first = self.blocks[0].conv.spec
+        first = cast(StaticMBConv, self.blocks[0].conv).spec
         fo = conv_out(f, first.stride)
         specs.append(
             LayerSpec(
@@ -438,7 +442,7 @@ class ElasticMobileNetV3(nn.Module):
         for stage, idx in enumerate(self.stage_blocks):
             for j in range(cfg.d[stage]):
                 i = stage * MAX_BLOCKS_PER_STAGE + j
-                blk: ElasticMBConv = self.blocks[idx[j]].conv
+                blk = cast(ElasticMBConv, self.blocks[idx[j]].conv)
                 spec = BlockSpec(
                     in_channels=blk.in_channels,
                     out_channels=blk.out_channels,
@@ -495,7 +499,7 @@ class ElasticMobileNetV3(nn.Module):
         }
         for stage, idx in enumerate(self.stage_blocks):
             for j in range(cfg.d[stage]):
-                blk: ElasticMBConv = self.blocks[idx[j]].conv
+                blk = cast(ElasticMBConv, self.blocks[idx[j]].conv)
                 mid = middle_channels(blk.in_channels, cfg.e[stage * MAX_BLOCKS_PER_STAGE + j])
                 p = f"blocks.{idx[j]}.conv."
                 out[p + "inverted_bottleneck.bn.bn"] = mid
@@ -521,12 +525,16 @@ class ElasticMobileNetV3(nn.Module):
             self.set_active(cfg)
         try:
             first_conv = _copy_conv_layer(self.first_conv)
-            first = self.blocks[0].conv
+            block = cast(ResidualBlock, self.blocks[0])
+            first = cast(StaticMBConv, block.conv)
             b0 = StaticMBConv(first.spec)
             _copy_static_mbconv(b0, first)
-            blocks: list[nn.Module] = [ResidualBlock(b0, self.blocks[0].identity)]
+            blocks: list[nn.Module] = [ResidualBlock(b0, block.identity)]
             for i in self.active_block_indices():
-                blocks.append(ResidualBlock(self.blocks[i].conv.extract(), self.blocks[i].identity))
+                block = cast(ResidualBlock, self.blocks[i])
+                blocks.append(
+                    ResidualBlock(cast(ElasticMBConv, block.conv).extract(), block.identity)
+                )
             final = _copy_conv_layer(self.final_expand_layer)
             mix = _copy_conv_layer(self.feature_mix_layer)
             cls = LinearLayer(
@@ -557,6 +565,7 @@ def _copy_conv_layer(src: ConvLayer) -> ConvLayer:
     )
     dst.conv.weight.copy_(src.conv.weight)
     if src.bn is not None:
+        assert dst.bn is not None  # built with use_bn=True just above
         copy_static_bn(dst.bn, src.bn)
     return dst
 
@@ -570,7 +579,7 @@ def _copy_static_mbconv(dst: StaticMBConv, src: StaticMBConv) -> None:
         p_dst.copy_(p_src)
     for m_dst, m_src in zip(dst.modules(), src.modules(), strict=True):
         if isinstance(m_dst, nn.BatchNorm2d):
-            copy_static_bn(m_dst, m_src)
+            copy_static_bn(m_dst, cast(nn.BatchNorm2d, m_src))  # same structure as m_dst
 
 
 # ----------------------------------------------------------------- super-network families
@@ -618,7 +627,8 @@ def count_static_params(module: nn.Module) -> int:
 
 
 def param_count_mb(net: nn.Module) -> float:
-    return sum(t.numel() * t.element_size() for t in net.state_dict().values()) / 2**20
+    size: int = sum(t.numel() * t.element_size() for t in net.state_dict().values())
+    return size / 2**20
 
 
 __all__ = [

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 from torch import Tensor
 
 from dynofa_ros.supernet.checkpoint import CheckpointError, check_state_dict
-from dynofa_ros.supernet.network import PRESETS, ElasticMobileNetV3, preset
+from dynofa_ros.supernet.network import PRESETS, Architecture, ElasticMobileNetV3, preset
 
 OFA_PRESETS = ("ofa-w1.0", "ofa-w1.2")
 # The resolutions an imported network accepts: once-for-all trains 128..224 step 4, and its
@@ -50,7 +51,7 @@ def normalise_ofa_keys(
 def detect_preset(state: Mapping[str, Tensor]) -> str:
     """``ofa-w1.0`` or ``ofa-w1.2`` from the classifier / first-conv widths."""
     for name in OFA_PRESETS:
-        want = ElasticMobileNetV3(PRESETS[name]).state_dict()
+        want = ElasticMobileNetV3(cast(Architecture, PRESETS[name])).state_dict()
         keys = (
             "first_conv.conv.weight",
             "final_expand_layer.conv.weight",
@@ -76,10 +77,10 @@ def import_ofa_state_dict(
 ) -> ElasticMobileNetV3:
     """A super-network with once-for-all's weights (checked key by key); its search space
     accepts ``resolutions`` (default: the preset's)."""
-    probe = ElasticMobileNetV3(preset(name or "ofa-w1.0")).state_dict()
+    probe = ElasticMobileNetV3(cast(Architecture, preset(name or "ofa-w1.0"))).state_dict()
     normalised = normalise_ofa_keys(state, probe)
     name = name or detect_preset(normalised)
-    arch = preset(name)
+    arch = cast(Architecture, preset(name))  # the OFA presets are MobileNetV3 architectures
     if resolutions is not None:
         arch = dataclasses.replace(
             arch, space=dataclasses.replace(arch.space, resolutions=tuple(resolutions))

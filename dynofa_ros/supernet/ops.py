@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +74,12 @@ def build_activation(name: str | None) -> nn.Module | None:
     raise ValueError(f"unknown activation {name!r} (one of: relu, h_swish, h_sigmoid, none)")
 
 
+def _sequential(layers: OrderedDict[str, nn.Module | None]) -> nn.Sequential:
+    """``nn.Sequential(layers)``. Activation ``"none"`` gives a ``None`` layer: torch registers
+    it as such, though its annotation of ``Sequential`` takes modules only."""
+    return nn.Sequential(cast("OrderedDict[str, nn.Module]", layers))
+
+
 # ------------------------------------------------------------------------------- batch norm
 class _CalibrationAccumulator:
     """Averages per-batch mean / (biased) variance, weighted by batch size (as once-for-all)."""
@@ -108,6 +115,10 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
     * calibration (inside :func:`dynofa_ros.supernet.bnstats.calibrating`): normalises with the
       batch statistics and accumulates them; the buffers are not touched.
     """
+
+    # always tracked (``track_running_stats`` is on), so never None as nn.BatchNorm2d allows
+    running_mean: Tensor
+    running_var: Tensor
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
         super().__init__(num_features, eps=eps, momentum=momentum)
@@ -164,7 +175,8 @@ class DynamicBatchNorm2d(nn.Module):
         self.bn = ElasticBatchNorm2d(max_features)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.bn(x)
+        x = self.bn(x)
+        return x
 
 
 # ------------------------------------------------------------------------------- convolutions
@@ -250,10 +262,12 @@ class DynamicSE(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         c = x.size(1)
         mid = se_channels(c)
+        reduce, expand = self.fc.reduce, self.fc.expand
+        assert reduce.bias is not None and expand.bias is not None  # built with bias=True
         y = x.mean(3, keepdim=True).mean(2, keepdim=True)
-        y = F.conv2d(y, self.fc.reduce.weight[:mid, :c].contiguous(), self.fc.reduce.bias[:mid])
+        y = F.conv2d(y, reduce.weight[:mid, :c].contiguous(), reduce.bias[:mid])
         y = F.relu(y)
-        y = F.conv2d(y, self.fc.expand.weight[:c, :mid].contiguous(), self.fc.expand.bias[:c])
+        y = F.conv2d(y, expand.weight[:c, :mid].contiguous(), expand.bias[:c])
         return x * (F.relu6(y + 3.0) / 6.0)
 
 
@@ -328,7 +342,8 @@ class LinearLayer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.dropout is not None:
             x = self.dropout(x)
-        return self.linear(x)
+        x = self.linear(x)
+        return x
 
 
 @dataclass(frozen=True)
@@ -358,8 +373,9 @@ class StaticMBConv(nn.Module):
         self.spec = spec
         bn_cls = ElasticBatchNorm2d if elastic_bn else nn.BatchNorm2d
         mid = spec.mid_channels
+        self.inverted_bottleneck: nn.Sequential | None
         if spec.expand_ratio != 1:
-            self.inverted_bottleneck = nn.Sequential(
+            self.inverted_bottleneck = _sequential(
                 OrderedDict(
                     conv=nn.Conv2d(spec.in_channels, mid, 1, bias=False),
                     bn=bn_cls(mid),
@@ -368,7 +384,7 @@ class StaticMBConv(nn.Module):
             )
         else:
             self.inverted_bottleneck = None
-        depth = OrderedDict(
+        depth: OrderedDict[str, nn.Module | None] = OrderedDict(
             conv=nn.Conv2d(
                 mid,
                 mid,
@@ -383,7 +399,7 @@ class StaticMBConv(nn.Module):
         )
         if spec.use_se:
             depth["se"] = SEModule(mid)
-        self.depth_conv = nn.Sequential(depth)
+        self.depth_conv = _sequential(depth)
         self.point_linear = nn.Sequential(
             OrderedDict(
                 conv=nn.Conv2d(mid, spec.out_channels, 1, bias=False), bn=bn_cls(spec.out_channels)
@@ -393,7 +409,8 @@ class StaticMBConv(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.inverted_bottleneck is not None:
             x = self.inverted_bottleneck(x)
-        return self.point_linear(self.depth_conv(x))
+        x = self.point_linear(self.depth_conv(x))
+        return x
 
 
 class ElasticMBConv(nn.Module):
@@ -414,21 +431,21 @@ class ElasticMBConv(nn.Module):
         self.ks_list, self.expand_list = tuple(sorted(ks_list)), tuple(sorted(expand_list))
         self.stride, self.act, self.use_se = stride, act, use_se
         max_mid = middle_channels(in_channels, max(self.expand_list))
-        self.inverted_bottleneck = nn.Sequential(
+        self.inverted_bottleneck = _sequential(
             OrderedDict(
                 conv=DynamicConv2d(in_channels, max_mid),
                 bn=DynamicBatchNorm2d(max_mid),
                 act=build_activation(act),
             )
         )
-        depth = OrderedDict(
+        depth: OrderedDict[str, nn.Module | None] = OrderedDict(
             conv=DynamicSeparableConv2d(max_mid, self.ks_list, stride),
             bn=DynamicBatchNorm2d(max_mid),
             act=build_activation(act),
         )
         if use_se:
             depth["se"] = DynamicSE(max_mid)
-        self.depth_conv = nn.Sequential(depth)
+        self.depth_conv = _sequential(depth)
         self.point_linear = nn.Sequential(
             OrderedDict(
                 conv=DynamicConv2d(max_mid, out_channels), bn=DynamicBatchNorm2d(out_channels)
@@ -469,7 +486,8 @@ class ElasticMBConv(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.inverted_bottleneck(x)
         x = self.depth_conv(x)
-        return self.point_linear(x)
+        x = self.point_linear(x)
+        return x
 
     @torch.no_grad()
     def extract(self) -> StaticMBConv:
@@ -478,19 +496,27 @@ class ElasticMBConv(nn.Module):
         spec = self.active_spec()
         out = StaticMBConv(spec)
         mid, cin = spec.mid_channels, spec.in_channels
-        out.inverted_bottleneck.conv.weight.copy_(self.inverted_bottleneck.conv.active_weight(cin))
-        copy_bn(out.inverted_bottleneck.bn, self.inverted_bottleneck.bn.bn)
-        out.depth_conv.conv.weight.copy_(self.depth_conv.conv.active_weight(mid))
-        copy_bn(out.depth_conv.bn, self.depth_conv.bn.bn)
+        # nn.Module.__getattr__ types the nn.Sequential children Tensor | Module: cast them
+        ib, dw, pl = self.inverted_bottleneck, self.depth_conv, self.point_linear
+        o_ib, o_dw, o_pl = out.inverted_bottleneck, out.depth_conv, out.point_linear
+        assert o_ib is not None  # None only at expand ratio 1, which extract never supported
+        cast(nn.Conv2d, o_ib.conv).weight.copy_(cast(DynamicConv2d, ib.conv).active_weight(cin))
+        copy_bn(cast(nn.BatchNorm2d, o_ib.bn), cast(DynamicBatchNorm2d, ib.bn).bn)
+        cast(nn.Conv2d, o_dw.conv).weight.copy_(
+            cast(DynamicSeparableConv2d, dw.conv).active_weight(mid)
+        )
+        copy_bn(cast(nn.BatchNorm2d, o_dw.bn), cast(DynamicBatchNorm2d, dw.bn).bn)
         if spec.use_se:
             se_mid = se_channels(mid)
-            src, dst = self.depth_conv.se.fc, out.depth_conv.se.fc
+            src, dst = cast(DynamicSE, dw.se).fc, cast(SEModule, o_dw.se).fc
+            assert src.reduce.bias is not None and src.expand.bias is not None  # bias=True
+            assert dst.reduce.bias is not None and dst.expand.bias is not None
             dst.reduce.weight.copy_(src.reduce.weight[:se_mid, :mid])
             dst.reduce.bias.copy_(src.reduce.bias[:se_mid])
             dst.expand.weight.copy_(src.expand.weight[:mid, :se_mid])
             dst.expand.bias.copy_(src.expand.bias[:mid])
-        out.point_linear.conv.weight.copy_(self.point_linear.conv.active_weight(mid))
-        copy_bn(out.point_linear.bn, self.point_linear.bn.bn)
+        cast(nn.Conv2d, o_pl.conv).weight.copy_(cast(DynamicConv2d, pl.conv).active_weight(mid))
+        copy_bn(cast(nn.BatchNorm2d, o_pl.bn), cast(DynamicBatchNorm2d, pl.bn).bn)
         return out
 
 
@@ -503,7 +529,7 @@ class ResidualBlock(nn.Module):
         self.identity = identity
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.conv(x)
+        y: Tensor = self.conv(x)
         return y + x if self.identity else y
 
 
@@ -519,6 +545,7 @@ def copy_bn(dst: nn.BatchNorm2d, src: ElasticBatchNorm2d) -> None:
         mean, var = src.installed
     else:
         mean, var = src.running_mean[:c], src.running_var[:c]
+    assert dst.running_mean is not None and dst.running_var is not None  # tracked by default
     dst.running_mean.copy_(mean)
     dst.running_var.copy_(var)
 

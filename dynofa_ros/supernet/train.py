@@ -421,10 +421,12 @@ def _train(
     # channels-last makes the depthwise weight gradient ~3x faster on CPU (oneDNN) and lets
     # cuDNN use tensor cores under AMP
     memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
-    net = net.to(device=device, memory_format=memory_format)
+    # Module.to takes memory_format (torch documents it), its typed overloads leave it out
+    net = net.to(device=device, memory_format=memory_format)  # type: ignore[call-overload]
     space = net.space
     opt = make_optimizer(opts, net)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    history: list[dict[str, Any]]
     start_epoch, history = 0, []
     assert opts.state_path is not None and opts.log_path is not None
     if opts.init_from is not None:
@@ -510,7 +512,7 @@ def _train(
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 out = net(at(largest.r))
                 loss = F.cross_entropy(_full(out), labels, label_smoothing=opts.label_smoothing)
-            scaler.scale(loss).backward()
+            scaler.scale(loss).backward()  # type: ignore[no-untyped-call]  # torch leaves it untyped
             sums[0] += loss.detach()
             sums[3] += (out.detach().argmax(1) == labels).double().mean()
             # in-place distillation: the target is this rank's largest on this rank's rows
@@ -529,7 +531,7 @@ def _train(
                         loss = loss + (1 - opts.kd_ratio) * F.cross_entropy(
                             out, labels, label_smoothing=opts.label_smoothing
                         )
-                scaler.scale(loss).backward()
+                scaler.scale(loss).backward()  # type: ignore[no-untyped-call]  # torch leaves it untyped
                 sums[1 if j == 0 else 2] += loss.detach() / (1 if j == 0 else max(1, opts.n_random))
             average_gradients(params, ctx.world_size)
             scaler.step(opt)

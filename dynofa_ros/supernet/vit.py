@@ -16,9 +16,9 @@ and the BN-per-sub-network machinery skips it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -106,6 +106,7 @@ class ElasticPatchEmbed(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         e = self.active_embed
+        assert self.proj.bias is not None  # built with bias=True
         x = F.conv2d(x, self.proj.weight[:e], self.proj.bias[:e], stride=self.patch)
         return x.flatten(2).transpose(1, 2) + self.pos[:, :, :e]
 
@@ -168,7 +169,8 @@ class ElasticViTLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.attn(self.ln1(x))
-        return x + self.mlp(self.ln2(x))
+        x = x + self.mlp(self.ln2(x))
+        return x
 
 
 # ----------------------------------------------------------------------------------- static ops
@@ -193,7 +195,8 @@ class StaticViTLayer(nn.Module):
         q, k, v = self.qkv(self.ln1(x)).view(b, n, 3, h, hd).permute(2, 0, 3, 1, 4).unbind(0)
         att = torch.softmax((q * self.scale) @ k.transpose(-2, -1), dim=-1)
         x = x + self.proj((att @ v).transpose(1, 2).reshape(b, n, h * hd))
-        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+        x = x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+        return x
 
 
 class StaticPatchEmbed(nn.Module):
@@ -203,7 +206,8 @@ class StaticPatchEmbed(nn.Module):
         self.pos = nn.Parameter(torch.zeros(1, tokens, embed))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2) + self.pos
+        x = self.proj(x).flatten(2).transpose(1, 2) + self.pos
+        return x
 
 
 class StaticHead(nn.Module):
@@ -215,7 +219,8 @@ class StaticHead(nn.Module):
         self.fc = nn.Linear(embed, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.norm(x).mean(1))
+        x = self.fc(self.norm(x).mean(1))
+        return x
 
 
 class StaticViT(nn.Module):
@@ -231,7 +236,8 @@ class StaticViT(nn.Module):
         x = self.embed(x)
         for layer in self.layers:
             x = layer(x)
-        return self.head(x)
+        x = self.head(x)
+        return x
 
 
 # ---------------------------------------------------------------------------- layer description
@@ -309,7 +315,7 @@ class ElasticViT(nn.Module):
     """The ViT super-network. ``set_active(cfg)`` picks the sub-network every forward uses."""
 
     kind = KIND
-    uses_batchnorm = False
+    uses_batchnorm: Literal[False] = False
 
     def __init__(self, arch: ViTArchitecture) -> None:
         super().__init__()
@@ -347,7 +353,8 @@ class ElasticViT(nn.Module):
             self.space.validate(cfg)
             self._valid_ids.add(sid)
         self.patch_embed.__dict__["active_embed"] = cfg.embed
-        for layer, h, m in zip(self.layers, cfg.heads, cfg.mlp_ratio, strict=False):
+        layers = cast("Iterable[ElasticViTLayer]", self.layers)
+        for layer, h, m in zip(layers, cfg.heads, cfg.mlp_ratio, strict=False):
             layer.set_active(h, m)
         self.__dict__["runtime_depth"] = cfg.depth
         self.__dict__["active"] = cfg
@@ -424,11 +431,13 @@ class ElasticViT(nn.Module):
         arch, e, hd = self.arch, cfg.embed, self.arch.head_dim
         pe = self.patch_embed
         embed = StaticPatchEmbed(arch.in_channels, e, arch.patch_size, arch.tokens)
+        assert embed.proj.bias is not None and pe.proj.bias is not None  # built with bias=True
         embed.proj.weight.copy_(pe.proj.weight[:e])
         embed.proj.bias.copy_(pe.proj.bias[:e])
         embed.pos.copy_(pe.pos[:, :, :e])
         layers: list[nn.Module] = []
-        for src, h, m in zip(self.layers, cfg.heads, cfg.mlp_ratio, strict=False):
+        elastic = cast("Iterable[ElasticViTLayer]", self.layers)
+        for src, h, m in zip(elastic, cfg.heads, cfg.mlp_ratio, strict=False):
             a, hidden = h * hd, m * e
             dst = StaticViTLayer(e, h, hd, hidden)
             for d_ln, s_ln in ((dst.ln1, src.ln1), (dst.ln2, src.ln2)):

@@ -219,8 +219,8 @@ class ViTSpace:
         d = rng.choice(lists["depth_list"])
         return ViTConfig(
             depth=d,
-            heads=[rng.choice(lists["heads_list"]) for _ in range(d)],
-            mlp_ratio=[rng.choice(lists["mlp_ratio_list"]) for _ in range(d)],
+            heads=tuple(rng.choice(lists["heads_list"]) for _ in range(d)),
+            mlp_ratio=tuple(rng.choice(lists["mlp_ratio_list"]) for _ in range(d)),
             embed=rng.choice(lists["embed_list"]),
             r=rng.choice(lists["resolutions"]),
         )
@@ -247,7 +247,9 @@ class ViTSpace:
         d = rng.choice(self.depth_list) if rng.random() < arch_prob else cfg.depth
         embed = rng.choice(self.embed_list) if rng.random() < arch_prob else cfg.embed
         r = rng.choice(self.resolutions) if rng.random() < resolution_prob else cfg.r
-        return ViTConfig(depth=d, heads=heads[:d], mlp_ratio=mlp[:d], embed=embed, r=r)
+        return ViTConfig(
+            depth=d, heads=tuple(heads[:d]), mlp_ratio=tuple(mlp[:d]), embed=embed, r=r
+        )
 
     def mutate(self, cfg: ViTConfig, prob: float, rng: random.Random) -> ViTConfig:
         return self.mutate_fields(cfg, rng, prob, prob)
@@ -261,8 +263,8 @@ class ViTSpace:
         mlp = [rng.choice(p) for p in zip(ma, mb, strict=True)][:d]
         return ViTConfig(
             depth=d,
-            heads=heads,
-            mlp_ratio=mlp,
+            heads=tuple(heads),
+            mlp_ratio=tuple(mlp),
             embed=rng.choice((a.embed, b.embed)),
             r=rng.choice((a.r, b.r)),
         )
