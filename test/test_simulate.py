@@ -205,7 +205,9 @@ BUILTIN_MODEL = (
         (BUILTIN_MODEL + "ambient: {interpolate: cubic, timeline: [{t: 0, celsius: 20}]}\n",
          "ambient.interpolate", "one of linear, step"),
         ("name: b\nduration_s: 5\nmodels: [{name: m, family: 'builtin:nope'}]\n",
-         "models[0].family", "builtin:published-nx-gpu, builtin:published-nx-cpu"),
+         "models[0].family",
+         "builtin:published-nx-gpu, builtin:published-nx-gpu-onnxruntime, "
+         "builtin:published-nx-cpu"),
         ("name: b\nduration_s: 5\ncamera: {source: none}\n", "models",
          "models with a builtin: family"),
         ("name: b\nduration_s: 5\ncamera: {source: none}\nmodels: [{name: m}]\n",
