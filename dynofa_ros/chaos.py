@@ -509,91 +509,25 @@ def run(inputs: int, seed: int, domain: int, log_dir: Path, restarts: bool = Tru
         print("chaos: graph starting (sim_platform, perception /model, manager) ...", flush=True)
         chaos.sending = True
         t0 = time.monotonic()
+        live = chaos
         chaos.spin_until(
-            lambda: chaos.results_since(t0) >= 20 and chaos.following(set()),
+            lambda: live.results_since(t0) >= 20 and live.following(set()),
             300.0,
             "the graph to classify and follow its manager",
         )
-        sending: list[tuple[float, float]] = []
-        # ---- restarts
         if restarts:
-            for name in NODES:
-                print(f"chaos: kill -9 {name} and restart", flush=True)
-                old = chaos.manager_epoch()
-                chaos.kill(name)
-                chaos.spin_for(1.0)
-                chaos.start(name)
-                report.restarts += 1
-                t, seen = time.monotonic(), len(chaos.cam2)
-
-                def back(t: float = t, old: int = old, name: str = name, seen: int = seen) -> bool:
-                    return (
-                        chaos.results_since(t) >= 10
-                        and chaos.following(set())
-                        and (name != "manager" or chaos.manager_epoch() != old)
-                        and (name != "perception_compressed" or len(chaos.cam2) > seen)
-                    )
-
-                chaos.spin_until(
-                    back,
-                    300.0,
-                    f"the graph to recover from the {name} restart",
-                )
+            _restart_each(chaos, report)
         params = {n: _parameters(chaos, s) for n, s in PARAMETER_SERVICES.items()}
         chaos.spin_for(2.0)
         rss_before = {n: rss_kb(p.popen.pid) for n, p in chaos.nodes.items()}
-        # ---- fuzz (with the clock jump half-way)
-        print(f"chaos: {inputs} hostile inputs ...", flush=True)
-        kinds = (
-            "frames",
-            "compressed",
-            "commands",
-            "battery",
-            "temperature",
-            "load",
-            "mission",
-            "parameters",
-        )
         fuzz_start = report.t0 = time.monotonic()
-        from rcl_interfaces.srv import SetParameters
-
-        for i in range(inputs):
-            if i == inputs // 2:
-                chaos.offset_s -= JUMP_BACK_S
-                print(
-                    f"chaos: /clock jumps back {JUMP_BACK_S:g} s at fuzz start + "
-                    f"{time.monotonic() - fuzz_start:.2f} s",
-                    flush=True,
-                )
-            kind = kinds[i % len(kinds)]
-            report.inputs[kind] = report.inputs.get(kind, 0) + 1
-            stamp = chaos.stamp()
-            if kind == "parameters":
-                node = fuzz.rng.choice(list(PARAMETER_SERVICES))
-                name = fuzz.rng.choice([*params[node], "no_such_parameter"])
-                current = params[node].get(name, params[node][next(iter(params[node]))])
-                req = SetParameters.Request(parameters=[fuzz.parameter(name, current)])
-                _call(chaos, SetParameters, f"{PARAMETER_SERVICES[node]}/set_parameters", req)
-                continue
-            if kind in ("battery", "temperature", "load", "mission"):
-                stamp = chaos.stamp(fuzz.stamp_shift())
-            make = {
-                "frames": fuzz.raw_frame,
-                "compressed": fuzz.compressed_frame,
-                "commands": fuzz.command,
-                "battery": fuzz.battery,
-                "temperature": fuzz.temperature,
-                "load": fuzz.load,
-                "mission": fuzz.mission,
-            }[kind]
-            chaos.pubs[kind].publish(make(stamp))
-            chaos.spin_for(0.005)
-        sending.append((fuzz_start, time.monotonic()))
+        _fuzz(chaos, fuzz, params, inputs, report)
+        sending = [(fuzz_start, time.monotonic())]
         # ---- recovery and checks
         t = time.monotonic()
         try:
             chaos.spin_until(
-                lambda: chaos.results_since(t) >= 20 and chaos.following(fuzz.foreign_epochs),
+                lambda: live.results_since(t) >= 20 and live.following(fuzz.foreign_epochs),
                 60.0,
                 "results following the live manager",
             )
@@ -622,6 +556,85 @@ def run(inputs: int, seed: int, domain: int, log_dir: Path, restarts: bool = Tru
         processes.stop_all()
         os.environ.clear()
         os.environ.update(saved)
+
+
+def _restart_each(chaos: Chaos, report: Report) -> None:
+    """kill -9 every node in turn, restart it, and wait until the graph follows again."""
+    for name in NODES:
+        print(f"chaos: kill -9 {name} and restart", flush=True)
+        old = chaos.manager_epoch()
+        chaos.kill(name)
+        chaos.spin_for(1.0)
+        chaos.start(name)
+        report.restarts += 1
+        t, seen = time.monotonic(), len(chaos.cam2)
+
+        def back(t: float = t, old: int = old, name: str = name, seen: int = seen) -> bool:
+            return (
+                chaos.results_since(t) >= 10
+                and chaos.following(set())
+                and (name != "manager" or chaos.manager_epoch() != old)
+                and (name != "perception_compressed" or len(chaos.cam2) > seen)
+            )
+
+        chaos.spin_until(back, 300.0, f"the graph to recover from the {name} restart")
+
+
+FUZZ_KINDS = (
+    "frames",
+    "compressed",
+    "commands",
+    "battery",
+    "temperature",
+    "load",
+    "mission",
+    "parameters",
+)
+
+
+def _fuzz(
+    chaos: Chaos,
+    fuzz: Fuzzer,
+    params: dict[str, dict[str, Any]],
+    inputs: int,
+    report: Report,
+) -> None:
+    """``inputs`` hostile inputs, the kinds in turn; ``/clock`` jumps back half-way."""
+    from rcl_interfaces.srv import SetParameters
+
+    print(f"chaos: {inputs} hostile inputs ...", flush=True)
+    start = time.monotonic()
+    make = {
+        "frames": fuzz.raw_frame,
+        "compressed": fuzz.compressed_frame,
+        "commands": fuzz.command,
+        "battery": fuzz.battery,
+        "temperature": fuzz.temperature,
+        "load": fuzz.load,
+        "mission": fuzz.mission,
+    }
+    for i in range(inputs):
+        if i == inputs // 2:
+            chaos.offset_s -= JUMP_BACK_S
+            print(
+                f"chaos: /clock jumps back {JUMP_BACK_S:g} s at fuzz start + "
+                f"{time.monotonic() - start:.2f} s",
+                flush=True,
+            )
+        kind = FUZZ_KINDS[i % len(FUZZ_KINDS)]
+        report.inputs[kind] = report.inputs.get(kind, 0) + 1
+        stamp = chaos.stamp()
+        if kind == "parameters":
+            node = fuzz.rng.choice(list(PARAMETER_SERVICES))
+            name = fuzz.rng.choice([*params[node], "no_such_parameter"])
+            current = params[node].get(name, params[node][next(iter(params[node]))])
+            req = SetParameters.Request(parameters=[fuzz.parameter(name, current)])
+            _call(chaos, SetParameters, f"{PARAMETER_SERVICES[node]}/set_parameters", req)
+            continue
+        if kind in ("battery", "temperature", "load", "mission"):
+            stamp = chaos.stamp(fuzz.stamp_shift())
+        chaos.pubs[kind].publish(make[kind](stamp))
+        chaos.spin_for(0.005)
 
 
 def main(argv: list[str]) -> int:

@@ -139,7 +139,7 @@ def _oracle_barriers(schedule: Any, scenario: Scenario) -> list[tuple[int, list[
     return out
 
 
-def run_live(
+def run_live(  # noqa: PLR0915 - to split (issue 21)
     bag: str | Path,
     replay_plan: Any,
     options: ReplayOptions,

@@ -100,7 +100,7 @@ def _switch_times(
     return times, frames_during
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> int:  # noqa: PLR0915 - to split (issue 21)
     p = argparse.ArgumentParser(prog="dynofa bench engine", description=__doc__.split("\n")[0])
     p.add_argument(
         "--checkpoint",

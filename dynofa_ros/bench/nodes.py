@@ -31,7 +31,7 @@ from typing import Any
 from dynofa_ros.processes import ProcessManager, local_discovery_env, ros_env
 
 
-def _run(
+def _run(  # noqa: PLR0915 - to split (issue 21)
     transport: str, frames: int, rate_hz: float, domain: int, *, width: int, height: int
 ) -> dict[str, float]:
     import numpy as np

@@ -207,7 +207,7 @@ class Engine:
 
     # -------------------------------------------------------------------------------- load
     @classmethod
-    def load(
+    def load(  # noqa: PLR0912, PLR0915 - to split (issue 21)
         cls,
         checkpoint: Any,
         family: Any,

@@ -274,28 +274,8 @@ def compute_schedule(
     for m in scenario.models:
         if m.name in ctx.specs:
             by_camera.setdefault(m.camera, []).append(m.name)
-    shadow = SimulatedXavierNX(
-        seed=board.seed,
-        model=board.model,
-        latency_jitter=0.0,
-        ambient_c=board.ambient_c,
-        state_of_charge=board.state_of_charge,
-        power_mode=board.power_mode,
-        start_temperature_c=board.package_c,
-    )
-    for c in board.corunners.values():
-        shadow.start_corunner(c.name, c.processor, c.share, c.memory_gbps)
-    shadow.advance_to(board.now_s)
-
-    # the runner's order: by stamp; events before frames; cameras in scenario order
-    t0 = scenario.start_ns
-    stream: list[tuple[int, int, int, float, Any]] = [
-        (it.stamp_ns, 0, i, it.t, it) for i, it in enumerate(events(scenario))
-    ]
-    for ci, cam in enumerate(scenario.cameras):
-        for t in cam.frame_times(scenario.duration_s):
-            stream.append((t0 + round(t * 1e9), 1, ci, t, cam.name))
-    stream.sort(key=lambda k: k[:3])
+    shadow = _shadow(board)
+    stream = _stream(scenario)
 
     entries: list[ScheduleEntry] = []
     plans: dict[tuple, Plan] = {}
@@ -357,6 +337,37 @@ def compute_schedule(
             ran = shadow.run_frame(w, conf.processor, conf.threads)
             busy[name] = t + ran.latency_ms * 1e-3
     return check_schedule(entries, list(ctx.specs))
+
+
+def _shadow(board: SimulatedXavierNX) -> SimulatedXavierNX:
+    """A noise-free copy of ``board`` in its present state, to follow a schedule through."""
+    shadow = SimulatedXavierNX(
+        seed=board.seed,
+        model=board.model,
+        latency_jitter=0.0,
+        ambient_c=board.ambient_c,
+        state_of_charge=board.state_of_charge,
+        power_mode=board.power_mode,
+        start_temperature_c=board.package_c,
+    )
+    for c in board.corunners.values():
+        shadow.start_corunner(c.name, c.processor, c.share, c.memory_gbps)
+    shadow.advance_to(board.now_s)
+    return shadow
+
+
+def _stream(scenario: Scenario) -> list[tuple[int, int, int, float, Any]]:
+    """Events and frames in the runners' order: by stamp; events before frames; cameras in
+    scenario order. Items: (stamp ns, 0 = event / 1 = frame, index, t s, event or camera)."""
+    t0 = scenario.start_ns
+    stream: list[tuple[int, int, int, float, Any]] = [
+        (it.stamp_ns, 0, i, it.t, it) for i, it in enumerate(events(scenario))
+    ]
+    for ci, cam in enumerate(scenario.cameras):
+        for t in cam.frame_times(scenario.duration_s):
+            stream.append((t0 + round(t * 1e9), 1, ci, t, cam.name))
+    stream.sort(key=lambda k: k[:3])
+    return stream
 
 
 def _plan_entry(

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from dynofa_ros.evaluation.metrics import ORACLE_POLICY, Relative, RunMetrics
-from dynofa_ros.evaluation.records import RunResults, subnets_of
+from dynofa_ros.evaluation.records import FrameRecord, RunResults, Sample, subnets_of
 
 MODEL_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 RUN_COLORS = (
@@ -122,9 +122,30 @@ def timeline(run: RunResults) -> Any:
     ax_of = dict(zip(panels, axes[:, 0], strict=True))
     color = {m: MODEL_COLORS[i % len(MODEL_COLORS)] for i, m in enumerate(models)}
 
+    sub_labels = _subnet_panel(ax_of["subnet"], run, models, frames, color)
+    if "setting" in ax_of:
+        _settings_panel(ax_of["setting"], models, frames, color)
+    _latency_panel(ax_of["latency"], models, frames, all_frames, color)
+    if "freq" in ax_of:
+        _freq_panel(ax_of["freq"], all_frames)
+    if "power" in ax_of:
+        _power_panel(ax_of["power"], models, frames, board_power, color)
+    if "temp" in ax_of:
+        _temperature_panel(ax_of["temp"], run, temps, ambient, all_frames)
+    if "battery" in ax_of:
+        _battery_panel(ax_of["battery"], battery, all_frames)
+    _finish(fig, axes, run, all_frames, sub_labels)
+    return fig
+
+
+Frames = dict[str, list[FrameRecord]]
+
+
+def _subnet_panel(ax: Any, run: RunResults, models: list[str], frames: Frames,
+                  color: dict[str, str]) -> list[str]:  # fmt: skip
+    """Sub-networks over time; returns their tick labels."""
     # sub-network: the family's order (fast at the bottom) when the run names it, else by the
     # median latency observed
-    ax = ax_of["subnet"]
     order, labels, known_order = subnet_order(run)
     index = {sid: i for i, sid in enumerate(order)}
     for m in models:
@@ -144,13 +165,13 @@ def timeline(run: RunResults) -> Any:
         "sub-network\n" + ("(fast → slow)" if known_order else "(by median latency)"), fontsize=8
     )
     ax.set_ylim(-0.5, max(len(order) - 0.5, 0.5))
+    return labels
 
-    if "setting" in ax_of:
-        _settings_panel(ax_of["setting"], models, frames, color)
 
+def _latency_panel(ax: Any, models: list[str], frames: Frames, all_frames: list[FrameRecord],
+                   color: dict[str, str]) -> None:  # fmt: skip
     # latency vs target, misses marked; the scale (1.35 x the target, 1.3 x the 90th percentile)
     # keeps the target readable, frames above it are drawn as triangles on the top edge
-    ax = ax_of["latency"]
     top = 0.0
     for m in models:
         fs = frames[m]
@@ -200,97 +221,99 @@ def timeline(run: RunResults) -> Any:
     ax.set_ylim(0, top)
     ax.set_ylabel("latency (ms)", fontsize=8)
 
-    if "freq" in ax_of:
-        ax = ax_of["freq"]
-        t = [f.t_s for f in all_frames]
-        cpu = [f.cpu_frequency_khz / 1000 for f in all_frames]
-        gpu = [f.gpu_frequency_khz / 1000 for f in all_frames]
-        if any(cpu):
-            _step(ax, t, cpu, color="#ff7f0e", lw=1.4, label="CPU")
-        if any(gpu):
-            _step(ax, t, gpu, color="#17becf", lw=1.4, label="GPU")
-        ax.set_ylabel("frequency\n(MHz)", fontsize=8)
-        _from_zero(ax)
-        _power_mode_marks(ax, all_frames)
 
-    if "power" in ax_of:
-        ax = ax_of["power"]
-        for m in models:
-            fs = [f for f in frames[m] if f.power_w is not None]
-            ax.plot(
-                [f.t_s for f in fs], [f.power_w for f in fs], color=color[m], lw=1.0, label=f"{m}"
-            )
-        if board_power:
-            ax.plot(
-                [s.t_s for s in board_power],
-                [s.value for s in board_power],
-                color="black",
-                lw=1.0,
-                alpha=0.7,
-                label="board",
-            )
-        ax.set_ylabel("power (W)", fontsize=8)
-        _from_zero(ax)
+def _freq_panel(ax: Any, all_frames: list[FrameRecord]) -> None:
+    t = [f.t_s for f in all_frames]
+    cpu = [f.cpu_frequency_khz / 1000 for f in all_frames]
+    gpu = [f.gpu_frequency_khz / 1000 for f in all_frames]
+    if any(cpu):
+        _step(ax, t, cpu, color="#ff7f0e", lw=1.4, label="CPU")
+    if any(gpu):
+        _step(ax, t, gpu, color="#17becf", lw=1.4, label="GPU")
+    ax.set_ylabel("frequency\n(MHz)", fontsize=8)
+    _from_zero(ax)
+    _power_mode_marks(ax, all_frames)
 
-    if "temp" in ax_of:
-        ax = ax_of["temp"]
-        for i, series in enumerate(temps):
-            ss = sorted(run.series(series), key=lambda s: s.t_s)
-            ax.plot(
-                [s.t_s for s in ss],
-                [s.value for s in ss],
-                lw=1.2,
-                color=plt.cm.autumn(i / max(1, len(temps))),
-                label=series.split("/", 1)[1],
-            )
-        if not temps:
-            fs = [f for f in all_frames if f.max_temperature_c is not None]
-            ax.plot(
-                [f.t_s for f in fs],
-                [f.max_temperature_c for f in fs],
-                lw=1.2,
-                color="#d62728",
-                label="max",
-            )
-        if ambient:
-            ss = sorted(ambient, key=lambda s: s.t_s)
-            ax.plot(
-                [s.t_s for s in ss],
-                [s.value for s in ss],
-                lw=1.0,
-                ls="--",
-                color="grey",
-                label="ambient",
-            )
-        spans = _throttle_spans(run)
-        for i, (a, b) in enumerate(spans):
-            ax.axvspan(
-                a, b, color=MISS_COLOR, alpha=0.15, lw=0, label="throttled" if i == 0 else None
-            )
-        ax.set_ylabel("temperature\n(°C)", fontsize=8)
 
-    if "battery" in ax_of:
-        ax = ax_of["battery"]
-        if battery:
-            ax.plot(
-                [s.t_s for s in battery],
-                [100 * s.value for s in battery],
-                color="#2ca02c",
-                lw=1.4,
-                label="state of charge",
-            )
-        else:
-            fs = [f for f in all_frames if f.battery is not None]
-            ax.plot(
-                [f.t_s for f in fs],
-                [100 * f.battery for f in fs if f.battery is not None],
-                color="#2ca02c",
-                lw=1.4,
-                label="state of charge",
-            )
-        ax.set_ylabel("battery (%)", fontsize=8)
-        ax.set_ylim(0, 105)
+def _power_panel(ax: Any, models: list[str], frames: Frames, board_power: list[Sample],
+                 color: dict[str, str]) -> None:  # fmt: skip
+    for m in models:
+        fs = [f for f in frames[m] if f.power_w is not None]
+        ax.plot([f.t_s for f in fs], [f.power_w for f in fs], color=color[m], lw=1.0, label=f"{m}")
+    if board_power:
+        ax.plot(
+            [s.t_s for s in board_power],
+            [s.value for s in board_power],
+            color="black",
+            lw=1.0,
+            alpha=0.7,
+            label="board",
+        )
+    ax.set_ylabel("power (W)", fontsize=8)
+    _from_zero(ax)
 
+
+def _temperature_panel(ax: Any, run: RunResults, temps: list[str], ambient: list[Sample],
+                       all_frames: list[FrameRecord]) -> None:  # fmt: skip
+    for i, series in enumerate(temps):
+        ss = sorted(run.series(series), key=lambda s: s.t_s)
+        ax.plot(
+            [s.t_s for s in ss],
+            [s.value for s in ss],
+            lw=1.2,
+            color=plt.cm.autumn(i / max(1, len(temps))),
+            label=series.split("/", 1)[1],
+        )
+    if not temps:
+        fs = [f for f in all_frames if f.max_temperature_c is not None]
+        ax.plot(
+            [f.t_s for f in fs],
+            [f.max_temperature_c for f in fs],
+            lw=1.2,
+            color="#d62728",
+            label="max",
+        )
+    if ambient:
+        ss = sorted(ambient, key=lambda s: s.t_s)
+        ax.plot(
+            [s.t_s for s in ss],
+            [s.value for s in ss],
+            lw=1.0,
+            ls="--",
+            color="grey",
+            label="ambient",
+        )
+    spans = _throttle_spans(run)
+    for i, (a, b) in enumerate(spans):
+        ax.axvspan(a, b, color=MISS_COLOR, alpha=0.15, lw=0, label="throttled" if i == 0 else None)
+    ax.set_ylabel("temperature\n(°C)", fontsize=8)
+
+
+def _battery_panel(ax: Any, battery: list[Sample], all_frames: list[FrameRecord]) -> None:
+    if battery:
+        ax.plot(
+            [s.t_s for s in battery],
+            [100 * s.value for s in battery],
+            color="#2ca02c",
+            lw=1.4,
+            label="state of charge",
+        )
+    else:
+        fs = [f for f in all_frames if f.battery is not None]
+        ax.plot(
+            [f.t_s for f in fs],
+            [100 * f.battery for f in fs if f.battery is not None],
+            color="#2ca02c",
+            lw=1.4,
+            label="state of charge",
+        )
+    ax.set_ylabel("battery (%)", fontsize=8)
+    ax.set_ylim(0, 105)
+
+
+def _finish(fig: Any, axes: Any, run: RunResults, all_frames: list[FrameRecord],
+            sub_labels: list[str]) -> None:  # fmt: skip
+    """Events on every panel, legends, limits, title and margins."""
     # events: vertical lines on every panel, labels above the top panel
     events = sorted(run.events, key=lambda e: e.t_s)
     for ax in axes[:, 0]:
@@ -327,7 +350,7 @@ def timeline(run: RunResults) -> Any:
     title = run.info.name + (f" — scenario {run.info.scenario}" if run.info.scenario else "")
     fig.suptitle(title, fontsize=11, x=0.02, ha="left")
     # room on the left for the longest sub-network tick label and the axis label (7 pt text)
-    longest = max((len(lab) for lab in labels), default=0)
+    longest = max((len(lab) for lab in sub_labels), default=0)
     fig.subplots_adjust(
         left=min(0.3, max(0.115, (0.7 + 0.06 * longest) / fig.get_figwidth())),
         right=0.84,
@@ -335,7 +358,6 @@ def timeline(run: RunResults) -> Any:
         bottom=0.45 / fig.get_figheight(),
         hspace=0.12,
     )
-    return fig
 
 
 def _settings_panel(

@@ -287,64 +287,12 @@ def run_policy(
     (:class:`~.loop.ClosedLoop`) on this machine's clock; see the module docstring."""
     from tqdm import tqdm
 
-    from dynofa_ros.manager import ModelSpec, RuntimeManager
-    from dynofa_ros.perception import Active, PerceptionSession, most_accurate
-    from dynofa_ros.platform import make_platform
-
     sc = setup.scenario
-    m = sc.model
-    pool = setup.frames
-    period = sc.camera.period_s
-    target = m.latency_target_ms
-    clock = time.perf_counter
-    origin = clock() + sc.warmup_s  # t = 0 of the run, after the warm-up
-
-    def run_clock() -> float:
-        return clock() - origin
-
-    platform = make_platform("linux", clock=run_clock)
-    spec = ModelSpec(
-        name=m.name,
-        family=m.family,
-        latency_target_ms=target,
-        frame_rate_hz=sc.camera.fps,
-        min_accuracy=m.min_accuracy,
-        processors=("cpu",),
-        threads=m.threads,
-    )
-    session = PerceptionSession(
-        setup.engine,
-        model_name=m.name,
-        initial=Active(most_accurate(setup.engine), "cpu", m.threads[0]),
-    )
-    model = LoopModel(m.name, CAMERA, session, target)
-    t0_ns = time.time_ns() - round(run_clock() * 1e9)
-    extra: dict[str, Any] = {"subnets": subnets_extra(m.family), "settings": settings_of(sc)}
-    info = RunInfo(
-        name=policy,
-        policy=policy,
-        scenario=sc.name,
-        source=str(sc.path or ""),
-        mode="real",
-        t0_ns=t0_ns,
-        duration_s=sc.duration_s,
-        models={m.name: ModelInfo(target, CAMERA)},
-        extra=extra,  # completed when the run ends
-    )
-    loop = ClosedLoop(
-        RuntimeManager([spec], platform, policy, sc.manager),
-        [model],
-        RecordBuilder(info),
-        stamp_offset_ns=t0_ns,
-    )
-    steps = list(sc.corunners)
-    n = sc.frame_count
-    dropped: list[float] = []
-    delays: list[float] = []  # s from a frame's due time to its start (wake-up, catching up)
-    tel_period = 1.0 / sc.telemetry_hz if sc.telemetry_hz > 0 else float("inf")
+    run = _RealRun(setup, policy, latency_of)
     bar = tqdm(
-        total=n, unit="frame", desc=f"{sc.name} [{policy}]", disable=not progress, leave=False
-    )
+        total=sc.frame_count, unit="frame", desc=f"{sc.name} [{policy}]", disable=not progress,
+        leave=False,
+    )  # fmt: skip
     gc.collect()
     gc.disable()  # a collection in the middle of a frame would be this process's own noise
     try:
@@ -352,59 +300,133 @@ def run_policy(
             logs = log_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="dynofa-rt-"))
             corunners = stack.enter_context(CoRunners(logs))
             stack.enter_context(sigterm_as_interrupt())
-            # the policy's first decision, then warm-up frames with it (not recorded, not fed)
-            loop.decide(run_clock())
-            k = 0
-            while run_clock() < 0:
-                _sleep_until(clock, origin - sc.warmup_s + (k + 1) * period)
-                loop.apply_due(model, run_clock())
-                session.run(pool.infer(k), run_clock())
-                k += 1
-            next_tel = 0.0
-            i = 0
-            while i < n:
-                due = i * period
-                while steps and steps[0].t <= due + 1e-9:
-                    step = steps.pop(0)
-                    corunners.set(step.processes, step.kind)
-                    loop.builder.events.append(_corunner_event(step, os.cpu_count() or 1))
-                now = run_clock()
-                if now < due:
-                    _sleep_until(clock, origin + due)
-                elif now - due >= period:  # newer frames are due: the newest one is taken
-                    skip = min(int((now - due) / period), n - i)
-                    dropped.extend((i + j) * period for j in range(skip))
-                    i += skip
-                    bar.update(skip)
-                    continue
-                delays.append(run_clock() - due)
-                hook = None
-                if latency_of is not None:
-                    hook = functools.partial(_hooked, latency_of, i, due)
-                loop.frame(
-                    CAMERA, t0_ns + round(due * 1e9), pool.infer(i), label=pool.label(i),
-                    clock=run_clock, latency_of=hook,
-                )  # fmt: skip
-                done = run_clock()
-                if done >= next_tel:
-                    next_tel = done + tel_period
-                    loop.own_telemetry(platform.telemetry(), done)
-                i += 1
-                if i % 100 == 0:
-                    bar.update(100)
+            run.warm_up()
+            run.play(corunners, bar.update)
     finally:
         gc.enable()
         bar.close()
-    extra.update(
-        {
-            "frames": loop.frame_counts(),
-            "dropped_frames": len(dropped),
-            "dropped_at_s": [round(t, 6) for t in dropped],
-            "start_delay_ms": _delay_stats(delays),
-            "rejected_commands": list(loop.rejected),
+    return run.result(tuple(corunners.started))
+
+
+class _RealRun:
+    """One policy's run on this machine: the closed loop, its clock and what the loop saw."""
+
+    def __init__(self, setup: Setup, policy: str, latency_of: LatencyHook | None) -> None:
+        from dynofa_ros.manager import ModelSpec, RuntimeManager
+        from dynofa_ros.perception import Active, PerceptionSession, most_accurate
+        from dynofa_ros.platform import make_platform
+
+        self.setup = setup
+        self.latency_of = latency_of
+        sc, m = setup.scenario, setup.scenario.model
+        self.clock = time.perf_counter
+        self.origin = self.clock() + sc.warmup_s  # t = 0 of the run, after the warm-up
+        self.platform = make_platform("linux", clock=self.run_clock)
+        spec = ModelSpec(
+            name=m.name,
+            family=m.family,
+            latency_target_ms=m.latency_target_ms,
+            frame_rate_hz=sc.camera.fps,
+            min_accuracy=m.min_accuracy,
+            processors=("cpu",),
+            threads=m.threads,
+        )
+        session = PerceptionSession(
+            setup.engine,
+            model_name=m.name,
+            initial=Active(most_accurate(setup.engine), "cpu", m.threads[0]),
+        )
+        self.model = LoopModel(m.name, CAMERA, session, m.latency_target_ms)
+        self.t0_ns = time.time_ns() - round(self.run_clock() * 1e9)
+        self.extra: dict[str, Any] = {
+            "subnets": subnets_extra(m.family),
+            "settings": settings_of(sc),
         }
-    )
-    return PolicyRun(loop.builder.build(), dropped, list(loop.rejected), tuple(corunners.started))
+        info = RunInfo(
+            name=policy,
+            policy=policy,
+            scenario=sc.name,
+            source=str(sc.path or ""),
+            mode="real",
+            t0_ns=self.t0_ns,
+            duration_s=sc.duration_s,
+            models={m.name: ModelInfo(m.latency_target_ms, CAMERA)},
+            extra=self.extra,  # completed when the run ends
+        )
+        self.loop = ClosedLoop(
+            RuntimeManager([spec], self.platform, policy, sc.manager),
+            [self.model],
+            RecordBuilder(info),
+            stamp_offset_ns=self.t0_ns,
+        )
+        self.dropped: list[float] = []  # due times of frames superseded before they started
+        self.delays: list[float] = []  # s from a frame's due time to its start
+
+    def run_clock(self) -> float:
+        return self.clock() - self.origin
+
+    def warm_up(self) -> None:
+        """The policy's first decision, then warm-up frames with it (not recorded, not fed)."""
+        sc, pool = self.setup.scenario, self.setup.frames
+        self.loop.decide(self.run_clock())
+        k = 0
+        while self.run_clock() < 0:
+            _sleep_until(self.clock, self.origin - sc.warmup_s + (k + 1) * sc.camera.period_s)
+            self.loop.apply_due(self.model, self.run_clock())
+            self.model.session.run(pool.infer(k), self.run_clock())
+            k += 1
+
+    def play(self, corunners: CoRunners, advance: Callable[[int], object]) -> None:
+        """Every frame at its due time (the newest when late), co-runners at their times."""
+        sc, pool, loop = self.setup.scenario, self.setup.frames, self.loop
+        period, n = sc.camera.period_s, sc.frame_count
+        steps = list(sc.corunners)
+        tel_period = 1.0 / sc.telemetry_hz if sc.telemetry_hz > 0 else float("inf")
+        next_tel = 0.0
+        i = 0
+        while i < n:
+            due = i * period
+            while steps and steps[0].t <= due + 1e-9:
+                step = steps.pop(0)
+                corunners.set(step.processes, step.kind)
+                loop.builder.events.append(_corunner_event(step, os.cpu_count() or 1))
+            now = self.run_clock()
+            if now < due:
+                _sleep_until(self.clock, self.origin + due)
+            elif now - due >= period:  # newer frames are due: the newest one is taken
+                skip = min(int((now - due) / period), n - i)
+                self.dropped.extend((i + j) * period for j in range(skip))
+                i += skip
+                advance(skip)
+                continue
+            self.delays.append(self.run_clock() - due)
+            hook = None
+            if self.latency_of is not None:
+                hook = functools.partial(_hooked, self.latency_of, i, due)
+            loop.frame(
+                CAMERA, self.t0_ns + round(due * 1e9), pool.infer(i), label=pool.label(i),
+                clock=self.run_clock, latency_of=hook,
+            )  # fmt: skip
+            done = self.run_clock()
+            if done >= next_tel:
+                next_tel = done + tel_period
+                loop.own_telemetry(self.platform.telemetry(), done)
+            i += 1
+            if i % 100 == 0:
+                advance(100)
+
+    def result(self, corunner_pids: tuple[int, ...]) -> PolicyRun:
+        loop = self.loop
+        self.extra.update(
+            {
+                "frames": loop.frame_counts(),
+                "dropped_frames": len(self.dropped),
+                "dropped_at_s": [round(t, 6) for t in self.dropped],
+                "start_delay_ms": _delay_stats(self.delays),
+                "rejected_commands": list(loop.rejected),
+            }
+        )
+        return PolicyRun(loop.builder.build(), self.dropped, list(loop.rejected), corunner_pids)
 
 
 def _hooked(hook: LatencyHook, k: int, due: float, latency: float, active: Active) -> float:

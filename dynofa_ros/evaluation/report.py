@@ -444,76 +444,78 @@ def _document(
     )
     b.append(_Block("h2", "Runs"))
     for run, rm in zip(runs, metrics, strict=True):
-        f = files[run.info.name]
-        b.append(_Block("h3", run.info.name))
-        facts = [
-            ("policy", run.info.policy or "n/a"),
-            ("scenario", run.info.scenario or "n/a"),
-            ("mode", run.info.mode or "n/a"),
-            ("duration", f"{rm.duration_s:.1f} s"),
-            ("source", run.info.source or "n/a"),
-        ]
-        if rm.board_energy_j is not None:
-            how = {"counter": "from the board's energy counter", "power": "from power telemetry"}
-            facts.append(
-                (
-                    "board energy",
-                    f"{rm.board_energy_j:.1f} J (average {_fmt(rm.board_average_power_w, 2)} W, "
-                    f"{how.get(rm.board_energy_source or '', 'measured')})",
-                )
-            )
-        modes = sorted({p for m in rm.models for p in m.power_modes})
-        if modes:
-            facts.append(("power modes", ", ".join(map(str, modes))))
-        b.append(_Block("p", "; ".join(f"{k}: {v}" for k, v in facts) + "."))
-        extra = run.info.extra if isinstance(run.info.extra, Mapping) else {}
-        settings = extra.get("settings")
-        if isinstance(settings, Mapping) and settings:
-            b.append(
-                _Block(
-                    "p", "Settings: " + "; ".join(f"{k} = {v}" for k, v in settings.items()) + "."
-                )
-            )
-        details = {k: v for k, v in extra.items() if k not in ("settings", "subnets")}
-        if details:
-            b.append(
-                _Block(
-                    "p",
-                    "Run details: "
-                    + "; ".join(f"{k} = {_extra_text(v)}" for k, v in details.items())
-                    + ".",
-                )
-            )
-        b.append(_Block("img", f"Timeline of {run.info.name}", src=f["timeline"]))
-        reactions = [r for m in rm.models for r in m.reactions]
-        b.append(_Block("h4", "Reaction to events"))
-        if reactions:
-            b.append(
-                _Block("table", rows=(REACTION_HEADER, *(_reaction_row(r) for r in reactions)))
-            )
-        else:
-            b.append(_Block("p", "No events in this run."))
-        if run.frames:
-            configs = _config_rows(run)
-            b.append(_Block("h4", "Configurations used"))
-            b.append(_Block("table", rows=(CONFIG_HEADER, *configs[:MAX_CONFIG_ROWS])))
-            if len(configs) > MAX_CONFIG_ROWS:
-                b.append(
-                    _Block("p", f"… and {len(configs) - MAX_CONFIG_ROWS} less used configurations.")
-                )
-        b.append(_Block("h4", f"Commands ({len(run.commands)})"))
-        if run.commands:
-            shown = sorted(run.commands, key=lambda c: (c.t_s, c.seq))[:MAX_COMMAND_ROWS]
-            b.append(_Block("table", rows=(COMMAND_HEADER, *(_command_row(c) for c in shown))))
-            more = len(run.commands) - len(shown)
-            lead = f"… {more} more; all commands: " if more else "All commands: "
-            b.append(_Block("p", f"{lead}{f['commands']}", src=f["commands"]))
-        else:
-            b.append(_Block("p", "No reconfiguration command in this run."))
-        b.append(_Block("p", f"Per-frame data: {f['csv']}", src=f["csv"]))
+        b.extend(_run_blocks(run, rm, files[run.info.name]))
     b.append(_Block("h2", "Definitions"))
     b.append(_Block("list", rows=tuple((d,) for d in DEFINITIONS)))
     b.append(_Block("p", "Machine-readable metrics: metrics.json", src="metrics.json"))
+    return b
+
+
+def _run_blocks(run: RunResults, rm: RunMetrics, f: dict[str, str]) -> list[_Block]:
+    """One run's section: facts, settings, timeline, reactions, configurations, commands."""
+    b: list[_Block] = []
+    b.append(_Block("h3", run.info.name))
+    facts = [
+        ("policy", run.info.policy or "n/a"),
+        ("scenario", run.info.scenario or "n/a"),
+        ("mode", run.info.mode or "n/a"),
+        ("duration", f"{rm.duration_s:.1f} s"),
+        ("source", run.info.source or "n/a"),
+    ]
+    if rm.board_energy_j is not None:
+        how = {"counter": "from the board's energy counter", "power": "from power telemetry"}
+        facts.append(
+            (
+                "board energy",
+                f"{rm.board_energy_j:.1f} J (average {_fmt(rm.board_average_power_w, 2)} W, "
+                f"{how.get(rm.board_energy_source or '', 'measured')})",
+            )
+        )
+    modes = sorted({p for m in rm.models for p in m.power_modes})
+    if modes:
+        facts.append(("power modes", ", ".join(map(str, modes))))
+    b.append(_Block("p", "; ".join(f"{k}: {v}" for k, v in facts) + "."))
+    extra = run.info.extra if isinstance(run.info.extra, Mapping) else {}
+    settings = extra.get("settings")
+    if isinstance(settings, Mapping) and settings:
+        b.append(
+            _Block("p", "Settings: " + "; ".join(f"{k} = {v}" for k, v in settings.items()) + ".")
+        )
+    details = {k: v for k, v in extra.items() if k not in ("settings", "subnets")}
+    if details:
+        b.append(
+            _Block(
+                "p",
+                "Run details: "
+                + "; ".join(f"{k} = {_extra_text(v)}" for k, v in details.items())
+                + ".",
+            )
+        )
+    b.append(_Block("img", f"Timeline of {run.info.name}", src=f["timeline"]))
+    reactions = [r for m in rm.models for r in m.reactions]
+    b.append(_Block("h4", "Reaction to events"))
+    if reactions:
+        b.append(_Block("table", rows=(REACTION_HEADER, *(_reaction_row(r) for r in reactions))))
+    else:
+        b.append(_Block("p", "No events in this run."))
+    if run.frames:
+        configs = _config_rows(run)
+        b.append(_Block("h4", "Configurations used"))
+        b.append(_Block("table", rows=(CONFIG_HEADER, *configs[:MAX_CONFIG_ROWS])))
+        if len(configs) > MAX_CONFIG_ROWS:
+            b.append(
+                _Block("p", f"… and {len(configs) - MAX_CONFIG_ROWS} less used configurations.")
+            )
+    b.append(_Block("h4", f"Commands ({len(run.commands)})"))
+    if run.commands:
+        shown = sorted(run.commands, key=lambda c: (c.t_s, c.seq))[:MAX_COMMAND_ROWS]
+        b.append(_Block("table", rows=(COMMAND_HEADER, *(_command_row(c) for c in shown))))
+        more = len(run.commands) - len(shown)
+        lead = f"… {more} more; all commands: " if more else "All commands: "
+        b.append(_Block("p", f"{lead}{f['commands']}", src=f["commands"]))
+    else:
+        b.append(_Block("p", "No reconfiguration command in this run."))
+    b.append(_Block("p", f"Per-frame data: {f['csv']}", src=f["csv"]))
     return b
 
 

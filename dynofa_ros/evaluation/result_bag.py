@@ -44,36 +44,42 @@ def is_result_bag(path: str | os.PathLike[str]) -> bool:
     return (p.is_dir() and (p / "metadata.yaml").is_file()) or p.suffix in (".mcap", ".db3")
 
 
+def _result_topics(reader: BagReader) -> list[str]:
+    """The topics of a result bag that make its records (by message type, so a namespaced node
+    is found too); a bag without classification results is refused with what it may be."""
+    topics = reader.topics()
+    by_type: dict[str, list[str]] = {}
+    for topic, topic_info in topics.items():
+        expected = T.expected_type(topic, result=True)
+        if expected is not None and topic_info.msgtype != expected:
+            raise BagError(
+                f"bag {reader.path}: topic {topic} has type {topic_info.msgtype}; "
+                f"expected {expected}"
+            )
+        by_type.setdefault(topic_info.msgtype, []).append(topic)
+    classification_topics = by_type.get(T.CLASSIFICATION_RESULT, [])
+    status_topics = by_type.get(T.PERCEPTION_STATUS, [])
+    if not [t for t in classification_topics if not t.endswith(T.GROUND_TRUTH_SUFFIX)]:
+        raise ResultsError(
+            f"bag {reader.path} has no classification results (no "
+            f"{T.CLASSIFICATION_RESULT} topic such as /<model>/classification): is it a "
+            "scenario bag rather than a replay's result bag?"
+        )
+    # telemetry by type, so a namespaced platform node (/robot/battery) is found too;
+    # the board's own battery wins over the scenario's timeline
+    batteries = [t for t in by_type.get(T.BATTERY_STATE, []) if t != T.SCENARIO_BATTERY]
+    battery_topics = batteries or [t for t in by_type.get(T.BATTERY_STATE, [])]
+    wanted = set(classification_topics) | set(status_topics) | set(battery_topics)
+    wanted |= set(by_type.get(T.RECONFIGURATION_COMMAND, []))
+    wanted |= set(by_type.get(T.TEMPERATURE, []))
+    wanted |= set(by_type.get(T.DIAGNOSTIC_ARRAY, []))
+    wanted |= {t for t in (T.MISSION_PRIORITY, T.SCENARIO_CORUNNER) if t in topics}
+    return sorted(wanted)
+
+
 def load_result_bag(path: str | os.PathLike[str], name: str | None = None) -> RunResults:
     with BagReader(path) as reader:
-        topics = reader.topics()
-        by_type: dict[str, list[str]] = {}
-        for topic, topic_info in topics.items():
-            expected = T.expected_type(topic, result=True)
-            if expected is not None and topic_info.msgtype != expected:
-                raise BagError(
-                    f"bag {reader.path}: topic {topic} has type {topic_info.msgtype}; "
-                    f"expected {expected}"
-                )
-            by_type.setdefault(topic_info.msgtype, []).append(topic)
-        classification_topics = by_type.get(T.CLASSIFICATION_RESULT, [])
-        status_topics = by_type.get(T.PERCEPTION_STATUS, [])
-        if not [t for t in classification_topics if not t.endswith(T.GROUND_TRUTH_SUFFIX)]:
-            raise ResultsError(
-                f"bag {reader.path} has no classification results (no "
-                f"{T.CLASSIFICATION_RESULT} topic such as /<model>/classification): is it a "
-                "scenario bag rather than a replay's result bag?"
-            )
-        # telemetry by type, so a namespaced platform node (/robot/battery) is found too;
-        # the board's own battery wins over the scenario's timeline
-        batteries = [t for t in by_type.get(T.BATTERY_STATE, []) if t != T.SCENARIO_BATTERY]
-        battery_topics = batteries or [t for t in by_type.get(T.BATTERY_STATE, [])]
-        wanted = set(classification_topics) | set(status_topics) | set(battery_topics)
-        wanted |= set(by_type.get(T.RECONFIGURATION_COMMAND, []))
-        wanted |= set(by_type.get(T.TEMPERATURE, []))
-        wanted |= set(by_type.get(T.DIAGNOSTIC_ARRAY, []))
-        wanted |= {t for t in (T.MISSION_PRIORITY, T.SCENARIO_CORUNNER) if t in topics}
-        messages = list(reader.messages(sorted(wanted)))
+        messages = list(reader.messages(_result_topics(reader)))
         scenario = scenario_in_bag(reader)
         custom = reader.custom_data.get(T.CUSTOM_DATA_RUN)
         source = str(reader.path)

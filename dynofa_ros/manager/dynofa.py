@@ -218,7 +218,7 @@ class DynOFA(Policy):
         self._span_cache[key] = hit
         return hit
 
-    def _rank(
+    def _rank(  # noqa: PLR0915 - the vectorised standalone search, one pass over the grid (decision-time hot path)
         self,
         model: str,
         e: Effective,
@@ -498,7 +498,7 @@ class DynOFA(Policy):
         out = total.ravel()
         return None if np.isnan(out).any() else out
 
-    def _search(
+    def _search(  # noqa: PLR0915 - the joint search with its unrolled two-model path (decision-time hot path)
         self,
         pools: Sequence[Sequence[_Candidate]],
         eff: Mapping[str, Effective],

@@ -188,94 +188,107 @@ class InputStore:
         self.clock_s = max(self.clock_s, stamp)
 
     def _offer(self, item: Reading) -> None:
-        cfg = self.config
+        """Validate ``item`` (``RejectedError`` names the field) and store it."""
         if isinstance(item, LatencyObservation):
             self._check_observation(item)
             self._latest[item.model] = item
             self._recent[item.model].append(item)
             self._pending.append(item)
-            self._accept_clock(item.stamp_s)
         elif isinstance(item, BatteryReading):
-            self._stamp(item, "battery", self._battery)
-            _finite(item.state_of_charge, "battery.state_of_charge", 0.0, 1.0)
-            if item.capacity_wh is not None:
-                try:  # a bad capacity does not discard a good state of charge
-                    if _finite(item.capacity_wh, "battery.capacity_wh", 0.0, 1e6) == 0.0:
-                        raise RejectedError("battery.capacity_wh", "out of range")
-                except RejectedError as exc:
-                    self.warn(exc.key)
-                    item = replace(item, capacity_wh=None)
-            self._battery = item
-            self._accept_clock(item.stamp_s)
+            self._battery = self._checked_battery(item)
         elif isinstance(item, TemperatureReading):
-            kind = f"temperature[{item.zone}]"
-            if not isinstance(item.zone, str) or not item.zone:
-                raise RejectedError("temperature.zone", "empty")
-            self._stamp(item, kind, self._temps.get(item.zone))
-            lo, hi = cfg.temperature_range_c
-            v = item.celsius
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                if not lo <= v <= hi:
-                    raise RejectedError(f"{kind}.celsius", "out of range")
-            else:
-                _finite(v, f"{kind}.celsius", lo, hi)
-            self._temps[item.zone] = item
-            self._accept_clock(item.stamp_s)
+            self._temps[item.zone] = self._checked_temperature(item)
         elif isinstance(item, ProcessorLoad):
-            proc = self.board.resolve(item.processor)
-            if proc is None:
-                raise RejectedError("load.processor", f"unknown processor {item.processor!r}")
-            self._stamp(item, f"load[{proc.name}]", self._loads.get(proc.name))
-            _finite(item.utilisation, f"load[{proc.name}].utilisation", 0.0, 1.0)
-            if item.utilisation_max is not None:
-                _finite(item.utilisation_max, f"load[{proc.name}].utilisation_max", 0.0, 1.0)
-            if (
-                item.frequency_khz
-                and proc.frequencies_khz
-                and item.frequency_khz not in proc.frequencies_khz
-            ):
-                raise RejectedError(f"load[{proc.name}].frequency_khz", "not in the table")
-            self._loads[proc.name] = item
-            self._accept_clock(item.stamp_s)
+            name = self._checked_load(item)
+            self._loads[name] = item
         elif isinstance(item, PowerReading):
             self._stamp(item, "power", self._power)
             _finite(item.total_w, "power.total_w", 0.0, 10_000.0)
             self._power = item
-            self._accept_clock(item.stamp_s)
         elif isinstance(item, Mission):
-            self._stamp(item, "mission", self.mission)
-            try:
-                PriorityLevel(item.level)
-            except ValueError:
-                raise RejectedError("mission.level", "out of range") from None
-            _finite(item.latency_target_ms, "mission.latency_target_ms", 0.0, cfg.max_latency_ms)
-            _finite(item.min_accuracy, "mission.min_accuracy", 0.0, 1.0)
-            _finite(item.energy_budget_j, "mission.energy_budget_j", 0.0, math.inf)
-            _finite(item.mission_duration_s, "mission.mission_duration_s", 0.0, math.inf)
-            self.mission = item
-            self._accept_clock(item.stamp_s)
+            self.mission = self._checked_mission(item)
         elif isinstance(item, Requirements):
-            names = [item.model] if item.model is not None else list(self.models)
-            if item.model is not None and item.model not in self.models:
-                raise RejectedError("requirements.model", f"unknown model {item.model!r}")
-            for name in names:
-                self._stamp(item, "requirements", self._requirements.get(name))
-            positive = (
-                ("latency_target_ms", cfg.max_latency_ms),
-                ("frame_rate_hz", 10_000.0),
-                ("priority", 1e6),
-            )
-            for key, hi in positive:
-                value = getattr(item, key)
-                if value is not None and _finite(value, f"requirements.{key}", 0.0, hi) == 0:
-                    raise RejectedError(f"requirements.{key}", "out of range")
-            if item.min_accuracy is not None:
-                _finite(item.min_accuracy, "requirements.min_accuracy", 0.0, 1.0)
-            for name in names:
+            for name in self._checked_requirements(item):
                 self._requirements[name] = item
-            self._accept_clock(item.stamp_s)
         else:
             raise RejectedError("input", f"unknown kind {type(item).__name__}")
+        self._accept_clock(item.stamp_s)
+
+    def _checked_battery(self, item: BatteryReading) -> BatteryReading:
+        self._stamp(item, "battery", self._battery)
+        _finite(item.state_of_charge, "battery.state_of_charge", 0.0, 1.0)
+        if item.capacity_wh is not None:
+            try:  # a bad capacity does not discard a good state of charge
+                if _finite(item.capacity_wh, "battery.capacity_wh", 0.0, 1e6) == 0.0:
+                    raise RejectedError("battery.capacity_wh", "out of range")
+            except RejectedError as exc:
+                self.warn(exc.key)
+                item = replace(item, capacity_wh=None)
+        return item
+
+    def _checked_temperature(self, item: TemperatureReading) -> TemperatureReading:
+        kind = f"temperature[{item.zone}]"
+        if not isinstance(item.zone, str) or not item.zone:
+            raise RejectedError("temperature.zone", "empty")
+        self._stamp(item, kind, self._temps.get(item.zone))
+        lo, hi = self.config.temperature_range_c
+        v = item.celsius
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            if not lo <= v <= hi:
+                raise RejectedError(f"{kind}.celsius", "out of range")
+        else:
+            _finite(v, f"{kind}.celsius", lo, hi)
+        return item
+
+    def _checked_load(self, item: ProcessorLoad) -> str:
+        """The board's name of the processor a valid load reading is of."""
+        proc = self.board.resolve(item.processor)
+        if proc is None:
+            raise RejectedError("load.processor", f"unknown processor {item.processor!r}")
+        self._stamp(item, f"load[{proc.name}]", self._loads.get(proc.name))
+        _finite(item.utilisation, f"load[{proc.name}].utilisation", 0.0, 1.0)
+        if item.utilisation_max is not None:
+            _finite(item.utilisation_max, f"load[{proc.name}].utilisation_max", 0.0, 1.0)
+        if (
+            item.frequency_khz
+            and proc.frequencies_khz
+            and item.frequency_khz not in proc.frequencies_khz
+        ):
+            raise RejectedError(f"load[{proc.name}].frequency_khz", "not in the table")
+        return proc.name
+
+    def _checked_mission(self, item: Mission) -> Mission:
+        self._stamp(item, "mission", self.mission)
+        try:
+            PriorityLevel(item.level)
+        except ValueError:
+            raise RejectedError("mission.level", "out of range") from None
+        max_ms = self.config.max_latency_ms
+        _finite(item.latency_target_ms, "mission.latency_target_ms", 0.0, max_ms)
+        _finite(item.min_accuracy, "mission.min_accuracy", 0.0, 1.0)
+        _finite(item.energy_budget_j, "mission.energy_budget_j", 0.0, math.inf)
+        _finite(item.mission_duration_s, "mission.mission_duration_s", 0.0, math.inf)
+        return item
+
+    def _checked_requirements(self, item: Requirements) -> list[str]:
+        """The models valid requirements apply to."""
+        names = [item.model] if item.model is not None else list(self.models)
+        if item.model is not None and item.model not in self.models:
+            raise RejectedError("requirements.model", f"unknown model {item.model!r}")
+        for name in names:
+            self._stamp(item, "requirements", self._requirements.get(name))
+        positive = (
+            ("latency_target_ms", self.config.max_latency_ms),
+            ("frame_rate_hz", 10_000.0),
+            ("priority", 1e6),
+        )
+        for key, hi in positive:
+            value = getattr(item, key)
+            if value is not None and _finite(value, f"requirements.{key}", 0.0, hi) == 0:
+                raise RejectedError(f"requirements.{key}", "out of range")
+        if item.min_accuracy is not None:
+            _finite(item.min_accuracy, "requirements.min_accuracy", 0.0, 1.0)
+        return names
 
     def _check_observation(self, obs: LatencyObservation) -> None:
         spec = self.models.get(obs.model)

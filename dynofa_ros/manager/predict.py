@@ -198,7 +198,7 @@ def pair_row(ctx: Context, row: Row) -> PairRow:
     return PairRow(main, host_rows, host_last, f, period, *fixed)
 
 
-def settle_pair(
+def settle_pair(  # noqa: PLR0915 - unrolled on purpose: the joint search's inner loop
     ctx: Context,
     r0: PairRow,
     r1: PairRow,

@@ -328,7 +328,7 @@ def _limits_table(outcome: Any, where: str, accuracy_kind: str) -> None:
             print(f"{limit:>9.4g}  {'(impossible: ' + skipped[limit].split(':', 1)[-1].strip()})")
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> int:  # noqa: C901, PLR0912, PLR0915 - to split (issue 21)
     args = parser().parse_args(argv)
     from dynofa_ros.search.evolution import EvolutionOptions
 

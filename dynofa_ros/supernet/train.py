@@ -402,7 +402,7 @@ def train(
             teardown(ctx)
 
 
-def _train(
+def _train(  # noqa: PLR0915 - to split (issue 21)
     opts: TrainOptions,
     train_set: ImageSet,
     val_set: ImageSet,
