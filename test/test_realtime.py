@@ -129,7 +129,7 @@ def test_bundled_scenario_validates_and_uses_the_engines_records() -> None:
     assert "cpu_corunner" in bundled()
     sc = load(resolve("cpu_corunner"))
     assert sc.model.backend == "onnxruntime"
-    assert set(sc.policies) == {"dynofa", "static-performance"}
+    assert set(sc.policies) == {"dynofa", "static-performance", "oracle"}
     assert any(step.processes > 0 for step in sc.corunners)
     assert sc.corunners[-1].processes == 0  # the load stops before the end
     for m in sc.model.family.members:  # the manager's model: this backend, these thread counts
@@ -145,7 +145,7 @@ BAD = [
     ("realtime.warmup_s", 100, "'realtime.warmup_s' = 100"),
     ("realtime.goal", 0, "'realtime.goal' = 0"),
     ("realtime.policies", ["dynofa", "best"], "'realtime.policies[1]' = 'best'"),
-    ("realtime.policies", ["oracle"], "'realtime.policies[0]' = 'oracle'"),
+    ("realtime.policies", ["nope"], "'realtime.policies[0]' = 'nope'"),
     ("realtime.colour", 1, "unknown field 'realtime.colour'"),
     ("colour", 1, "unknown field 'colour'"),
     ("camera.fps", 0, "'camera.fps' = 0"),
@@ -450,3 +450,43 @@ def test_probe_measures_every_configuration_under_every_load(setup: Any) -> None
     assert all(r.stats.frames == 5 and r.stats.p50_ms > 0 for r in rows)
     text = rt.probe_text(rows, setup.scenario)
     assert SMALL in text and LARGE in text and "1 spin" in text
+
+
+def _probe_row(member: str, threads: int, processes: int, within: float, p50: float) -> Any:
+    stats = rt.Stats(100, 0, p50, p50, p50, p50, within)
+    return rt.ProbeRow(member, threads, processes, "spin", stats)
+
+
+def test_oracle_schedule_takes_per_load_the_most_accurate_measured_within_the_goal() -> None:
+    sc = from_dict(tiny(duration_s=1.0, corunners=corunners((0.3, 1), (0.6, 0))))
+    rows = [
+        _probe_row(LARGE, 1, 0, 1.0, 10.0),  # unloaded: the large member meets it on 1 thread
+        _probe_row(LARGE, 2, 0, 1.0, 6.0),
+        _probe_row(SMALL, 1, 0, 1.0, 3.0),
+        _probe_row(LARGE, 1, 1, 0.50, 60.0),  # loaded: only the small one on 2 threads does
+        _probe_row(LARGE, 2, 1, 0.98, 30.0),
+        _probe_row(SMALL, 1, 1, 0.97, 20.0),
+        _probe_row(SMALL, 2, 1, 1.0, 9.0),
+    ]
+    schedule = rt.oracle_schedule(rows, sc)
+    plan = [(e.t_s, e.configs["classifier"].subnet_id, e.configs["classifier"].threads)
+            for e in schedule]  # fmt: skip
+    assert plan == [(0.0, LARGE, 1), (0.3, SMALL, 2), (0.6, LARGE, 1)]
+    with pytest.raises(Exception, match="no measurement under co-runner"):
+        rt.oracle_schedule(rows[:3], sc)
+
+
+def test_the_oracle_plays_its_schedule_on_this_machine(setup: Any) -> None:
+    sc = setup.scenario
+    rows = [_probe_row(LARGE, 2, p, 1.0, 1.0) for p in (0, 1)]
+    rows[1] = _probe_row(SMALL, 1, 1, 1.0, 1.0)
+    schedule = rt.oracle_schedule(rows, sc)
+    run = rt.run_policy(setup, "oracle", progress=False, schedule=schedule)
+    frames = run.results.frames
+    assert run.results.info.policy == "oracle" and frames
+    # the load steps at 0.3 s and 0.6 s: each stretch runs its entry (played a frame early)
+    for f in frames:
+        want = (SMALL, 1) if 0.3 <= f.t_s < 0.6 else (LARGE, 2)
+        assert (f.subnet_id, f.threads) == want, f
+    with pytest.raises(Exception, match="schedule"):
+        rt.run_policy(setup, "dynofa", progress=False, schedule=schedule)

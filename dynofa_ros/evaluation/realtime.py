@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dynofa_ros.errors import DynofaError
 from dynofa_ros.evaluation.loop import ClosedLoop, LoopModel
 from dynofa_ros.evaluation.metrics import LatencyStats as Stats
 from dynofa_ros.evaluation.metrics import compute
@@ -62,6 +63,7 @@ from dynofa_ros.processes import NodeProcess, ProcessManager
 
 if TYPE_CHECKING:
     from dynofa_ros.engine import Engine
+    from dynofa_ros.manager.oracle import Schedule
     from dynofa_ros.perception import Active, Inference
 
 
@@ -281,14 +283,21 @@ def run_policy(
     progress: bool = True,
     latency_of: LatencyHook | None = None,
     log_dir: str | os.PathLike[str] | None = None,
+    schedule: Schedule | None = None,
 ) -> PolicyRun:
     """Play the scenario once under ``policy`` (a name of
     :data:`~dynofa_ros.manager.registry.POLICIES`): the shared closed loop
-    (:class:`~.loop.ClosedLoop`) on this machine's clock; see the module docstring."""
+    (:class:`~.loop.ClosedLoop`) on this machine's clock; see the module docstring. The
+    ``oracle`` policy plays ``schedule`` (:func:`oracle_schedule`)."""
     from tqdm import tqdm
 
     sc = setup.scenario
+    if (policy == "oracle") != (schedule is not None):
+        raise DynofaError("the oracle policy, and only it, plays a schedule (oracle_schedule)")
     run = _RealRun(setup, policy, latency_of)
+    if schedule is not None:
+        # entries play one frame period early: the first frame of a load step runs its plan
+        run.loop.manager.foresee(schedule, 0.0, sc.camera.period_s)
     bar = tqdm(
         total=sc.frame_count, unit="frame", desc=f"{sc.name} [{policy}]", disable=not progress,
         leave=False,
@@ -752,6 +761,50 @@ def probe(
         gc.enable()
         bar.close()
     return out
+
+
+def oracle_schedule(rows: Sequence[ProbeRow], scenario: RealScenario) -> Schedule:
+    """The clairvoyant reference on this machine: for each stretch of constant co-runner load,
+    the most accurate (member, threads) whose frames :func:`probe` measured within the target
+    at the scenario's goal share under that load (ties: fewer threads, then the faster);
+    where none is, the one with the largest share within. The measured tables are its cost
+    model, as the simulated board's is the simulated oracle's."""
+    from dynofa_ros.manager.oracle import ScheduleEntry, check_schedule
+    from dynofa_ros.manager.types import Configuration
+
+    m = scenario.model
+    target = m.latency_target_ms
+    entries: list[ScheduleEntry] = []
+    for start, _, load in scenario.segments():
+        here = [r for r in rows if r.processes == load.processes and
+                (load.processes == 0 or r.kind == load.kind)]  # fmt: skip
+        if not here:
+            raise DynofaError(
+                f"oracle: the probe has no measurement under {load.label}; probe the scenario"
+            )
+
+        def rank(r: ProbeRow) -> tuple[bool, float, float, int, float]:
+            within = r.stats.within or 0.0
+            ok = within >= scenario.goal
+            acc = m.family.member(r.member_id).accuracy or 0.0
+            return (ok, acc if ok else within, within, -r.threads, -(r.stats.p50_ms or 0.0))
+
+        best = max(here, key=rank)
+        config = Configuration(best.member_id, "cpu", best.threads, 0, 0)
+        if entries and entries[-1].configs[m.name] == config:
+            continue
+        entries.append(
+            ScheduleEntry(
+                t_s=start,
+                configs={m.name: config},
+                targets_ms={m.name: target},
+                latency_ms={m.name: best.stats.p50_ms or 0.0},
+                accuracy={m.name: m.family.member(best.member_id).accuracy or 0.0},
+                power_w=0.0,
+                why=load.label,
+            )
+        )
+    return check_schedule(entries, [m.name])
 
 
 def probe_text(rows: Sequence[ProbeRow], scenario: RealScenario) -> str:

@@ -12,7 +12,9 @@ the scenario's duration in wall time (plus its warm-up) and writes
 nothing), then ``OUT/summary.json``; the figures are printed, and ``dynofa report OUT -o
 OUT/report`` draws them (``--report`` does it here).
 ``--probe`` first measures every (member, threads) under each co-runner load of the scenario
-(SECONDS each, default 1) and prints the table. Default OUT: ``results/realtime/<scenario>``.
+(SECONDS each, default 1) and prints the table; the ``oracle`` policy needs it (it is run
+then) and plays, per load step, the most accurate measured configuration that met the target.
+Default OUT: ``results/realtime/<scenario>``.
 """
 
 from __future__ import annotations
@@ -74,12 +76,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(rt.family_table(sc))
     setup = rt.prepare(sc, progress=progress)
     try:
-        if args.probe is not None:
-            rows = rt.probe(setup, args.probe, progress=progress)
+        schedule = None
+        if args.probe is not None or "oracle" in policies:
+            rows = rt.probe(setup, args.probe or 1.0, progress=progress)
             print(rt.probe_text(rows, sc))
+            if "oracle" in policies:  # its cost model: what the probe measured here
+                schedule = rt.oracle_schedule(rows, sc)
+                for e in schedule:
+                    c = e.configs[sc.model.name]
+                    print(
+                        f"  oracle from {e.t_s:g} s ({e.why}): {c.subnet_id} x{c.threads}, "
+                        f"p50 {e.latency_ms[sc.model.name]:.2f} ms measured"
+                    )
         summaries = []
         for policy in policies:
-            run = rt.run_policy(setup, policy, progress=progress)
+            run = rt.run_policy(
+                setup, policy, progress=progress, schedule=schedule if policy == "oracle" else None
+            )
             path = write_results(out / f"{policy}.results.jsonl", run.results)
             s = rt.summarise(run, sc)
             summaries.append(s)
