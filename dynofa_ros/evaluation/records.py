@@ -1,69 +1,12 @@
-"""What one run produced, in a form independent of how it was run (live replay or in-process).
+"""What one run produced, in one form whatever ran it (simulate, fast or live replay, realtime),
+so that metrics and reports read every run the same way.
 
-Types (frozen dataclasses; times ``t_s`` in seconds from the run's ``t0_ns``; ``None`` = unknown):
-
-- :class:`FrameRecord`: one processed frame of one model (a row of the per-frame CSV); build one
-  with :func:`frame_record`, which derives ``deadline_missed`` and ``correct``;
-- :class:`Event`: something the scenario did (``priority`` change, ``corunner`` start / stop,
-  ``battery_threshold`` crossed): the vertical lines of the timeline and where a reaction starts;
-- :class:`CommandRecord`: a reconfiguration command the manager sent;
-- :class:`Sample`: a telemetry value over time; series ``battery`` (state of charge [0, 1]),
-  ``temperature/<zone>`` (°C), ``ambient`` (°C), ``throttled`` (0 / 1), ``power`` (board, W),
-  ``board_energy`` (the board's cumulative energy counter, J), ``power_mode`` (nvpmodel id);
-- :class:`RunInfo` (name, policy, scenario, mode, ``t0_ns``, duration, per-model target / camera)
-  plus lists of all of the above = :class:`RunResults`, what metrics and reports take.
-
-Building records. :class:`RecordBuilder` joins node outputs into frame records: classification
-and status by (model, ``frame_seq`` = ``frames_processed``), ground truth by (camera, stamp),
-telemetry as the last value at or before the frame's stamp; a frame's power mode is the
-status's own, else the later of the last ``power_mode`` telemetry and the last command with a
-power mode that the model had applied (``command_seq``). It takes plain values, so a result
-bag (:func:`~.result_bag.load_result_bag`) and the in-process mode feed it the same way::
-
-    b = RecordBuilder.for_scenario(scenario, "manager", policy="manager", mode="fast")
-    b.ground_truth("camera", stamp_ns, label)           # per labelled frame
-    b.classification("classifier", stamp_ns, frame_seq=n, subnet_id=..., class_ids=[...],
-                     latency_ms=..., command_seq=...)
-    b.status("classifier", n, processor="cuda", threads=1, cpu_frequency_khz=...,
-             gpu_frequency_khz=..., latency_ms=..., latency_target_ms=..., power_w=...,
-             energy_per_frame_mj=..., energy_total_j=..., last_command_seq=...)
-    b.battery(stamp_ns, soc); b.temperature(stamp_ns, "GPU-therm", c); b.throttled(stamp_ns, x)
-    b.power(stamp_ns, watts); b.board_energy(stamp_ns, joules); b.power_mode(stamp_ns, mode)
-    b.command(stamp_ns, "classifier", seq=k, subnet_id=..., processor=..., threads=...,
-              cpu_frequency_khz=..., gpu_frequency_khz=..., power_mode=..., reason=...)
-    run = b.build()                                      # RunResults
-    write_results("results/manager.results.jsonl", run)  # what `dynofa report` reads
-
-(the in-process mode may instead fill ``RunResults(info, frames=[frame_record(...)], ...)``
-itself; :func:`scenario_events` and :func:`battery_threshold_events` give the events).
-
-Results file (``*.results.jsonl``; :func:`write_results` / :func:`read_results`): JSON lines,
-UTF-8, written atomically. Line 1 is the run header::
-
-    {"format": "dynofa-results", "version": 1, "record": "run", "name": "manager",
-     "policy": "manager", "scenario": "tiny", "source": "...", "mode": "live" | "fast",
-     "t0_ns": 1700000000000000000, "duration_s": 3.0,
-     "models": {"classifier": {"latency_target_ms": 60.0, "camera": "camera"}},
-     "throttle_temperature_c": null, "extra": {}}
-
-then one object per line, ``"record"`` ``event`` | ``command`` | ``sample`` | ``frame``, with the
-fields of :class:`Event` / :class:`CommandRecord` / :class:`Sample` / :class:`FrameRecord`, e.g.::
-
-    {"record": "frame", "t_s": 0.2, "model": "classifier", "frame_seq": 2, "subnet_id": "m3",
-     "processor": "cuda", "threads": 1, "cpu_frequency_khz": 1420800, "gpu_frequency_khz": 1109250,
-     "latency_ms": 41.5, "target_ms": 60.0, "deadline_missed": false, "predicted": 4, "label": 4,
-     "correct": true, "power_w": 6.1, "energy_j": 0.25, "energy_total_j": 0.5, "battery": 0.29,
-     "max_temperature_c": 47.0, "throttled": false, "command_seq": 1,
-     "stamp_ns": 1700000000200000000, "power_mode": 2}
-
-    {"record": "event", "t_s": 1.5, "kind": "corunner", "label": "gpu_app cuda 40%",
-     "model": null, "data": {"name": "gpu_app", "processor": "cuda", "share": 0.4}}
-
-``null`` = unknown; a missing optional field takes its default; unknown records and fields are
-ignored (readers of the same version). Per-frame CSV (:func:`write_frames_csv`,
-:func:`read_frames_csv`): columns :data:`CSV_COLUMNS` (the :class:`FrameRecord` fields, board
-settings together), empty cell = unknown, booleans ``0`` / ``1``; ``dynofa report`` also accepts
-such a CSV alone (a run with frames only). The full description: ``docs/evaluation.md``.
+:class:`RunResults` holds a :class:`RunInfo` and the run's :class:`FrameRecord`,
+:class:`Event`, :class:`CommandRecord` and :class:`Sample` lists (times in seconds from the
+run's ``t0_ns``; ``None`` = unknown). :class:`RecordBuilder` joins what the nodes publish
+(classification, status, telemetry, commands) into frame records, from a result bag or from
+the closed loop alike. The types, the join rules, the results file (``*.results.jsonl``) and
+the per-frame CSV are described in docs/evaluation.md, "Results (records)".
 """
 
 from __future__ import annotations

@@ -1,84 +1,12 @@
 """Scenario model: what a scenario YAML may say, validated, with defaults filled in.
 
-A scenario describes a run independent of the policy that will face it: the camera(s), the
-perception models and their targets, and a timeline of mission priority, battery, ambient
-temperature and co-runner load. ``dynofa scenario generate`` turns it into a rosbag2 bag; the
-bag stores the normalised scenario (:meth:`Scenario.to_yaml`) so a replay knows the targets.
-
-Format (every key optional unless marked; times ``t`` in seconds from the start)::
-
-    name: corunner_interference          # required; [A-Za-z0-9_-]
-    description: free text
-    duration_s: 40                       # required; (0, 3600]
-    seed: 7                              # int >= 0; frames and noise are deterministic for it
-    start_stamp_s: 1700000000            # bag time of t = 0 (stamps of every message)
-    platform: sim_xavier_nx              # informative: the board the scenario is meant for
-    camera:                              # one camera named "camera"
-                                         # (or `cameras:`, a list of these with a `name` each)
-      source: fashion_mnist              # fashion_mnist | video | none (frames without pixels:
-                                         # timing only, for models with a builtin family)
-      path: null                         # IDX dir (fashion_mnist) or video file (video, required)
-      split: test                        # test | train (fashion_mnist)
-      fps: 15                            # [0.1, 1000]
-      width: 128                         # [16, 4096]
-      height: 128                        # [16, 4096]
-      encoding: rgb8                     # rgb8 | bgr8 | mono8
-      compressed: false                  # true: /<camera>/image_raw/compressed, jpeg
-      jpeg_quality: 90                   # [1, 100]
-      item_scale: [0.8, 0.95]            # item side / min(width, height), each in (0, 1]
-      background: noise                  # noise | texture | flat
-      background_level: 6                # mean grey level [0, 255]
-      noise_amplitude: 6                 # [0, 255]
-    models:                              # default: one model "classifier" on the first camera
-      - name: classifier                 # required; the perception node's model_name
-        camera: camera                   # a camera name
-        latency_target_ms: 60            # (0, 60000]; default: the camera's frame period
-        min_accuracy: 0.0                # [0, 1]
-        priority: 1.0                    # (0, 1000]; weight against other models
-        checkpoint: null                 # its super-network (.safetensors): a path, or a file
-                                         # name in models/; default: the replay's --checkpoint
-        family: null                     # its family (.json), path or name in models/; default:
-                                         # <checkpoint stem>.sim-nx-<processor>.family.json;
-                                         # or builtin:<name> (manager/families.py BUILTIN, e.g.
-                                         # builtin:published-nx-gpu): recorded members, no
-                                         # network; runs under `dynofa simulate` only
-    mission:                             # priority changes; a NORMAL entry at t=0 if none there
-      - {t: 0, level: NORMAL, latency_target_ms: 0, min_accuracy: 0, energy_budget_j: 0,
-         mission_duration_s: 0, reason: start}
-                                         # latency_target_ms > 0: the target of every model
-                                         # from then on (0: each model's own)
-    battery:                             # absent: the simulated board drains its own battery
-      rate_hz: 1                         # (0, 100]
-      capacity_wh: 50                    # (0, 10000]
-      thresholds: [0.5, 0.2, 0.1]        # events for the report, each in (0, 1)
-      interpolate: linear                # linear | step (hold each value until the next)
-      timeline: [{t: 0, soc: 0.9}, {t: 40, soc: 0.1}]   # soc in [0, 1], in time order
-    ambient:                             # absent: the simulated board's default ambient
-      rate_hz: 1
-      interpolate: linear                # linear | step
-      timeline: [{t: 0, celsius: 25}]    # [-40, 125] °C, in time order
-    corunners:                           # co-runner load changes (CoRunnerLoad)
-      - {t: 15, name: gpu_app, processor: cuda, share: 0.35}   # processor cpu | cuda; share [0, 1]
-    replay: {}                           # free mapping for the replay (policy-independent knobs)
-    realtime: {}                         # how `dynofa realtime` runs it on this machine (one
-                                         # model and one camera; see realtime_scenario.py)
-
-The camera defaults give frames the embedded Fashion-MNIST network still reads (dark, mildly
-noisy background, square frame: ~84 % top-1 for its largest sub-network, ~75 % for its smallest);
-brighter or noisier backgrounds and non-square frames (stretched by the node's resize) cost it
-much more, since it was trained on clean black backgrounds.
-
-A replay should start the simulated board in the scenario's t = 0 state (ambient, battery) and
-then follow the timeline; without a ``battery`` section the board drains its own battery.
-
-Runners (:func:`runners`): every scenario runs under ``dynofa simulate`` (the in-process loop over
-this timeline). One whose models all have a network and whose cameras all have pixels can also
-be generated into a bag and replayed (fast, or live through the nodes); a ``builtin:`` family or a
-``source: none`` camera cannot (:func:`require_network` says why).
-
-Every error is a :class:`ScenarioError` naming the file, the field, the value and what is allowed.
-A file in the old ``dynofa simulate`` format (``config/scenarios/sim``, removed) is refused with
-how to migrate it (:data:`OLD_FORMAT`).
+A scenario describes a run independently of the policy that will face it (cameras, models and
+their targets, a timeline of mission, battery, ambient and co-runner load), in one format for
+every runner: ``dynofa simulate``, ``dynofa scenario generate`` + ``replay`` and ``dynofa
+realtime`` (:func:`runners` says which suit a scenario; a bag stores the normalised scenario,
+:meth:`Scenario.to_yaml`, so a replay knows the targets). Every key, range and default, and how
+to migrate an old file (:data:`OLD_FORMAT`): docs/evaluation.md, "Scenario format". Every error
+is a :class:`ScenarioError` naming the file, the field, the value and what is allowed.
 """
 
 from __future__ import annotations
