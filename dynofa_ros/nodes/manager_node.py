@@ -23,9 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import BatteryState, Temperature
@@ -42,6 +40,7 @@ from dynofa_ros.nodes import qos
 from dynofa_ros.nodes.convert import load_reading, to_seconds, to_stamp, topic_token
 from dynofa_ros.nodes.health import Health
 from dynofa_ros.nodes.parameters import Param, ParameterTable
+from dynofa_ros.nodes.spin import run_node
 from dynofa_ros.perception import COMMAND_SKEW_LIMIT_S, clip
 
 PLATFORMS = ("sim-xavier-nx", "auto", "jetson", "linux")
@@ -470,24 +469,7 @@ def command_message(d: Any) -> ReconfigurationCommand:
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    executor = SingleThreadedExecutor()
-    try:
-        node = ManagerNode()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, DynofaError) as exc:  # invalid parameters / families at start-up
-        print(f"manager_node: {exc}", flush=True)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        executor.shutdown()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(ManagerNode, "manager_node", args)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.client import Client
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.publisher import Publisher
@@ -39,6 +37,7 @@ from dynofa_ros.nodes.convert import to_seconds, to_stamp
 from dynofa_ros.nodes.health import Health
 from dynofa_ros.nodes.latest import Latest, StampGaps
 from dynofa_ros.nodes.parameters import Param, ParameterTable
+from dynofa_ros.nodes.spin import run_node
 from dynofa_ros.perception import (
     COMMAND_SKEW_LIMIT_S,
     Active,
@@ -181,16 +180,18 @@ class ServiceTimer:
 
 class PerceptionNode(LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
+        # the worker's state first: destroy_node stops it, also when refused parameters end
+        # the construction half-way (rclpy then destroys the node it had registered)
+        self._frames: Latest[tuple[Image | CompressedImage, float]] = Latest()
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
         super().__init__("perception", **kwargs)
         self.params = ParameterTable(self, PARAMS)
         self.params.on_change(self._on_params)
         self.session: PerceptionSession | None = None
         self._diag_pub: Publisher | None = None
         self._sim_timer: ServiceTimer | None = None
-        self._frames: Latest[tuple[Image | CompressedImage, float]] = Latest()
         self._commands: deque[tuple[ReconfigurationCommand, float]] = deque()  # (msg, received)
-        self._worker: threading.Thread | None = None
-        self._stop = threading.Event()
         self.counters = Counters(latency_target_ms=self.params["latency_target_ms"])
         self.health = Health()
         self._gaps = StampGaps()
@@ -346,6 +347,10 @@ class PerceptionNode(LifecycleNode):
         self._halt_worker()
         self._release()
         return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self) -> None:
+        self._halt_worker()  # the worker may be in a frame: it stops before the node goes
+        super().destroy_node()
 
     def _halt_worker(self) -> None:
         self._stop.set()
@@ -652,32 +657,12 @@ class PerceptionNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    # Single-threaded on purpose: frames are processed on the node's own worker thread, and
-    # rclpy 9.1.2's MultiThreadedExecutor busy-loops holding the GIL (ros2/rclpy#1452), which
-    # starved the camera, /clock and service-response callbacks (75 % of frames lost).
-    executor = SingleThreadedExecutor()
-    interrupted = False
-    try:
-        node = PerceptionNode()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        interrupted = True
-    except ValueError as exc:  # invalid parameters at start-up
-        print(f"perception_node: {exc}", flush=True)
-        return 2
-    finally:
-        if node is not None:
-            node._halt_worker()
-            node.destroy_node()
-        executor.shutdown()
-        rclpy.try_shutdown()
-    if node is None or node.interrupted or (interrupted and not node.started):
-        print("perception_node: interrupted during start-up", flush=True)
-        return 130  # the shell's code for a Ctrl-C: the node never ran
-    return 0
+    return run_node(
+        PerceptionNode,
+        "perception_node",
+        args,
+        interrupted_at_start=lambda n, ctrl_c: n.interrupted or (ctrl_c and not n.started),
+    )
 
 
 if __name__ == "__main__":

@@ -16,9 +16,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState, Temperature
@@ -35,6 +33,7 @@ from dynofa_ros.nodes.convert import (
     topic_token,
 )
 from dynofa_ros.nodes.parameters import Param, ParameterTable
+from dynofa_ros.nodes.spin import run_node
 from dynofa_ros.perception import simulate_frame
 from dynofa_ros.platform.base import PlatformError
 from dynofa_ros.platform.sim import CPU, GPU, Event, SimulatedXavierNX
@@ -234,21 +233,7 @@ class SimPlatformNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimPlatformNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as exc:  # invalid parameters at start-up
-        print(f"sim_platform_node: {exc}", flush=True)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(SimPlatformNode, "sim_platform_node", args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,53 @@
+"""How every node process runs, stops and says why it stopped (one ``main()`` for all nodes)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+
+from dynofa_ros.errors import DynofaError
+
+N = TypeVar("N", bound=Node)
+
+
+def run_node(
+    make: Callable[[], N],
+    name: str,
+    args: list[str] | None = None,
+    *,
+    interrupted_at_start: Callable[[N, bool], bool] | None = None,
+) -> int:
+    """Build the node and spin it until Ctrl-C, SIGTERM or shutdown.
+
+    Single-threaded on purpose: rclpy 9.1.2's MultiThreadedExecutor busy-loops holding the GIL
+    (ros2/rclpy#1452), which starved the camera, /clock and service-response callbacks (75 % of
+    a replay's frames lost); a node that needs a thread owns one. Exit status: 0 after a run,
+    2 when the start-up parameters are refused (one line naming them), 130 (the shell's Ctrl-C)
+    when the node never ran: stopped while being built, or ``interrupted_at_start(node,
+    ctrl_c)`` says its start-up was cut short."""
+    rclpy.init(args=args)
+    node: N | None = None
+    executor = SingleThreadedExecutor()
+    ctrl_c = False
+    try:
+        node = make()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        ctrl_c = True
+    except (ValueError, DynofaError) as exc:  # invalid parameters / files at start-up
+        print(f"{name}: {exc}", flush=True)
+        return 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        executor.shutdown()
+        rclpy.try_shutdown()
+    if node is None or (interrupted_at_start is not None and interrupted_at_start(node, ctrl_c)):
+        print(f"{name}: interrupted during start-up", flush=True)
+        return 130
+    return 0
