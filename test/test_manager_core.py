@@ -106,17 +106,26 @@ def test_battery_drop_lowers_predicted_power_at_the_next_step(request, which, le
 
 @pytest.mark.parametrize("which", ["family", "published"])
 def test_critical_mission_raises_accuracy_within_the_target(request, which) -> None:
+    """From LOW (energy first) to CRITICAL (accuracy first): a more accurate member, still
+    within the target; NORMAL (a watt is worth half a point) sits between them."""
     family = request.getfixturevalue(which)
+    accuracy = {}
+    for level in (PriorityLevel.LOW, PriorityLevel.NORMAL):
+        mgr = _manager(family)
+        _start(mgr, level)
+        d = mgr.current("model")
+        assert d is not None
+        accuracy[level] = d.predicted_accuracy
     mgr = _manager(family)
-    t = _start(mgr, PriorityLevel.NORMAL)
-    normal = mgr.current("model")
-    assert normal is not None
+    t = _start(mgr, PriorityLevel.LOW)
     t += 0.1
     assert mgr.observe(Mission(t, PriorityLevel.CRITICAL, reason="test"))
     out = mgr.step(t + mgr.config.dwell_s)
     assert len(out) == 1
     critical = out[0]
-    assert critical.predicted_accuracy > normal.predicted_accuracy
+    assert critical.predicted_accuracy > accuracy[PriorityLevel.LOW]
+    assert accuracy[PriorityLevel.LOW] <= accuracy[PriorityLevel.NORMAL]
+    assert accuracy[PriorityLevel.NORMAL] <= critical.predicted_accuracy
     assert critical.predicted_latency_ms <= TARGET_MS
     assert critical.predicted_accuracy == pytest.approx(max(m.accuracy for m in family.members))
     assert "CRITICAL" in critical.reason

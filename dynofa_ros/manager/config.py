@@ -35,12 +35,14 @@ class LevelPolicy:
 
 # How many accuracy points one watt of board power is worth at each level (estimates of a
 # mission designer's preference, documented in docs/manager.md): LOW is energy first (1 mW
-# outweigh an accuracy point), NORMAL trades 1 W for 5 points, HIGH 1 W for 0.25 points, CRITICAL
-# is accuracy first (power only picks the frequencies of the chosen member).
+# outweigh an accuracy point), NORMAL trades 1 W for 0.5 points (accuracy unless a change saves
+# two watts a point: the Dynamic-OFA manager's most accurate member that meets the target, with
+# the least energy for it), HIGH 1 W for 0.25 points, CRITICAL is accuracy first (power only
+# picks the frequencies of the chosen member).
 DEFAULT_LEVELS: Mapping[PriorityLevel, LevelPolicy] = MappingProxyType(
     {
         PriorityLevel.LOW: LevelPolicy(1.0, 1000.0, 1.0, 0.0),
-        PriorityLevel.NORMAL: LevelPolicy(1.0, 5.0, 1.0, 0.0),
+        PriorityLevel.NORMAL: LevelPolicy(1.0, 0.5, 1.0, 0.0),
         PriorityLevel.HIGH: LevelPolicy(1.0, 0.25, 1.0, 0.0),
         PriorityLevel.CRITICAL: LevelPolicy(1.0, 0.0, 1.0, 0.0),
     }
