@@ -289,3 +289,52 @@ def test_a_left_processor_keeps_its_correction_while_others_load_it() -> None:
     # a processor never left keeps learning from its own frames only
     c.note_foreign("cpu", 0.9, 40.0)
     assert c.factor("m", "cpu", 40.0) == 1.0
+
+
+def test_frames_run_below_the_pinned_clock_cap_the_plan_until_the_cap_is_gone(family) -> None:
+    """No thermal zone is configured: the board's throttling shows only in the clocks the
+    frames ran at. The manager plans within that cap (a new decision whose clocks are at or
+    below it, once), and lifts it a step per ``observed_hold_s`` once frames stop showing it."""
+    mgr = _manager(family)
+    t = _start(mgr)
+    d = mgr.current("model")
+    assert d is not None and d.cpu_frequency_khz > 0
+    table = sorted(mgr.context.tables["cpu"])
+    capped = table[max(0, table.index(d.cpu_frequency_khz) - 6)]
+    decided = []
+    for _ in range(20):  # every frame ran at the capped clock
+        t += 0.1
+        now = mgr.current("model")
+        assert now is not None
+        mgr.observe(
+            LatencyObservation(t, "model", now.predicted_latency_ms, now.subnet_id,
+                               now.processor, now.threads, capped, now.gpu_frequency_khz, now.seq)
+        )  # fmt: skip
+        mgr.observe(BatteryReading(t, 0.9, 72.0))
+        decided += mgr.step(t)
+    assert len(decided) == 1, "one decision for the cap"
+    assert decided[0].cpu_frequency_khz <= capped and "thermal cap cpu" in decided[0].reason
+    # frames at the pinned clock again (the board cooled): the cap lifts a step per hold
+    steps = len(table) - table.index(capped)
+    for _ in range(round((steps + 2) * mgr.config.thermal.observed_hold_s / 0.1)):
+        t += 0.1
+        _frame(mgr, t)
+        mgr.observe(BatteryReading(t, 0.9, 72.0))
+        mgr.step(t)
+    final = mgr.current("model")
+    assert final is not None and final.cpu_frequency_khz > capped
+    assert not mgr.policy.thermal.capped()
+
+
+def test_a_clock_at_or_above_the_pinned_one_or_unpinned_is_no_cap(family) -> None:
+    from dynofa_ros.manager.guards import ThermalGuard
+
+    mgr = _manager(family)
+    guard = ThermalGuard(mgr.context)
+    table = mgr.context.tables["cpu"]
+    guard.note_clock("cpu", table[5], table[5], 1.0)
+    guard.note_clock("cpu", table[5], table[6], 1.0)
+    guard.note_clock("cpu", 0, table[2], 1.0)  # governor-run: nothing was pinned
+    assert guard.effective(1.0) == guard.caps and not guard.capped()
+    guard.note_clock("cpu", table[5], table[3] + 1, 1.0)  # between steps: the step below
+    assert guard.effective(1.0)["cpu"] == 3 and guard.capped() == ["cpu"]

@@ -87,6 +87,9 @@ class ThermalPolicy:
     margin_c: float = 5.0
     hysteresis_c: float = 3.0
     dwell_s: float = 1.0
+    # a cap seen in the frames' clocks (a frame ran below the pinned clock: the board throttles
+    # it, whether or not a zone is configured) holds this long unconfirmed, then lifts a step
+    observed_hold_s: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -347,6 +350,7 @@ def config_from_dict(raw: Any, where: str = "manager") -> ManagerConfig:
             margin_c=number(body, "margin_c", tw, 0, 100, thermal.margin_c),
             hysteresis_c=number(body, "hysteresis_c", tw, 0, 100, thermal.hysteresis_c),
             dwell_s=number(body, "dwell_s", tw, 0, 3600, thermal.dwell_s),
+            observed_hold_s=number(body, "observed_hold_s", tw, 0.1, 3600, thermal.observed_hold_s),
         )
     try:
         return replace(base, **kw)

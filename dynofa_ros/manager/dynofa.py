@@ -26,7 +26,8 @@ from dynofa_ros.manager.predict import (
     predict_rows,
     settle_pair,
 )
-from dynofa_ros.manager.types import Choice, ManagerConfigError, PriorityLevel
+from dynofa_ros.manager.types import Choice, LatencyObservation, ManagerConfigError, PriorityLevel
+from dynofa_ros.platform.base import ProcessorKind
 
 
 class _Candidate(NamedTuple):
@@ -627,6 +628,18 @@ class DynOFA(Policy):
         joint = Joint(rows, cols)
         return joint, self.predict(joint, eff, factor), best_score
 
+    def observe_clocks(self, obs: LatencyObservation, ran_under: Choice) -> None:
+        """A clock below the one this policy pinned is a cap the board put there (thermal or
+        power limits nobody told the manager): :meth:`ThermalGuard.note_clock`."""
+        c, board = ran_under.config, self.ctx.board
+        for kind, pinned, ran in (
+            (ProcessorKind.CPU, c.cpu_frequency_khz, obs.cpu_frequency_khz),
+            (ProcessorKind.GPU, c.gpu_frequency_khz, obs.gpu_frequency_khz),
+        ):
+            proc = board.first(kind)
+            if proc is not None and ran:
+                self.thermal.note_clock(proc.name, pinned, int(ran), obs.stamp_s)
+
     def plan(
         self, inputs: InputStore, now_s: float, current: Mapping[str, Choice]
     ) -> dict[str, Choice] | None:
@@ -638,7 +651,8 @@ class DynOFA(Policy):
         factor = self.factors(now_s)
         cur_joint = self.joint_of(current) if current else None
         running = dict(cur_joint.cols) if cur_joint is not None else {}
-        caps = dict(self.thermal.update(inputs, now_s, running))
+        self.thermal.update(inputs, now_s, running)
+        caps = self.thermal.effective(now_s)
         budget_w = power_budget_w(inputs, now_s)
         limits = {m: e.latency_target_ms * (1.0 - cfg.latency_margin) for m, e in eff.items()}
         keep = {m: e.latency_target_ms * (1.0 - cfg.keep_margin) for m, e in eff.items()}
@@ -698,6 +712,7 @@ class DynOFA(Policy):
             factor=factor,
             saving=saving,
             budget_w=budget_w,
+            caps=caps,
         )
         return self.choices(best_joint, eff, best_pred, reasons, power_mode=power_mode, pin=True)
 
@@ -711,6 +726,7 @@ class DynOFA(Policy):
         factor: Mapping[tuple[str, str], float],
         saving: bool,
         budget_w: float,
+        caps: Mapping[str, int],
     ) -> dict[str, str]:
         ctx = self.ctx
         cfg = ctx.config
@@ -722,7 +738,7 @@ class DynOFA(Policy):
                 f"saving mode ({cfg.saving_level.name})"
             )
         for p in self.thermal.capped():
-            notes.append(f"thermal cap {p} {ctx.tables[p][self.thermal.caps[p]] / 1000:g} MHz")
+            notes.append(f"thermal cap {p} {ctx.tables[p][caps[p]] / 1000:g} MHz")
         if math.isfinite(budget_w):
             notes.append(f"budget {budget_w:.1f} W")
         freq = ", ".join(

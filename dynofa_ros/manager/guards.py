@@ -3,6 +3,7 @@ saving mode, and the power the mission's energy budget allows."""
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping
 
@@ -13,13 +14,43 @@ from dynofa_ros.manager.inputs import InputStore
 class ThermalGuard:
     """Per processor, the highest usable column allowed: one step down (from where the processor
     runs) when its zone reaches ``trip - margin``, one up below ``trip - margin - hysteresis``,
-    at most once per ``thermal.dwell_s``."""
+    at most once per ``thermal.dwell_s``; and no higher than the clock the board was last seen
+    to hold the processor at (:meth:`note_clock`), which lifts one step each
+    ``thermal.observed_hold_s`` it is not seen again (the board may have cooled down)."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.caps = {p.name: ctx.top_column(p.name) for p in ctx.processors}
         self.last_s = -math.inf
         self.hot: set[str] = set()
+        self.seen: dict[str, tuple[int, float]] = {}  # processor -> (column, last seen at)
+
+    def note_clock(self, processor: str, pinned_khz: int, ran_khz: int, now_s: float) -> None:
+        """A frame ran ``processor`` at ``ran_khz`` while ``pinned_khz`` was asked for: below
+        it, the board caps the processor (thermal or power limits nobody told the manager)."""
+        if not pinned_khz or not ran_khz or ran_khz >= pinned_khz:
+            return
+        table = self.ctx.tables.get(processor)
+        if not table:
+            return
+        col = max(0, bisect.bisect_right(table, ran_khz) - 1)
+        held = self.seen.get(processor)
+        self.seen[processor] = (col if held is None else min(col, held[0]), now_s)
+
+    def effective(self, now_s: float) -> dict[str, int]:
+        """The caps: the zones' (``caps``) and those seen in the frames' clocks."""
+        hold = self.ctx.config.thermal.observed_hold_s
+        out = dict(self.caps)
+        for p, (seen_col, since) in list(self.seen.items()):
+            col = seen_col
+            if now_s - since >= hold:  # not seen for a while: try one step up
+                col += 1
+                if col >= self.ctx.top_column(p):
+                    del self.seen[p]
+                    continue
+                self.seen[p] = (col, now_s)
+            out[p] = min(out[p], col)
+        return out
 
     def zone(self, processor: str) -> tuple[str, float] | None:
         tp = self.ctx.config.thermal
@@ -59,7 +90,8 @@ class ThermalGuard:
         return self.caps
 
     def capped(self) -> list[str]:
-        return [p for p, c in self.caps.items() if c < self.ctx.top_column(p)]
+        seen = {p for p, (c, _) in self.seen.items() if c < self.ctx.top_column(p)}
+        return [p for p, c in self.caps.items() if c < self.ctx.top_column(p) or p in seen]
 
 
 class BatterySaver:

@@ -77,6 +77,10 @@ class Policy(ABC):
             assert pname is not None
             self.corrections.add(obs.model, pname.name, obs.latency_ms, predicted, obs.stamp_s)
 
+    def observe_clocks(self, obs: LatencyObservation, ran_under: Choice) -> None:  # noqa: B027
+        """A frame that ran the decision in force (``ran_under``), with the clocks it ran at:
+        for policies that learn what the board did with the clocks they pinned."""
+
     def observe_load(self, reading: ProcessorLoad) -> None:
         """A processor's measured busy fraction: what is not the models' own (as last predicted)
         is another program's, the evidence that interference there persists or has gone."""

@@ -173,6 +173,9 @@ class RuntimeManager:
             raise ValueError(f"step: now_s must be a finite time in seconds, got {now_s!r}")
         for obs in self.inputs.drain():
             self.policy.observe(obs, self.inputs, self._choices)
+            d = self._current.get(obs.model)
+            if d is not None and obs.command_seq == d.seq:  # it ran the decision in force
+                self.policy.observe_clocks(obs, self._choices[obs.model])
         if self._choices:
             stale = tuple(n for n in self.policy.needs(self.inputs) if self.inputs.stale(n, now_s))
             if stale:
