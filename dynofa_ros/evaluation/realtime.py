@@ -407,6 +407,7 @@ class _RealRun:
                 self.dropped.extend((i + j) * period for j in range(skip))
                 i += skip
                 advance(skip)
+                loop.decide(self.run_clock())  # time moved on without a frame (a schedule)
                 continue
             self.delays.append(self.run_clock() - due)
             hook = None
