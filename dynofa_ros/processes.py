@@ -71,6 +71,13 @@ def ros_env(domain: int, extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def interruptible() -> None:
+    """``preexec_fn`` of a child stopped with SIGINT first: a parent started in the background
+    (``cmd &`` in a script) passes SIGINT on as ignored, and Python then installs no
+    KeyboardInterrupt handler; the child takes the default back, so SIGINT stops it cleanly."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @dataclass
 class NodeProcess:
     """A node (or any program) in its own process group, with its output in a file."""
@@ -135,6 +142,7 @@ class ProcessManager:
             env={**self.env, **(env or {})},
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=interruptible,  # noqa: PLW1509 - one signal call, before exec
         )
         proc = NodeProcess(name, list(argv), log_path, popen, log)
         self.processes.append(proc)

@@ -19,6 +19,7 @@ from test_evaluation_report import robot_run
 from dynofa_ros.evaluation import bagio
 from dynofa_ros.evaluation import topics as T
 from dynofa_ros.evaluation.records import read_frames_csv, write_results
+from dynofa_ros.processes import interruptible
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -155,6 +156,7 @@ def test_ctrl_c_during_generation_leaves_nothing(tmp_path: Path) -> None:
         [sys.executable, "-m", "dynofa_ros.cli", "scenario", "generate", str(big),
          "-o", str(out / "big.bag")],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=interruptible,  # noqa: PLW1509 - one signal call, before exec
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60

@@ -42,6 +42,7 @@ from dynofa_ros.evaluation.records import (
     read_results,
 )
 from dynofa_ros.evaluation.scenario import ScenarioError
+from dynofa_ros.processes import interruptible
 
 ROOT = Path(__file__).resolve().parent.parent
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -380,6 +381,7 @@ def test_cli_interrupted_writes_no_result_and_leaves_no_process(tmp_path: Path) 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,  # noqa: PLW1509 - one signal call, before exec
     )  # fmt: skip
     try:
         parent = psutil.Process(proc.pid)

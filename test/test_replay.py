@@ -20,6 +20,7 @@ from dynofa_ros.evaluation.oracle import read_schedule
 from dynofa_ros.evaluation.records import read_results
 from dynofa_ros.evaluation.result_bag import load_result_bag
 from dynofa_ros.evaluation.scenario import load, parse, resolve
+from dynofa_ros.processes import interruptible
 
 CLI = [sys.executable, "-m", "dynofa_ros.cli"]
 
@@ -268,6 +269,7 @@ def test_ctrl_c_stops_every_process_and_leaves_no_half_written_result(
         replay = subprocess.Popen(
             [*CLI, "replay", str(tiny_bag), "-o", str(out), "--rate", "0.2", "--quiet"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=interruptible,  # noqa: PLW1509 - one signal call, before exec
         )  # fmt: skip
         try:
             deadline = time.monotonic() + 120
