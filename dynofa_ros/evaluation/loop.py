@@ -77,9 +77,9 @@ class ClosedLoop:
     # ---- manager ---------------------------------------------------------------------------
     def decide(self, now_s: float) -> None:
         """Ask the manager; its commands wait for their models' next frames."""
-        for d in self.manager.step(now_s):
-            from dynofa_ros.perception import Command
+        from dynofa_ros.perception import Command
 
+        for d in self.manager.step(now_s):
             self.models[d.target_model].pending.append((now_s, Command.from_fields(d)))
             self.builder.command(
                 self.ns(now_s), d.target_model, seq=d.seq, subnet_id=d.subnet_id,
@@ -216,7 +216,3 @@ class ClosedLoop:
 
     def frame_counts(self) -> dict[str, dict[str, int]]:
         return {m.name: m.counts() for m in self.models.values()}
-
-    def close(self) -> None:
-        for model in self.models.values():
-            model.session.close()
