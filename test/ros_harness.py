@@ -61,17 +61,52 @@ def spin_until(
     processes: ProcessManager | None = None,
 ) -> None:
     """Spin ``node``'s context until ``predicate()`` holds; fail with node logs on time-out."""
+    if not _spin(node, predicate, time.monotonic() + timeout_s, what, processes):
+        logs = processes.logs() if processes is not None else ""
+        raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}\n{logs}")
+
+
+def publish_until(
+    node: Any,
+    publish: Callable[[], None],
+    predicate: Callable[[], bool],
+    timeout_s: float = 30.0,
+    *,
+    resend_s: float = 5.0,
+    what: str = "answer",
+    processes: ProcessManager | None = None,
+) -> None:
+    """Publish, then spin until ``predicate()`` holds, publishing again every ``resend_s``.
+
+    Matching is per side: our writer may list a subscriber whose reader has not yet matched our
+    writer, and a best-effort reader (a camera subscription) then discards the sample. So the
+    first frame after :func:`wait_for_subscribers` can vanish without a trace; a copy arrives."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        publish()
+        if _spin(node, predicate, min(time.monotonic() + resend_s, deadline), what, processes):
+            return
+        if time.monotonic() >= deadline:
+            logs = processes.logs() if processes is not None else ""
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}\n{logs}")
+
+
+def _spin(
+    node: Any,
+    predicate: Callable[[], bool],
+    deadline: float,
+    what: str,
+    processes: ProcessManager | None,
+) -> bool:
+    """Spin until ``predicate()`` (True) or ``deadline`` (False); fail if a node process died."""
     import rclpy
 
     executor = rclpy.executors.SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
     try:
-        deadline = time.monotonic() + timeout_s
         while not predicate():
             if time.monotonic() > deadline:
-                logs = processes.logs() if processes is not None else ""
-                msg = f"timed out after {timeout_s:.0f} s waiting for {what}\n{logs}"
-                raise AssertionError(msg)
+                return False
             if processes is not None:
                 dead = [p for p in processes.processes if not p.alive()]
                 if dead:
@@ -80,6 +115,7 @@ def spin_until(
                         f"for {what}\n{processes.logs()}"
                     )
             executor.spin_once(timeout_sec=0.05)
+        return True
     finally:
         executor.remove_node(node)
         executor.shutdown()

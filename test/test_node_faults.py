@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from node_inputs import fashion_images, image_message
-from ros_harness import spin_until, wait_for_subscribers
+from ros_harness import publish_until, spin_until, wait_for_subscribers
 
 pytestmark = pytest.mark.ros
 FRAME_PERIOD_S = 0.1
@@ -68,11 +68,10 @@ class Graph:
             spin_until(self.node, lambda due=due: time.monotonic() >= due, what="frame period")
             n = len(self.statuses)
             self.i += 1
-            self.images.publish(
-                image_message(images[self.i % 64], self.node.get_clock().now().to_msg())
-            )
-            spin_until(self.node, lambda n=n: len(self.statuses) > n, 30.0,
-                       what="status", processes=self.processes)  # fmt: skip
+            msg = image_message(images[self.i % 64], self.node.get_clock().now().to_msg())
+            publish_until(self.node, lambda m=msg: self.images.publish(m),
+                          lambda n=n: len(self.statuses) > n, 30.0, what="status",
+                          processes=self.processes)  # fmt: skip
         assert predicate(), f"{what} did not happen within {limit} frames"
 
     def following(self, epoch: int) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from node_inputs import fashion_images, image_message
-from ros_harness import spin_until, wait_for_subscribers
+from ros_harness import publish_until, spin_until, wait_for_subscribers
 
 pytestmark = pytest.mark.ros
 FRAME_PERIOD_S = 0.1
@@ -64,9 +64,9 @@ class Loop:
             n = len(self.statuses)
             self.i += 1
             msg = image_message(images[self.i % 64], self.node.get_clock().now().to_msg())
-            self.images.publish(msg)
-            spin_until(self.node, lambda n=n: len(self.statuses) > n, 30.0,
-                       what="status", processes=self.processes)  # fmt: skip
+            publish_until(self.node, lambda m=msg: self.images.publish(m),
+                          lambda n=n: len(self.statuses) > n, 30.0, what="status",
+                          processes=self.processes)  # fmt: skip
         assert predicate(), f"{what} did not happen within {limit} frames"
 
     def acknowledged(self, seq: int) -> bool:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from node_inputs import fashion_images, image_message
-from ros_harness import spin_until, wait_for_subscribers
+from ros_harness import publish_until, spin_until, wait_for_subscribers
 
 pytestmark = pytest.mark.ros
 
@@ -37,29 +37,46 @@ class Probe:
         self.seq = 0
 
     def ready(self, publisher: Any = None) -> None:
-        wait_for_subscribers(self.node, publisher or self.images, processes=self.processes,
-                             timeout_s=60.0)  # fmt: skip
+        """Wait until frames reach the node and its statuses reach us: one frame answered."""
+        publisher = publisher or self.images
+        wait_for_subscribers(self.node, publisher, processes=self.processes, timeout_s=60.0)
         wait_for_subscribers(self.node, self.commands, processes=self.processes)
+        n = len(self.statuses)
+        publish_until(self.node, lambda: publisher.publish(self._first_frame(publisher)),
+                      lambda: len(self.statuses) > n, 60.0, what="first frame status",
+                      processes=self.processes)  # fmt: skip
+
+    def _first_frame(self, publisher: Any) -> Any:
+        images, _ = fashion_images()
+        stamp = self.node.get_clock().now().to_msg()
+        if publisher is not self.compressed:
+            return image_message(images[0], stamp)
+        import cv2
+        from sensor_msgs.msg import CompressedImage
+
+        msg = CompressedImage(format="png", data=cv2.imencode(".png", images[0])[1].tobytes())
+        msg.header.stamp = stamp
+        return msg
 
     def until(self, predicate: Any, what: str, timeout_s: float = 30.0) -> None:
         spin_until(self.node, predicate, timeout_s, what=what, processes=self.processes)
 
     def frame(self, i: int = 0, *, msg: Any = None, publisher: Any = None) -> Any:
-        """Publish one frame and wait for the status it produces (result or rejection)."""
+        """Publish one frame and return the status it produces (result or rejection)."""
         if msg is None:
             images, _ = fashion_images()
             msg = image_message(images[i], self.node.get_clock().now().to_msg())
         n = len(self.statuses)
-        before = self._frames()
-        (publisher or self.images).publish(msg)
-        self.until(lambda: self._frames() > before and len(self.statuses) > n, "frame status")
-        return self.statuses[-1]
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
 
-    def _frames(self) -> int:
-        if not self.statuses:
-            return 0
-        s = self.statuses[-1]
-        return int(s.frames_processed + s.frames_rejected + s.frames_dropped)
+        def answered() -> bool:
+            return any((s.header.stamp.sec, s.header.stamp.nanosec) == stamp
+                       for s in self.statuses[n:])  # fmt: skip
+
+        (publisher or self.images).publish(msg)
+        self.until(answered, "frame status")
+        return next(s for s in self.statuses[n:]
+                    if (s.header.stamp.sec, s.header.stamp.nanosec) == stamp)  # fmt: skip
 
     def command(self, **fields: Any) -> int:
         from dynofa_ros.msg import ReconfigurationCommand
