@@ -23,12 +23,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from dynofa_ros.configuration import KEEP, Configuration
 from dynofa_ros.errors import DynofaError
 from dynofa_ros.platform.base import Platform, PlatformError, ProcessorKind, Setting
 
 if TYPE_CHECKING:
     from dynofa_ros.engine import InferenceResult
     from dynofa_ros.family import Family
+    from dynofa_ros.manager.types import Decision
     from dynofa_ros.platform.sim import SimulatedXavierNX
     from dynofa_ros.platform.workload import Workload
 
@@ -108,55 +110,31 @@ def clip(text: str, limit: int = 80) -> str:
 
 @dataclass(frozen=True)
 class Command:
-    """``msg/ReconfigurationCommand.msg`` without ROS: empty / zero / -1 fields mean "keep".
-    ``epoch`` names the manager incarnation that sent it (0: sent by hand; see the message
-    file for the rules)."""
+    """``msg/ReconfigurationCommand.msg`` without ROS: in ``config`` the empty values mean
+    "keep". ``epoch`` names the manager incarnation that sent it (0: sent by hand; see the
+    message file for the rules)."""
 
     seq: int
     target_model: str = ""
-    subnet_id: str = ""
-    processor: str = ""
-    threads: int = 0
-    cpu_frequency_khz: int = 0
-    gpu_frequency_khz: int = 0
-    power_mode: int = -1
+    config: Configuration = KEEP
     latency_target_ms: float = 0.0
     reason: str = ""
     epoch: int = 0
 
     @classmethod
-    def from_fields(cls, fields: Any) -> Command:
-        """From anything with the message's attribute names (a ROS message, a manager
-        ``Decision``); ``power_mode=None`` reads as -1 (keep), a missing ``epoch`` as 0."""
-        mode = getattr(fields, "power_mode", -1)
+    def of(cls, decision: Decision) -> Command:
+        """What the manager's ``decision`` tells its model's session."""
         return cls(
-            seq=int(fields.seq),
-            target_model=str(fields.target_model),
-            subnet_id=str(fields.subnet_id),
-            processor=str(fields.processor),
-            threads=int(fields.threads),
-            cpu_frequency_khz=int(fields.cpu_frequency_khz),
-            gpu_frequency_khz=int(fields.gpu_frequency_khz),
-            power_mode=-1 if mode is None else int(mode),
-            latency_target_ms=float(fields.latency_target_ms),
-            reason=str(getattr(fields, "reason", "")),
-            epoch=int(getattr(fields, "epoch", 0) or 0),
+            seq=decision.seq,
+            target_model=decision.target_model,
+            config=decision.config,
+            latency_target_ms=decision.latency_target_ms,
+            reason=decision.reason,
+            epoch=decision.epoch,
         )
 
     def same_identity(self, other: Command | None) -> bool:
         return other is not None and (self.epoch, self.seq) == (other.epoch, other.seq)
-
-
-@dataclass(frozen=True)
-class Active:
-    """What the next frame runs with. Frequencies are the pinned ones (0: the governor's)."""
-
-    member_id: str
-    processor: str
-    threads: int
-    cpu_frequency_khz: int = 0
-    gpu_frequency_khz: int = 0
-    power_mode: int = -1
 
 
 @dataclass(frozen=True)
@@ -177,7 +155,7 @@ class FrameCost:
 class FrameOutcome:
     result: InferenceResult
     cost: FrameCost
-    active: Active
+    active: Configuration
 
 
 class FrameTimer(Protocol):
@@ -186,7 +164,7 @@ class FrameTimer(Protocol):
     simulated: bool
 
     def cost(
-        self, workload: Workload, active: Active, result: InferenceResult, stamp_s: float
+        self, workload: Workload, active: Configuration, result: InferenceResult, stamp_s: float
     ) -> FrameCost: ...
 
 
@@ -200,7 +178,7 @@ class MeasuredTimer:
         self.platform = platform
 
     def cost(
-        self, workload: Workload, active: Active, result: InferenceResult, stamp_s: float
+        self, workload: Workload, active: Configuration, result: InferenceResult, stamp_s: float
     ) -> FrameCost:
         latency_ms = float(result.total_ms)
         power_w, cpu_khz, gpu_khz, throttled = 0.0, 0, 0, False
@@ -237,15 +215,15 @@ def simulate_frame(
     *,
     cpu_frequency_khz: int = 0,
     gpu_frequency_khz: int = 0,
-    power_mode: int = -1,
+    power_mode: int | None = None,
 ) -> FrameCost:
     """Run one frame on the simulated board at its current time, after pinning the requested
-    frequencies / power mode (0 / -1: leave). The one place both the simulated platform node's
-    service and the in-process replay turn a frame into latency and energy."""
+    frequencies / power mode (0 / ``None`` or negative: leave). The one place both the simulated
+    platform node's service and the in-process replay turn a frame into latency and energy."""
     freqs = {
         proc: int(khz) for proc, khz in ((CPU, cpu_frequency_khz), (GPU, gpu_frequency_khz)) if khz
     }
-    mode = None if power_mode < 0 else int(power_mode)
+    mode = None if power_mode is None or power_mode < 0 else int(power_mode)
     board.processor(processor)  # unknown processor: raise before changing anything
     if freqs or mode is not None:
         board.apply(Setting(frequencies_khz=freqs, power_mode=mode))
@@ -272,7 +250,7 @@ class BoardTimer:
         self.offset_s = offset_s
 
     def cost(
-        self, workload: Workload, active: Active, result: InferenceResult, stamp_s: float
+        self, workload: Workload, active: Configuration, result: InferenceResult, stamp_s: float
     ) -> FrameCost:
         self.board.advance_to(stamp_s - self.offset_s)
         return simulate_frame(
@@ -394,14 +372,17 @@ def _check_numbers(cmd: Command) -> None:
             f"latency_target_ms {target!r} must be a finite number in [0, "
             f"{MAX_LATENCY_TARGET_MS:g}] ms (0 = none)"
         )
-    for name in ("cpu_frequency_khz", "gpu_frequency_khz"):
-        value = getattr(cmd, name)
+    c = cmd.config
+    for name, value in (
+        ("cpu_frequency_khz", c.cpu_frequency_khz),
+        ("gpu_frequency_khz", c.gpu_frequency_khz),
+    ):
         if not 0 <= value <= UINT32_MAX:
             raise ValueError(f"{name} {value} must be in 0..{UINT32_MAX} kHz (0 = keep)")
-    if not 0 <= cmd.threads <= 65535:
-        raise ValueError(f"threads {cmd.threads} must be in 0..65535 (0 = keep)")
-    if not -1 <= cmd.power_mode <= 127:
-        raise ValueError(f"power_mode {cmd.power_mode} must be in -1..127 (-1 = keep)")
+    if not 0 <= c.threads <= 65535:
+        raise ValueError(f"threads {c.threads} must be in 0..65535 (0 = keep)")
+    if c.power_mode is not None and not 0 <= c.power_mode <= 127:
+        raise ValueError(f"power_mode {c.power_mode} must be in -1..127 (-1 = keep)")
 
 
 class PerceptionSession:
@@ -420,7 +401,7 @@ class PerceptionSession:
         timer: FrameTimer | None = None,
         platform: Platform | None = None,
         allow_dvfs: bool = False,
-        initial: Active | None = None,
+        initial: Configuration | None = None,
     ) -> None:
         self.engine = engine
         self.model_name = model_name
@@ -428,9 +409,9 @@ class PerceptionSession:
         self.platform = platform
         self.allow_dvfs = allow_dvfs
         member, processor, threads = engine.active
-        self._active = initial or Active(member, processor, threads)
+        self._active = initial or Configuration(member, processor, threads)
         if initial is not None:
-            engine.switch(initial.member_id, initial.processor, initial.threads)
+            engine.switch(initial.subnet_id, initial.processor, initial.threads)
         self.last_applied_seq = 0
         self.last_applied_epoch = 0
         self.last_command: Command | None = None  # the last command applied (identity rules)
@@ -440,7 +421,7 @@ class PerceptionSession:
         self.busy_from_s = -math.inf  # ... and when it started (the last costed frame's stamp)
 
     @property
-    def active(self) -> Active:
+    def active(self) -> Configuration:
         return self._active
 
     # --------------------------------------------------------------------------- commands
@@ -497,21 +478,23 @@ class PerceptionSession:
         khz = rec.frequency_khz if rec is not None and self.allow_dvfs else 0
         return Command(
             seq=1,
-            subnet_id=member,
-            processor=processor,
-            threads=threads,
-            cpu_frequency_khz=khz if family.processor == CPU else 0,
-            gpu_frequency_khz=khz if family.processor == GPU else 0,
+            config=Configuration(
+                member,
+                processor,
+                threads,
+                cpu_frequency_khz=khz if family.processor == CPU else 0,
+                gpu_frequency_khz=khz if family.processor == GPU else 0,
+            ),
             reason="safe fallback: the manager is silent",
         )
 
-    def _switch(self, new: Active, setting: Setting | None) -> str | None:
+    def _switch(self, new: Configuration, setting: Setting | None) -> str | None:
         if setting is not None and not self.timer.simulated and self.platform is not None:
             try:
                 self.platform.apply(setting)
             except PlatformError as exc:
                 return f"platform refused the setting: {exc}"
-        self.engine.switch(new.member_id, new.processor, new.threads)
+        self.engine.switch(new.subnet_id, new.processor, new.threads)
         self._active = new
         return None
 
@@ -531,7 +514,7 @@ class PerceptionSession:
                 f"(epoch {cmd.epoch}: a duplicate or reordered command)"
             )
 
-    def _validate(self, cmd: Command) -> tuple[Active, Setting | None]:
+    def _validate(self, cmd: Command) -> tuple[Configuration, Setting | None]:
         if cmd.target_model and cmd.target_model != self.model_name:
             raise ValueError(
                 f"target_model {clip(cmd.target_model)!r} is not this node's model_name "
@@ -539,26 +522,27 @@ class PerceptionSession:
             )
         _check_numbers(cmd)
         cur = self._active
-        member = cmd.subnet_id or cur.member_id
+        c = cmd.config
+        member = c.subnet_id or cur.subnet_id
         if member not in self.engine.members:
             raise ValueError(
                 f"subnet_id {clip(member)!r} is not in the family (one of: "
                 f"{', '.join(self.engine.members)})"
             )
-        processor = cmd.processor or cur.processor
+        processor = c.processor or cur.processor
         if processor not in self.engine.processors:
             raise ValueError(
                 f"processor {clip(processor)!r} is not prepared here (one of: "
                 f"{', '.join(self.engine.processors)})"
             )
-        threads = cmd.threads or cur.threads
+        threads = c.threads or cur.threads
         if threads not in self.engine.threads:
             raise ValueError(
                 f"threads {threads} is not a prepared thread count (one of: "
                 f"{', '.join(str(t) for t in self.engine.threads)})"
             )
-        new = replace(cur, member_id=member, processor=processor, threads=threads)
-        wants_dvfs = cmd.cpu_frequency_khz or cmd.gpu_frequency_khz or cmd.power_mode >= 0
+        new = replace(cur, subnet_id=member, processor=processor, threads=threads)
+        wants_dvfs = c.cpu_frequency_khz or c.gpu_frequency_khz or c.power_mode is not None
         if not wants_dvfs:
             return new, None
         if not self.allow_dvfs or self.platform is None:
@@ -567,8 +551,8 @@ class PerceptionSession:
             return new, None
         freqs: dict[str, int] = {}
         for proc, khz, field in (
-            (CPU, cmd.cpu_frequency_khz, "cpu_frequency_khz"),
-            (GPU, cmd.gpu_frequency_khz, "gpu_frequency_khz"),
+            (CPU, c.cpu_frequency_khz, "cpu_frequency_khz"),
+            (GPU, c.gpu_frequency_khz, "gpu_frequency_khz"),
         ):
             if not khz:
                 continue
@@ -577,7 +561,7 @@ class PerceptionSession:
             except PlatformError as exc:
                 raise ValueError(f"{field}: {exc}") from exc
             freqs[proc] = khz
-        mode = cmd.power_mode if cmd.power_mode >= 0 else None
+        mode = c.power_mode
         if mode is not None:
             modes = self.platform.capabilities().power_modes
             if mode not in modes:

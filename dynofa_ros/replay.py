@@ -374,6 +374,14 @@ def _check_alive(procs: ProcessManager) -> None:
             raise ReplayError(f"{p.name} exited with code {p.popen.returncode}:\n{tail}")
 
 
+def _check_configured(procs: ProcessManager) -> None:
+    """A lifecycle node whose configure failed stays up, unconfigured: say why at once."""
+    for p in procs.processes:
+        failed = next((x for x in p.output().splitlines() if "configure failed" in x), None)
+        if failed is not None:
+            raise ReplayError(f"{p.name}: {failed.strip()} (logs in {procs.log_dir})")
+
+
 def _wait_ready(
     node: Any, procs: ProcessManager, scenario: Scenario, info: Any, progress: bool
 ) -> None:
@@ -389,6 +397,7 @@ def _wait_ready(
         print(f"starting {len(procs.processes)} nodes (logs in {procs.log_dir}) ...", flush=True)
     while True:
         _check_alive(procs)
+        _check_configured(procs)
         missing = {t: n for t, n in needed.items() if node.subscribers(t) < n}
         node.discover()
         if not missing and node.count_publishers(T.BATTERY) > 0:

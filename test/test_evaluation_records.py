@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from dynofa_ros.configuration import KEEP, Configuration
 from dynofa_ros.evaluation import bagio
 from dynofa_ros.evaluation import scenario as sc
 from dynofa_ros.evaluation import topics as T
@@ -89,8 +91,8 @@ def _feed(b: RecordBuilder) -> None:
     b.throttled(T0, False)
     b.throttled(T0 + 2 * S, True)
     b.power_mode(T0, 2)
-    b.command(T0 + round(1.35 * S), MODEL, seq=1, subnet_id="small", processor="cuda",
-              threads=1, power_mode=-1, latency_target_ms=60.0, reason="too slow")  # fmt: skip
+    b.command(T0 + round(1.35 * S), MODEL, seq=1, config=Configuration("small", "cuda", 1),
+              latency_target_ms=60.0, reason="too slow")  # fmt: skip
 
 
 def _check_frames(run: RunResults) -> None:
@@ -113,7 +115,7 @@ def test_builder_joins_by_sequence_stamp_and_time() -> None:
     ]  # fmt: skip
     assert run.events == sorted(run.events, key=lambda e: e.t_s)
     (cmd,) = run.commands
-    assert (cmd.t_s, cmd.seq, cmd.subnet_id, cmd.power_mode) == (
+    assert (cmd.t_s, cmd.seq, cmd.config.subnet_id, cmd.config.power_mode) == (
         pytest.approx(1.35), 1, "small", None,
     )  # fmt: skip
     assert [s.value for s in run.series("battery")] == [0.3, 0.19, 0.15]
@@ -356,7 +358,7 @@ def test_result_bag_gives_the_same_records_as_the_builder(tmp_path: Path, storag
     # the same events as the in-process mode derives from the scenario
     assert [e for e in run.events if e.kind != "battery_threshold"] == scenario_events(TINY)
     (cmd,) = run.commands
-    assert (cmd.model, cmd.seq, cmd.subnet_id, cmd.reason) == (MODEL, 1, "small", "too slow")
+    assert (cmd.model, cmd.seq, cmd.config.subnet_id, cmd.reason) == (MODEL, 1, "small", "too slow")
     assert [(s.t_s, s.value) for s in run.series("throttled")] == [(0.0, 0.0), (2.0, 1.0)]
     assert [(s.t_s, s.value) for s in run.series("power")] == [(0.0, 6.0), (2.0, 7.0)]
     assert [(s.t_s, s.value) for s in run.series("board_energy")] == [(0.0, 10.0), (2.0, 24.0)]
@@ -392,9 +394,9 @@ def test_power_mode_of_a_frame_from_status_telemetry_or_applied_command() -> Non
     status that reports the mode itself wins."""
     b = RecordBuilder.for_scenario(TINY, "r")
     b.power_mode(T0, 2)
-    b.command(T0 + S // 2, MODEL, seq=1, power_mode=0)
-    b.command(T0 + 2 * S, MODEL, seq=2, power_mode=5)  # never acknowledged
-    b.command(T0 + S // 2, "other", seq=3, power_mode=7)  # another model's
+    b.command(T0 + S // 2, MODEL, seq=1, config=replace(KEEP, power_mode=0))
+    b.command(T0 + 2 * S, MODEL, seq=2, config=replace(KEEP, power_mode=5))  # not acknowledged
+    b.command(T0 + S // 2, "other", seq=3, config=replace(KEEP, power_mode=7))  # another model's
     applied = [0, 0, 0, 1, 1, 1, 1, 1, 1, 1]
     for i, seq in enumerate(applied):
         ns = T0 + round(0.3 * i * S)
@@ -404,7 +406,7 @@ def test_power_mode_of_a_frame_from_status_telemetry_or_applied_command() -> Non
     b.power_mode(T0 + round(2.05 * S), 2)  # telemetry later than the command: it wins
     modes = [f.power_mode for f in b.build().frames]
     assert modes == [2, 2, 2, 0, 0, 0, 0, 2, 2, 4]
-    assert [f.config[-1] for f in b.build().frames] == modes
+    assert [f.config.power_mode for f in b.build().frames] == modes
 
 
 def test_csv_columns_are_the_frame_fields() -> None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import re
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from test_evaluation_records import MODEL, TINY, _feed, write_result_bag
 
+from dynofa_ros.configuration import KEEP, Configuration
 from dynofa_ros.evaluation import plots
 from dynofa_ros.evaluation import report as rp
 from dynofa_ros.evaluation.metrics import compute
@@ -42,7 +44,8 @@ def manager_run() -> RunResults:
         b.board_energy(ns, 100.0 + 2.5 * k)
     b.power_mode(T0, 2)
     b.power_mode(T0 + round(2.1 * S), 3)
-    b.command(T0 + round(2.1 * S), MODEL, seq=2, power_mode=3, reason="battery low: 10 W mode")
+    b.command(T0 + round(2.1 * S), MODEL, seq=2, config=replace(KEEP, power_mode=3),
+              reason="battery low: 10 W mode")  # fmt: skip
     return b.build()
 
 
@@ -59,7 +62,7 @@ def robot_run() -> RunResults:
             b.status(model, i + 1, processor="cpu", threads=2 if slow else 4,
                      cpu_frequency_khz=1_900_800, latency_target_ms=60.0, power_w=3.0,
                      energy_per_frame_mj=90.0, last_command_seq=1 if slow else 0)  # fmt: skip
-    b.command(T0 + round(1.9 * S), "rear", seq=1, subnet_id="s", threads=2, power_mode=0,
+    b.command(T0 + round(1.9 * S), "rear", seq=1, config=Configuration("s", "", 2, power_mode=0),
               reason="too slow")  # fmt: skip
     b.temperature(T0, "CPU-therm", 51.0)
     b.temperature(T0 + 2 * S, "CPU-therm", 55.0)

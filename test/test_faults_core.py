@@ -4,12 +4,15 @@ inferred from camera stamps, diagnostics that return to OK."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from dynofa_ros.configuration import KEEP, Configuration
 from dynofa_ros.family import load_family
 from dynofa_ros.manager import BatteryReading, ManagerConfig, Mission, ModelSpec, RuntimeManager
 from dynofa_ros.perception import Command, PerceptionSession, seq_newer
@@ -33,10 +36,18 @@ def engine() -> Any:
     e.close()
 
 
+def cmd(seq: int, epoch: int = 0, **fields: Any) -> Command:
+    """A command by the message's field names (the configuration's go into ``config``)."""
+    names = {f.name for f in dataclasses.fields(Configuration)}
+    config = replace(KEEP, **{k: v for k, v in fields.items() if k in names})
+    rest = {k: v for k, v in fields.items() if k not in names}
+    return Command(seq=seq, epoch=epoch, config=config, **rest)
+
+
 def _session(engine: Any) -> PerceptionSession:
     members = engine.members
     s = PerceptionSession(engine, model_name="model")
-    assert s.apply(Command(seq=1, subnet_id=members[-1])) is None  # a known start
+    assert s.apply(cmd(seq=1, subnet_id=members[-1])) is None  # a known start
     s.last_command, s.last_applied_seq, s.last_applied_epoch = None, 0, 0
     return s
 
@@ -50,26 +61,26 @@ def test_seq_is_compared_in_serial_number_arithmetic() -> None:
 def test_epochs_take_over_duplicates_and_reordered_commands_do_not(engine: Any) -> None:
     m = engine.members
     s = _session(engine)
-    assert s.apply(Command(seq=40, epoch=7, subnet_id=m[0])) is None
-    assert s.active.member_id == m[0] and (s.last_applied_epoch, s.last_applied_seq) == (7, 40)
+    assert s.apply(cmd(seq=40, epoch=7, subnet_id=m[0])) is None
+    assert s.active.subnet_id == m[0] and (s.last_applied_epoch, s.last_applied_seq) == (7, 40)
     # the same incarnation: older and reordered commands are rejected, a duplicate is ignored
-    why = s.apply(Command(seq=39, epoch=7, subnet_id=m[1]))
+    why = s.apply(cmd(seq=39, epoch=7, subnet_id=m[1]))
     assert why is not None and "not newer than the last applied command 40" in why
-    assert s.apply(Command(seq=40, epoch=7, subnet_id=m[0])) is None
-    assert s.active.member_id == m[0] and s.last_applied_seq == 40
+    assert s.apply(cmd(seq=40, epoch=7, subnet_id=m[0])) is None
+    assert s.active.subnet_id == m[0] and s.last_applied_seq == 40
     # a restarted manager (new epoch, seq from 1) takes over at once
-    assert s.apply(Command(seq=1, epoch=99, subnet_id=m[1])) is None
-    assert s.active.member_id == m[1] and (s.last_applied_epoch, s.last_applied_seq) == (99, 1)
+    assert s.apply(cmd(seq=1, epoch=99, subnet_id=m[1])) is None
+    assert s.active.subnet_id == m[1] and (s.last_applied_epoch, s.last_applied_seq) == (99, 1)
     # a seq of 2^64-1 cannot wedge the node: after 1 it is far behind (RFC 1982), not ahead,
     # and a sender that really counts up to it wraps to 1
-    assert s.apply(Command(seq=MAX, epoch=99, subnet_id=m[2])) is not None
-    assert s.apply(Command(seq=2, epoch=99, subnet_id=m[3])) is None
-    assert s.apply(Command(seq=MAX, epoch=5, subnet_id=m[2])) is None
-    assert s.apply(Command(seq=1, epoch=5, subnet_id=m[3])) is None
-    assert s.active.member_id == m[3]
+    assert s.apply(cmd(seq=MAX, epoch=99, subnet_id=m[2])) is not None
+    assert s.apply(cmd(seq=2, epoch=99, subnet_id=m[3])) is None
+    assert s.apply(cmd(seq=MAX, epoch=5, subnet_id=m[2])) is None
+    assert s.apply(cmd(seq=1, epoch=5, subnet_id=m[3])) is None
+    assert s.active.subnet_id == m[3]
     # hand-sent commands (epoch 0) follow the same rules in their own incarnation
-    assert s.apply(Command(seq=3, subnet_id=m[0])) is None
-    assert s.apply(Command(seq=2, subnet_id=m[1])) is not None
+    assert s.apply(cmd(seq=3, subnet_id=m[0])) is None
+    assert s.apply(cmd(seq=2, subnet_id=m[1])) is not None
 
 
 @pytest.mark.parametrize(
@@ -91,14 +102,14 @@ def test_every_numeric_command_field_is_validated(
 ) -> None:
     s = _session(engine)
     before = s.active
-    why = s.apply(Command(**{"seq": 1, field: value}))
+    why = s.apply(cmd(**{"seq": 1, field: value}))
     assert why is not None and words in why, why
     assert s.active == before and s.last_command is None
 
 
 def test_long_strings_are_clipped_in_the_reason(engine: Any) -> None:
     s = _session(engine)
-    why = s.apply(Command(seq=1, target_model="x" * 100_000))
+    why = s.apply(cmd(seq=1, target_model="x" * 100_000))
     assert why is not None and len(why) < 300 and "(100000 chars)" in why
 
 
@@ -106,19 +117,19 @@ def test_safe_fallback_and_hand_back(engine: Any) -> None:
     m = engine.members
     family = load_family(models_dir() / "fmnist_mbv3_small.cpu.family.json")
     s = _session(engine)
-    assert s.apply(Command(seq=5, epoch=3, subnet_id=m[-1], threads=2)) is None
+    assert s.apply(cmd(seq=5, epoch=3, subnet_id=m[-1], threads=2)) is None
     safe = s.safe_command()
-    assert safe.subnet_id == family.members[0].id == m[0], "the fastest member"
-    assert safe.processor == "cpu" and safe.threads in (0, 1, 2)
+    assert safe.config.subnet_id == family.members[0].id == m[0], "the fastest member"
+    assert safe.config.processor == "cpu" and safe.config.threads in (0, 1, 2)
     assert s.enter_fallback(safe) is None
-    assert s.fallback and s.active.member_id == m[0]
+    assert s.fallback and s.active.subnet_id == m[0]
     assert (s.last_applied_epoch, s.last_applied_seq) == (3, 5), "still the reference"
     # the manager's heartbeat (a duplicate of its last command) hands control back
-    assert s.apply(Command(seq=5, epoch=3, subnet_id=m[-1], threads=2)) is None
-    assert not s.fallback and s.active.member_id == m[-1] and s.active.threads == 2
+    assert s.apply(cmd(seq=5, epoch=3, subnet_id=m[-1], threads=2)) is None
+    assert not s.fallback and s.active.subnet_id == m[-1] and s.active.threads == 2
     # a named safe member; one not in the family is refused with the reason
-    assert s.safe_command(m[2]).subnet_id == m[2]
-    assert s.enter_fallback(Command(seq=1, subnet_id="nope")) is not None and not s.fallback
+    assert s.safe_command(m[2]).config.subnet_id == m[2]
+    assert s.enter_fallback(cmd(seq=1, subnet_id="nope")) is not None and not s.fallback
 
 
 def _manager(**config: Any) -> RuntimeManager:
@@ -128,11 +139,13 @@ def _manager(**config: Any) -> RuntimeManager:
 
 
 def test_manager_incarnations() -> None:
+    from dynofa_ros.nodes.convert import command_message
+
     a, b = _manager(), _manager()
     assert a.epoch != b.epoch and 0 < a.epoch <= MAX
     assert a.observe(Mission(1.0, 1))
     (d,) = a.step(1.0)
-    assert (d.epoch, d.seq) == (a.epoch, 1) and d.message_fields()["epoch"] == a.epoch
+    assert (d.epoch, d.seq) == (a.epoch, 1) and command_message(d).epoch == a.epoch
     old = a.epoch
     a.set_policy("static-performance")
     assert a.epoch != old and a.current("model") is None

@@ -4,15 +4,17 @@ records. Real parts: the runtime manager, a perception session costed on the sim
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from dynofa_ros.configuration import KEEP, Configuration
 from dynofa_ros.engine.recorded import RecordedEngine
 from dynofa_ros.evaluation.loop import ClosedLoop, LoopModel
 from dynofa_ros.evaluation.records import ModelInfo, RecordBuilder, RunInfo
 from dynofa_ros.manager import ManagerConfig, ModelSpec, RuntimeManager
 from dynofa_ros.manager.families import BUILTIN
 from dynofa_ros.perception import (
-    Active,
     BoardTimer,
     Command,
     PerceptionSession,
@@ -34,7 +36,7 @@ def make_loop(policy: str = "static-performance") -> tuple[ClosedLoop, LoopModel
         timer=BoardTimer(board),
         platform=board,
         allow_dvfs=True,
-        initial=Active(most_accurate(target), "cuda", 1),
+        initial=Configuration(most_accurate(target), "cuda", 1),
     )
     spec = ModelSpec(name=MODEL, family=family, latency_target_ms=80.0, frame_rate_hz=10.0)
     manager = RuntimeManager([spec], board, policy, ManagerConfig())
@@ -70,11 +72,12 @@ def test_on_a_real_clock_a_late_frame_gets_the_decision_made_before_it_started()
 def test_a_refused_command_is_named_and_the_model_keeps_its_configuration() -> None:
     loop, model = make_loop()
     before = model.session.active
-    model.pending.append((0.0, Command(seq=7, target_model=MODEL, subnet_id="no-such-member")))
+    wrong = replace(KEEP, subnet_id="no-such-member")
+    model.pending.append((0.0, Command(seq=7, target_model=MODEL, config=wrong)))
     loop.frame("camera", 1_000_000_000, blank)
     assert len(loop.rejected) == 1
     assert loop.rejected[0].startswith(f"{MODEL} seq 7: ") and "no-such-member" in loop.rejected[0]
-    assert model.session.active.member_id == before.member_id
+    assert model.session.active.subnet_id == before.subnet_id
 
 
 def test_a_frame_is_recorded_observed_and_counted_once_per_model() -> None:

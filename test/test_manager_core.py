@@ -51,8 +51,9 @@ def _frame(mgr: RuntimeManager, t: float, latency_ms: float | None = None) -> No
     assert d is not None
     lat = d.predicted_latency_ms if latency_ms is None else latency_ms
     mgr.observe(
-        LatencyObservation(t, "model", lat, d.subnet_id, d.processor, d.threads,
-                           d.cpu_frequency_khz, d.gpu_frequency_khz, d.seq)
+        LatencyObservation(t, "model", lat, d.config.subnet_id, d.config.processor,
+                           d.config.threads, d.config.cpu_frequency_khz,
+                           d.config.gpu_frequency_khz, d.seq)
     )  # fmt: skip
 
 
@@ -207,13 +208,15 @@ def test_old_readings_and_unknown_members_are_rejected(family) -> None:
 def test_decisions_map_onto_the_reconfiguration_message(family) -> None:
     mgr = _manager(family)
     _start(mgr)
+    from dynofa_ros.nodes.convert import command_message
+
     d = mgr.current("model")
-    fields = d.message_fields()
-    assert fields["seq"] == d.seq and fields["target_model"] == "model"
-    assert fields["power_mode"] == -1
-    assert fields["subnet_id"] in family.ids
-    assert d.processor in ("cuda", "cpu")
-    assert d.cpu_frequency_khz in SimulatedXavierNX().processor("cpu").frequencies_khz
+    msg = command_message(d)
+    assert msg.seq == d.seq and msg.target_model == "model"
+    assert msg.power_mode == -1
+    assert msg.subnet_id in family.ids
+    assert d.config.processor in ("cuda", "cpu")
+    assert d.config.cpu_frequency_khz in SimulatedXavierNX().processor("cpu").frequencies_khz
 
 
 def test_config_errors_name_the_field() -> None:
@@ -298,22 +301,23 @@ def test_frames_run_below_the_pinned_clock_cap_the_plan_until_the_cap_is_gone(fa
     mgr = _manager(family)
     t = _start(mgr)
     d = mgr.current("model")
-    assert d is not None and d.cpu_frequency_khz > 0
+    assert d is not None and d.config.cpu_frequency_khz > 0
     table = sorted(mgr.context.tables["cpu"])
-    capped = table[max(0, table.index(d.cpu_frequency_khz) - 6)]
+    capped = table[max(0, table.index(d.config.cpu_frequency_khz) - 6)]
     decided = []
     for _ in range(20):  # every frame ran at the capped clock
         t += 0.1
         now = mgr.current("model")
         assert now is not None
         mgr.observe(
-            LatencyObservation(t, "model", now.predicted_latency_ms, now.subnet_id,
-                               now.processor, now.threads, capped, now.gpu_frequency_khz, now.seq)
+            LatencyObservation(t, "model", now.predicted_latency_ms, now.config.subnet_id,
+                               now.config.processor, now.config.threads, capped,
+                               now.config.gpu_frequency_khz, now.seq)
         )  # fmt: skip
         mgr.observe(BatteryReading(t, 0.9, 72.0))
         decided += mgr.step(t)
     assert len(decided) == 1, "one decision for the cap"
-    assert decided[0].cpu_frequency_khz <= capped and "thermal cap cpu" in decided[0].reason
+    assert decided[0].config.cpu_frequency_khz <= capped and "thermal cap cpu" in decided[0].reason
     # frames at the pinned clock again (the board cooled): the cap lifts a step per hold
     steps = len(table) - table.index(capped)
     for _ in range(round((steps + 2) * mgr.config.thermal.observed_hold_s / 0.1)):
@@ -322,7 +326,7 @@ def test_frames_run_below_the_pinned_clock_cap_the_plan_until_the_cap_is_gone(fa
         mgr.observe(BatteryReading(t, 0.9, 72.0))
         mgr.step(t)
     final = mgr.current("model")
-    assert final is not None and final.cpu_frequency_khz > capped
+    assert final is not None and final.config.cpu_frequency_khz > capped
     assert not mgr.policy.thermal.capped()
 
 

@@ -60,8 +60,9 @@ def _replay(seq, policy: str = "dynofa", two: bool = False):
             name = specs[i % len(specs)].name
             d = mgr.current(name)
             mgr.observe(LatencyObservation(
-                t, name, max(1.0, d.predicted_latency_ms) * value, d.subnet_id, d.processor,
-                d.threads, d.cpu_frequency_khz, d.gpu_frequency_khz, d.seq))  # fmt: skip
+                t, name, max(1.0, d.predicted_latency_ms) * value, d.config.subnet_id,
+                d.config.processor, d.config.threads, d.config.cpu_frequency_khz,
+                d.config.gpu_frequency_khz, d.seq))  # fmt: skip
         elif kind == "battery":
             mgr.observe(BatteryReading(t, value, 72.0))
         elif kind == "temp":
@@ -76,8 +77,8 @@ def _replay(seq, policy: str = "dynofa", two: bool = False):
         for d in new if thermal is not None else ():
             # never above the thermal cap in force when the decision was made
             tables = mgr.context.tables
-            assert d.cpu_frequency_khz <= tables["cpu"][thermal.caps["cpu"]]
-            assert d.gpu_frequency_khz <= tables["cuda"][thermal.caps["cuda"]]
+            assert d.config.cpu_frequency_khz <= tables["cpu"][thermal.caps["cpu"]]
+            assert d.config.gpu_frequency_khz <= tables["cuda"][thermal.caps["cuda"]]
         out += new
     return mgr, out, temps
 
@@ -89,11 +90,11 @@ def test_decisions_stay_within_family_tables_and_thermal_cap(seq, policy) -> Non
     assert out, "the first step always decides"
     ids = set(FAMILY.ids)
     for d in out:
-        assert d.subnet_id in ids
-        assert d.processor in TABLES
-        assert d.cpu_frequency_khz == 0 or d.cpu_frequency_khz in TABLES["cpu"]
-        assert d.gpu_frequency_khz == 0 or d.gpu_frequency_khz in TABLES["cuda"]
-        assert d.threads >= 0
+        assert d.config.subnet_id in ids
+        assert d.config.processor in TABLES
+        assert d.config.cpu_frequency_khz == 0 or d.config.cpu_frequency_khz in TABLES["cpu"]
+        assert d.config.gpu_frequency_khz == 0 or d.config.gpu_frequency_khz in TABLES["cuda"]
+        assert d.config.threads >= 0
     seqs = [d.seq for d in out]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     if policy == "dynofa" and len(temps) >= 20 and min(temps) >= TRIP_C:
@@ -122,12 +123,13 @@ def test_never_changes_faster_than_the_dwell_time(seq, two) -> None:
 def test_thermal_cap_lowers_the_frequencies_of_decisions() -> None:
     hot = [("temp", 95.0)] * 40 + [("frame", 1.0)] * 10
     mgr, out, _ = _replay(hot, "static-performance")  # the baseline ignores heat ...
-    assert out[-1].gpu_frequency_khz == TABLES["cuda"][-1] or out[-1].gpu_frequency_khz == 1109250
+    top = out[-1].config.gpu_frequency_khz
+    assert top == TABLES["cuda"][-1] or top == 1109250
     mgr, out, _ = _replay(hot)  # ... the manager steps its caps down, once per thermal dwell
     caps = mgr.policy.thermal.caps
     ctx = mgr.context
     assert caps["cuda"] < ctx.top_column("cuda") and caps["cpu"] < ctx.top_column("cpu")
     last = out[-1]
-    assert last.gpu_frequency_khz <= ctx.tables["cuda"][caps["cuda"]]
-    assert last.cpu_frequency_khz <= ctx.tables["cpu"][caps["cpu"]]
+    assert last.config.gpu_frequency_khz <= ctx.tables["cuda"][caps["cuda"]]
+    assert last.config.cpu_frequency_khz <= ctx.tables["cpu"][caps["cpu"]]
     assert "thermal cap" in last.reason

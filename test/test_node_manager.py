@@ -128,3 +128,84 @@ def test_battery_drop_and_mission_priority(ros_node: Any, processes: Any) -> Non
     assert best.predicted_latency_ms <= 100.0
     loop.frames_until(lambda: loop.acknowledged(best.seq), "acknowledgement")
     assert all(p.alive() for p in processes.processes)
+
+
+def test_the_manager_is_a_lifecycle_node(ros_node: Any, processes: Any) -> None:
+    """Unconfigured at start with ``auto_activate:=false``; configure loads the families and
+    listens (inputs only: no command while inactive); activate starts deciding; deactivate
+    stops the heartbeat; a configure that fails leaves the node up with the reason."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from dynofa_ros.msg import MissionPriority, ReconfigurationCommand
+    from dynofa_ros.nodes.qos import COMMANDS
+
+    proc = processes.start_python(
+        "dynofa_ros.nodes.manager_node", "--ros-args", "-p", "models:=[model]",
+        "-p", "auto_activate:=false", "-p", "command_repeat_s:=0.2",
+    )  # fmt: skip
+    commands: list[Any] = []
+    ros_node.create_subscription(ReconfigurationCommand, "/model/reconfigure", commands.append,
+                                 COMMANDS)  # fmt: skip
+    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    diagnostics: list[Any] = []
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics",
+                                 lambda m: diagnostics.extend(m.status), qos)  # fmt: skip
+    mission = ros_node.create_publisher(MissionPriority, "/mission_priority", qos)
+    get = ros_node.create_client(GetState, "/manager/get_state")
+    change = ros_node.create_client(ChangeState, "/manager/change_state")
+
+    def call(client: Any, request: Any) -> Any:
+        spin_until(ros_node, client.service_is_ready, 60.0, what=client.srv_name,
+                   processes=processes)  # fmt: skip
+        future = client.call_async(request)
+        spin_until(ros_node, future.done, 30.0, what=client.srv_name, processes=processes)
+        return future.result()
+
+    def state() -> int:
+        return int(call(get, GetState.Request()).current_state.id)
+
+    def transition(tid: int) -> bool:
+        return bool(call(change, ChangeState.Request(transition=Transition(id=tid))).success)
+
+    assert state() == State.PRIMARY_STATE_UNCONFIGURED
+    assert transition(Transition.TRANSITION_CONFIGURE)
+    assert state() == State.PRIMARY_STATE_INACTIVE
+    wait_for_subscribers(ros_node, mission, processes=processes)
+    msg = MissionPriority(level=MissionPriority.LEVEL_HIGH, reason="test")
+    msg.header.stamp = ros_node.get_clock().now().to_msg()
+    mission.publish(msg)
+    # the diagnostics (published from configure on) show the mission taken and no decision
+    n = len(diagnostics)
+    spin_until(ros_node, lambda: len(diagnostics) >= n + 2, 30.0, what="two diagnostics",
+               processes=processes)  # fmt: skip
+    values = {kv.key: kv.value for kv in diagnostics[-1].values}
+    assert values["decision.model"] == "none yet" and not commands, "inactive: no decision"
+
+    assert transition(Transition.TRANSITION_ACTIVATE)
+    spin_until(ros_node, lambda: len(commands) >= 3, 30.0, what="commands and heartbeats",
+               processes=processes)  # fmt: skip
+    first = commands[0]
+    assert first.target_model == "model" and first.seq == 1
+    assert all((c.epoch, c.seq) == (first.epoch, first.seq) for c in commands[1:3]), "heartbeat"
+
+    assert transition(Transition.TRANSITION_DEACTIVATE)
+    assert state() == State.PRIMARY_STATE_INACTIVE
+    assert transition(Transition.TRANSITION_CLEANUP)
+    assert state() == State.PRIMARY_STATE_UNCONFIGURED
+    assert proc.alive()
+
+
+def test_a_manager_whose_configure_fails_stays_up_and_says_why(processes: Any) -> None:
+    proc = processes.start_python(
+        "dynofa_ros.nodes.manager_node", "--ros-args", "-p", "models:=[model]",
+        "-p", "model.family:=/nonexistent/robot.family.json",
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while "configure failed" not in proc.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    line = next(x for x in proc.output().splitlines() if "configure failed" in x)
+    assert "/nonexistent/robot.family.json" in line
+    assert proc.alive(), "a failed configure leaves the lifecycle node running, unconfigured"

@@ -268,7 +268,7 @@ def test_a_run_starts_and_stops_its_corunners_and_records_everything(setup: Any)
     assert len(res.frames) + len(run.dropped_at_s) == setup.scenario.frame_count
     assert [e.kind for e in res.events] == ["corunner", "corunner"]
     assert [e.t_s for e in res.events] == [0.3, 0.6]
-    assert res.commands and res.commands[0].subnet_id in (SMALL, LARGE)
+    assert res.commands and res.commands[0].config.subnet_id in (SMALL, LARGE)
     for f in res.frames:
         assert f.latency_ms > 0
         assert f.target_ms == 50.0
@@ -325,7 +325,7 @@ def test_the_manager_leaves_a_configuration_measured_above_target(setup: Any) ->
         def inject(i: int, t: float, ms: float, active: Any) -> float:
             if t < 0.5:
                 return ms
-            seen.append((active.member_id, active.threads))
+            seen.append((active.subnet_id, active.threads))
             return 2.0 * target if seen[-1] == seen[0] else ms
 
         rt.run_policy(setup, policy, progress=False, latency_of=inject)

@@ -93,9 +93,10 @@ def live_check_out(live_check_bag: Path, tmp_path_factory: pytest.TempPathFactor
 
 def _decisions(run: object) -> list[tuple]:
     return [
-        (c.seq, c.subnet_id, c.processor, c.threads, c.cpu_frequency_khz, c.gpu_frequency_khz)
+        (c.seq, c.config.subnet_id, c.config.processor, c.config.threads,
+         c.config.cpu_frequency_khz, c.config.gpu_frequency_khz)
         for c in run.commands  # type: ignore[attr-defined]
-    ]
+    ]  # fmt: skip
 
 
 def test_live_replay_classifies_the_frames_and_obeys_the_manager(
@@ -134,7 +135,7 @@ def test_live_replay_classifies_the_frames_and_obeys_the_manager(
     last = acked[-1]
     nxt = next((c.t_s for c in run.commands if c.seq > last.seq), end + 1)
     between = [f for f in run.frames if last.t_s + 0.3 < f.t_s < nxt]
-    assert all(f.subnet_id == last.subnet_id for f in between if last.subnet_id)
+    assert all(f.subnet_id == last.config.subnet_id for f in between if last.config.subnet_id)
     # the result bag holds the same run
     again = load_result_bag(live_out / "tiny-dynofa-live.bag")
     assert [f.stamp_ns for f in again.frames] == [f.stamp_ns for f in run.frames]

@@ -5,12 +5,14 @@ Fig-7 behaviour on the published family (no network), the same figures as ``dyno
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dynofa_ros.cli import main as dynofa
+from dynofa_ros.configuration import KEEP, Configuration
 from dynofa_ros.engine.recorded import RecordedEngine
 from dynofa_ros.evaluation import scenario as sc
 from dynofa_ros.evaluation.generate import generate
@@ -97,13 +99,14 @@ def test_recorded_engine_is_driven_like_an_engine() -> None:
     target = SimulatedTarget(RecordedEngine(family), board)
     session = PerceptionSession(target, model_name="m", timer=BoardTimer(board), platform=board)
     small, large = family.members[0].id, family.members[-1].id
-    assert session.apply(Command(1, subnet_id=large, processor="cuda", threads=1)) is None
+    assert session.apply(Command(1, config=Configuration(large, "cuda", 1))) is None
     slow = session.run(lambda e: e.infer_blank(), 1.0)
-    assert session.apply(Command(2, subnet_id=small)) is None
+    assert session.apply(Command(2, config=replace(KEEP, subnet_id=small))) is None
     fast = session.run(lambda e: e.infer_blank(), 2.0)
     assert (slow.result.member_id, fast.result.member_id) == (large, small)
     assert slow.result.class_ids == () and fast.cost.latency_ms < slow.cost.latency_ms
-    assert "not in the family" in (session.apply(Command(3, subnet_id="zz")) or "")
+    wrong = Command(3, config=replace(KEEP, subnet_id="zz"))
+    assert "not in the family" in (session.apply(wrong) or "")
     session.close()
 
 
@@ -276,7 +279,8 @@ def test_a_corunner_on_and_off_costs_one_change_each_and_the_way_back_is_prompt(
     run = _run(s, "dynofa")
 
     def config(c: object) -> tuple[str, str, int]:
-        return (c.subnet_id, c.processor, c.threads)  # type: ignore[attr-defined]
+        k = c.config  # type: ignore[attr-defined]
+        return (k.subnet_id, k.processor, k.threads)
 
     def changes(lo: float, hi: float) -> int:
         cmds = sorted(run.commands, key=lambda c: c.t_s)

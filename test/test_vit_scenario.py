@@ -104,7 +104,7 @@ def test_short_fast_replay_decides_for_both_models(scenario: sc.Scenario) -> Non
         assert len(frames) >= 25, name  # 10 fps for 3 s
         assert {f.subnet_id for f in frames} <= families[name], name
         decided = [c for c in run.commands if c.model == name]
-        assert decided and all(c.subnet_id in families[name] for c in decided), name
+        assert decided and all(c.config.subnet_id in families[name] for c in decided), name
         assert sum(bool(f.correct) for f in frames) >= 0.6 * len(frames), name
     vit_ms = [f.latency_ms for f in run.frames_of("vit") if f.processor == "cuda"]
     assert vit_ms and min(vit_ms) > 15.0  # costed as a ViT on the simulated GPU (>= 21.9 ms)

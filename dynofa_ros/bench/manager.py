@@ -49,8 +49,8 @@ def measure(n_models: int, steps: int, *, plan_every_step: bool, policy: str = "
         d = mgr.current(spec.name)
         assert d is not None
         obs = LatencyObservation(
-            now, spec.name, 40.0 + 15.0 * (i % 2), d.subnet_id, d.processor, d.threads,
-            d.cpu_frequency_khz, d.gpu_frequency_khz, d.seq,
+            now, spec.name, 40.0 + 15.0 * (i % 2), d.config.subnet_id, d.config.processor,
+            d.config.threads, d.config.cpu_frequency_khz, d.config.gpu_frequency_khz, d.seq,
         )  # fmt: skip
         t0 = time.perf_counter_ns()
         mgr.observe(obs)

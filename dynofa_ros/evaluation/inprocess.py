@@ -268,11 +268,11 @@ def run_inprocess(
     """Replay ``scenario`` (its own timeline, or ``items`` read from its bag) under a policy."""
     from tqdm import tqdm
 
+    from dynofa_ros.configuration import Configuration
     from dynofa_ros.engine import Engine
     from dynofa_ros.engine.recorded import RecordedEngine
     from dynofa_ros.manager import ManagerConfig, RuntimeManager
     from dynofa_ros.perception import (
-        Active,
         BoardTimer,
         PerceptionSession,
         SimulatedTarget,
@@ -310,7 +310,7 @@ def run_inprocess(
                 timer=BoardTimer(board, offset_s=clock0_s),
                 platform=board,
                 allow_dvfs=True,
-                initial=Active(most_accurate(target), opt.processor, 1),
+                initial=Configuration(most_accurate(target), opt.processor, 1),
             )
             models.append(LoopModel(m.name, m.camera, session, m.latency_target_ms))
             specs.append(manager_spec(scenario, m, family))

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any
 from dynofa_ros.evaluation.records import RecordBuilder
 
 if TYPE_CHECKING:
+    from dynofa_ros.configuration import Configuration
     from dynofa_ros.manager import RuntimeManager
-    from dynofa_ros.perception import Active, Command, FrameOutcome, Inference, PerceptionSession
+    from dynofa_ros.perception import Command, FrameOutcome, Inference, PerceptionSession
     from dynofa_ros.platform.base import Telemetry
 
 # a runner's hook on a frame's latency (ms) before it is recorded and observed
-LatencyHook = Callable[[float, "Active"], float]
+LatencyHook = Callable[[float, "Configuration"], float]
 
 
 @dataclass
@@ -80,11 +81,9 @@ class ClosedLoop:
         from dynofa_ros.perception import Command
 
         for d in self.manager.step(now_s):
-            self.models[d.target_model].pending.append((now_s, Command.from_fields(d)))
+            self.models[d.target_model].pending.append((now_s, Command.of(d)))
             self.builder.command(
-                self.ns(now_s), d.target_model, seq=d.seq, subnet_id=d.subnet_id,
-                processor=d.processor, threads=d.threads, cpu_frequency_khz=d.cpu_frequency_khz,
-                gpu_frequency_khz=d.gpu_frequency_khz, power_mode=d.power_mode,
+                self.ns(now_s), d.target_model, seq=d.seq, config=d.config,
                 latency_target_ms=d.latency_target_ms, reason=d.reason,
             )  # fmt: skip
 

@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from dynofa_ros.configuration import Configuration
 from dynofa_ros.errors import DynofaError
 from dynofa_ros.evaluation.scenario import Scenario
 from dynofa_ros.evaluation.timeline import AmbientItem, CoRunnerItem, PriorityItem, events
@@ -58,7 +59,7 @@ from dynofa_ros.manager.families import workload_of
 from dynofa_ros.manager.inputs import InputStore
 from dynofa_ros.manager.model import Board
 from dynofa_ros.manager.oracle import Schedule, ScheduleEntry, check_schedule
-from dynofa_ros.manager.types import Configuration, Mission, ModelSpec
+from dynofa_ros.manager.types import Mission, ModelSpec
 from dynofa_ros.platform.base import Setting
 from dynofa_ros.platform.sim import CPU, GPU, SimulatedXavierNX
 from dynofa_ros.platform.workload import Workload

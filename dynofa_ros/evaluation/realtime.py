@@ -62,9 +62,10 @@ from dynofa_ros.evaluation.records import (
 from dynofa_ros.processes import NodeProcess, ProcessManager
 
 if TYPE_CHECKING:
+    from dynofa_ros.configuration import Configuration
     from dynofa_ros.engine import Engine
     from dynofa_ros.manager.oracle import Schedule
-    from dynofa_ros.perception import Active, Inference
+    from dynofa_ros.perception import Inference
 
 
 # ------------------------------------------------------------------------------- co-runners
@@ -255,7 +256,7 @@ def prepare(scenario: RealScenario, *, progress: bool = True) -> Setup:
 # ------------------------------------------------------------------------------- one run
 # latency_of(frame index, due time s, measured ms, active configuration) -> latency the run
 # records and the manager sees (tests inject latency with it; None = the measured latency)
-LatencyHook = Callable[[int, float, float, "Active"], float]
+LatencyHook = Callable[[int, float, float, "Configuration"], float]
 CAMERA = "camera"  # the one camera of a real-machine scenario
 
 
@@ -321,8 +322,9 @@ class _RealRun:
     """One policy's run on this machine: the closed loop, its clock and what the loop saw."""
 
     def __init__(self, setup: Setup, policy: str, latency_of: LatencyHook | None) -> None:
+        from dynofa_ros.configuration import Configuration
         from dynofa_ros.manager import ModelSpec, RuntimeManager
-        from dynofa_ros.perception import Active, PerceptionSession, most_accurate
+        from dynofa_ros.perception import PerceptionSession, most_accurate
         from dynofa_ros.platform import make_platform
 
         self.setup = setup
@@ -343,7 +345,7 @@ class _RealRun:
         session = PerceptionSession(
             setup.engine,
             model_name=m.name,
-            initial=Active(most_accurate(setup.engine), "cpu", m.threads[0]),
+            initial=Configuration(most_accurate(setup.engine), "cpu", m.threads[0]),
         )
         self.model = LoopModel(m.name, CAMERA, session, m.latency_target_ms)
         self.t0_ns = time.time_ns() - round(self.run_clock() * 1e9)
@@ -439,7 +441,7 @@ class _RealRun:
         return PolicyRun(loop.builder.build(), self.dropped, list(loop.rejected), corunner_pids)
 
 
-def _hooked(hook: LatencyHook, k: int, due: float, latency: float, active: Active) -> float:
+def _hooked(hook: LatencyHook, k: int, due: float, latency: float, active: Configuration) -> float:
     return float(hook(k, due, latency, active))
 
 
@@ -770,8 +772,8 @@ def oracle_schedule(rows: Sequence[ProbeRow], scenario: RealScenario) -> Schedul
     at the scenario's goal share under that load (ties: fewer threads, then the faster);
     where none is, the one with the largest share within. The measured tables are its cost
     model, as the simulated board's is the simulated oracle's."""
+    from dynofa_ros.configuration import Configuration
     from dynofa_ros.manager.oracle import ScheduleEntry, check_schedule
-    from dynofa_ros.manager.types import Configuration
 
     m = scenario.model
     target = m.latency_target_ms

@@ -27,6 +27,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from dynofa_ros.configuration import KEEP, Configuration
 from dynofa_ros.errors import DynofaError
 from dynofa_ros.fileio import atomic_path, atomic_write_text
 
@@ -68,10 +69,9 @@ class FrameRecord:
     power_mode: int | None = None  # board power mode (nvpmodel id) in force; None = unknown
 
     @property
-    def config(self) -> tuple[str, str, int, int, int, int | None]:
-        """What a reconfiguration changes: (sub-network, processor, threads, CPU kHz, GPU kHz,
-        power mode)."""
-        return (
+    def config(self) -> Configuration:
+        """What the frame ran with (what a reconfiguration changes)."""
+        return Configuration(
             self.subnet_id,
             self.processor,
             self.threads,
@@ -146,15 +146,13 @@ class Event:
 
 @dataclass(frozen=True)
 class CommandRecord:
+    """A command sent to ``model``; in ``config`` the empty values ("", 0, None) mean "keep".
+    The results file keeps ``config``'s fields flat, in its place."""
+
     t_s: float
     model: str
     seq: int
-    subnet_id: str
-    processor: str
-    threads: int
-    cpu_frequency_khz: int
-    gpu_frequency_khz: int
-    power_mode: int | None
+    config: Configuration
     latency_target_ms: float
     reason: str = ""
 
@@ -482,29 +480,14 @@ class RecordBuilder:
         model: str,
         *,
         seq: int,
-        subnet_id: str = "",
-        processor: str = "",
-        threads: int = 0,
-        cpu_frequency_khz: int = 0,
-        gpu_frequency_khz: int = 0,
-        power_mode: int | None = None,
+        config: Configuration = KEEP,
         latency_target_ms: float = 0.0,
         reason: str = "",
     ) -> None:
-        """A ``ReconfigurationCommand`` sent to ``model`` (empty / 0 / negative = keep)."""
+        """A ``ReconfigurationCommand`` sent to ``model`` (empty / 0 / None = keep)."""
         self.commands.append(
             CommandRecord(
-                self.t(stamp_ns),
-                model,
-                int(seq),
-                subnet_id,
-                processor,
-                int(threads),
-                int(cpu_frequency_khz),
-                int(gpu_frequency_khz),
-                None if power_mode is None or power_mode < 0 else int(power_mode),
-                float(latency_target_ms),
-                reason,
+                self.t(stamp_ns), model, int(seq), config, float(latency_target_ms), reason
             )
         )
 
@@ -532,7 +515,9 @@ class RecordBuilder:
         applied = [
             (c.seq, c.t_s, mode)
             for c in self.commands
-            if c.model == model and (mode := c.power_mode) is not None and 0 < c.seq <= command_seq
+            if c.model == model
+            and (mode := c.config.power_mode) is not None
+            and 0 < c.seq <= command_seq
         ]
         if applied:
             _, t_s, mode = max(applied)
@@ -769,8 +754,18 @@ def results_lines(run: RunResults) -> Iterable[str]:
         ("frame", run.frames),
     ):
         for item in items:
-            d = {"record": kind, **_finite(asdict(item))}
+            d = {"record": kind, **_finite(_flat(asdict(item)))}
             yield json.dumps(d, default=_json_default, allow_nan=False)
+
+
+def _flat(d: dict[str, Any]) -> dict[str, Any]:
+    """A record's ``config`` (a :class:`Configuration`) spelled out in its place."""
+    if not isinstance(d.get("config"), dict):
+        return d
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(v if k == "config" else {k: v})
+    return out
 
 
 def write_results(path: str | os.PathLike[str], run: RunResults) -> Path:
@@ -825,6 +820,9 @@ def _record(cls: type, d: Mapping[str, Any], where: str) -> Any:
     hints = _hints(cls)
     kw: dict[str, Any] = {}
     for f in fields(cls):
+        if hints[f.name] is Configuration:  # kept flat in the file (see _flat)
+            kw[f.name] = _record(Configuration, d, where)
+            continue
         if f.name not in d:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ResultsError(f"{where}: field {f.name!r} is missing")

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dynofa_ros.configuration import Configuration
 from dynofa_ros.evaluation.metrics import (
     ModelMetrics,
     Reaction,
@@ -299,24 +300,23 @@ def _mhz(khz: int) -> str:
 def _config_rows(run: RunResults) -> list[tuple[str, ...]]:
     """Frames per configuration (model, sub-network, processor, threads, frequencies, power
     mode), most used first."""
-    groups: dict[tuple[str, tuple[Any, ...]], list[FrameRecord]] = {}
+    groups: dict[tuple[str, Configuration], list[FrameRecord]] = {}
     for f in run.frames:
         groups.setdefault((f.model, f.config), []).append(f)
     per_model = {m: len(run.frames_of(m)) for m in run.models}
     rows: list[tuple[str, ...]] = []
     for (model, cfg), fs in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0][0])):
-        subnet, processor, threads, cpu, gpu, mode = cfg
         known = [f for f in fs if f.deadline_missed is not None]
         lat = sorted(f.latency_ms for f in fs)
         rows.append(
             (
                 model,
-                subnet or "n/a",
-                processor or "n/a",
-                str(threads) if threads else "n/a",
-                _mhz(cpu),
-                _mhz(gpu),
-                "n/a" if mode is None else str(mode),
+                cfg.subnet_id or "n/a",
+                cfg.processor or "n/a",
+                str(cfg.threads) if cfg.threads else "n/a",
+                _mhz(cfg.cpu_frequency_khz),
+                _mhz(cfg.gpu_frequency_khz),
+                "n/a" if cfg.power_mode is None else str(cfg.power_mode),
                 str(len(fs)),
                 _fmt(len(fs) / max(1, per_model.get(model, 0)), 1, 100),
                 _fmt(_median(lat)),
@@ -352,17 +352,17 @@ MAX_COMMAND_ROWS = 20
 
 
 def _command_row(c: CommandRecord) -> tuple[str, ...]:
-    keep = "keep"
+    keep, k = "keep", c.config
     return (
         f"{c.t_s:.2f}",
         c.model,
         str(c.seq),
-        c.subnet_id or keep,
-        c.processor or keep,
-        str(c.threads) if c.threads else keep,
-        _mhz(c.cpu_frequency_khz) if c.cpu_frequency_khz else keep,
-        _mhz(c.gpu_frequency_khz) if c.gpu_frequency_khz else keep,
-        keep if c.power_mode is None else str(c.power_mode),
+        k.subnet_id or keep,
+        k.processor or keep,
+        str(k.threads) if k.threads else keep,
+        _mhz(k.cpu_frequency_khz) if k.cpu_frequency_khz else keep,
+        _mhz(k.gpu_frequency_khz) if k.gpu_frequency_khz else keep,
+        keep if k.power_mode is None else str(k.power_mode),
         _fmt(c.latency_target_ms, 0) if c.latency_target_ms else "none",
         c.reason,
     )

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from dynofa_ros import configuration
 from dynofa_ros.evaluation import topics as T
 from dynofa_ros.evaluation.bagio import BagError, BagReader, stamp_ns
 from dynofa_ros.evaluation.records import (
@@ -140,12 +141,7 @@ def load_result_bag(path: str | os.PathLike[str], name: str | None = None) -> Ru
                 stamp_ns(msg),
                 model,
                 seq=int(msg.seq),
-                subnet_id=msg.subnet_id,
-                processor=msg.processor,
-                threads=int(msg.threads),
-                cpu_frequency_khz=int(msg.cpu_frequency_khz),
-                gpu_frequency_khz=int(msg.gpu_frequency_khz),
-                power_mode=int(msg.power_mode),
+                config=configuration.from_fields(msg),
                 latency_target_ms=_f32(msg.latency_target_ms),
                 reason=msg.reason,
             )

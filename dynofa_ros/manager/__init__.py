@@ -8,6 +8,7 @@ from :data:`POLICIES` decides: the hierarchical Dynamic-OFA manager (``dynofa``)
 
 from __future__ import annotations
 
+from dynofa_ros.configuration import Configuration
 from dynofa_ros.manager.config import (
     LevelPolicy,
     ManagerConfig,
@@ -21,7 +22,6 @@ from dynofa_ros.manager.runtime import RuntimeManager
 from dynofa_ros.manager.types import (
     BatteryReading,
     Choice,
-    Configuration,
     Decision,
     LatencyObservation,
     ManagerConfigError,

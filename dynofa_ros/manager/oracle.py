@@ -20,9 +20,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from dynofa_ros.configuration import Configuration
 from dynofa_ros.manager.inputs import InputStore
 from dynofa_ros.manager.policy import Policy
-from dynofa_ros.manager.types import Choice, Configuration, ManagerConfigError
+from dynofa_ros.manager.types import Choice, ManagerConfigError
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,13 @@ import bisect
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 
+from dynofa_ros.configuration import Configuration
 from dynofa_ros.manager.context import Context
 from dynofa_ros.manager.inputs import Effective, InputStore
 from dynofa_ros.manager.model import Corrections
 from dynofa_ros.manager.predict import Joint, Prediction, Row, predict_rows
 from dynofa_ros.manager.types import (
     Choice,
-    Configuration,
     LatencyObservation,
     PowerReading,
     PriorityLevel,

@@ -3,8 +3,8 @@
 Every input carries ``stamp_s`` (monotonic seconds; simulated seconds on the simulator). Inputs
 mirror the project's messages without importing ROS: :class:`Mission` is
 ``msg/MissionPriority.msg``, :class:`LatencyObservation` the relevant part of
-``msg/PerceptionStatus.msg``, and :class:`Decision` maps one to one onto
-``msg/ReconfigurationCommand.msg`` (:meth:`Decision.message_fields`).
+``msg/PerceptionStatus.msg``, and :class:`Decision` is
+``msg/ReconfigurationCommand.msg`` (mapped in ``nodes/convert.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from dynofa_ros.configuration import Configuration
 from dynofa_ros.errors import DynofaError
 from dynofa_ros.family import Family
 
@@ -168,18 +169,6 @@ class LatencyObservation:
 
 
 @dataclass(frozen=True)
-class Configuration:
-    """What one model runs with: everything a decision sets."""
-
-    subnet_id: str
-    processor: str
-    threads: int
-    cpu_frequency_khz: int
-    gpu_frequency_khz: int
-    power_mode: int | None = None
-
-
-@dataclass(frozen=True)
 class Choice:
     """A policy's choice for one model, before the manager numbers it."""
 
@@ -195,17 +184,13 @@ class Choice:
 
 @dataclass(frozen=True)
 class Decision:
-    """``ReconfigurationCommand.msg``, field for field (``power_mode=None`` is the message's -1)."""
+    """One command for one model: ``msg/ReconfigurationCommand.msg`` plus the predictions it
+    was made on (``nodes/convert.py`` maps it to the message)."""
 
     seq: int
     stamp_s: float
     target_model: str
-    subnet_id: str
-    processor: str
-    threads: int
-    cpu_frequency_khz: int
-    gpu_frequency_khz: int
-    power_mode: int | None
+    config: Configuration
     latency_target_ms: float
     predicted_latency_ms: float
     predicted_accuracy: float
@@ -215,55 +200,19 @@ class Decision:
     # content, so two runs on the same inputs still give equal decisions
     epoch: int = field(default=0, compare=False)
 
-    @property
-    def config(self) -> Configuration:
-        return Configuration(
-            self.subnet_id,
-            self.processor,
-            self.threads,
-            self.cpu_frequency_khz,
-            self.gpu_frequency_khz,
-            self.power_mode,
-        )
-
     @classmethod
     def from_choice(
         cls, seq: int, stamp_s: float, model: str, choice: Choice, epoch: int = 0
     ) -> Decision:
-        c = choice.config
         return cls(
             epoch=epoch,
             seq=seq,
             stamp_s=stamp_s,
             target_model=model,
-            subnet_id=c.subnet_id,
-            processor=c.processor,
-            threads=c.threads,
-            cpu_frequency_khz=c.cpu_frequency_khz,
-            gpu_frequency_khz=c.gpu_frequency_khz,
-            power_mode=c.power_mode,
+            config=choice.config,
             latency_target_ms=choice.latency_target_ms,
             predicted_latency_ms=choice.predicted_latency_ms,
             predicted_accuracy=choice.predicted_accuracy,
             predicted_power_w=choice.predicted_power_w,
             reason=choice.reason,
         )
-
-    def message_fields(self) -> dict[str, Any]:
-        """The ``ReconfigurationCommand`` fields except the header (stamp is ``stamp_s``)."""
-        return {
-            "epoch": self.epoch,
-            "seq": self.seq,
-            "target_model": self.target_model,
-            "subnet_id": self.subnet_id,
-            "processor": self.processor,
-            "threads": self.threads,
-            "cpu_frequency_khz": self.cpu_frequency_khz,
-            "gpu_frequency_khz": self.gpu_frequency_khz,
-            "power_mode": -1 if self.power_mode is None else self.power_mode,
-            "latency_target_ms": self.latency_target_ms,
-            "predicted_latency_ms": self.predicted_latency_ms,
-            "predicted_accuracy": self.predicted_accuracy,
-            "predicted_power_w": self.predicted_power_w,
-            "reason": self.reason,
-        }

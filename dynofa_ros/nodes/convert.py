@@ -9,7 +9,10 @@ from typing import Any
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import BatteryState, Temperature
 
-from dynofa_ros.msg import ProcessorLoad
+from dynofa_ros import configuration
+from dynofa_ros.manager.types import Decision
+from dynofa_ros.msg import ProcessorLoad, ReconfigurationCommand
+from dynofa_ros.perception import Command
 from dynofa_ros.platform.base import BatteryTelemetry, ProcessorTelemetry
 
 
@@ -98,3 +101,34 @@ def topic_token(name: str) -> str:
     """A thermal-zone or model name as a valid topic token (``CPU-therm`` -> ``cpu_therm``)."""
     out = "".join(c.lower() if c.isalnum() else "_" for c in name).strip("_")
     return out if out and not out[0].isdigit() else f"z_{out}"
+
+
+def command_message(d: Decision) -> ReconfigurationCommand:
+    """A manager's decision as the message (stamped with the decision's time, so a re-sent
+    command is an exact duplicate)."""
+    cmd = ReconfigurationCommand(
+        seq=d.seq,
+        epoch=d.epoch,
+        target_model=d.target_model,
+        latency_target_ms=d.latency_target_ms,
+        predicted_latency_ms=d.predicted_latency_ms,
+        predicted_accuracy=d.predicted_accuracy,
+        predicted_power_w=d.predicted_power_w,
+        reason=d.reason,
+        **configuration.message_fields(d.config),
+    )
+    cmd.header.stamp = to_stamp(d.stamp_s)
+    return cmd
+
+
+def command_of(msg: ReconfigurationCommand) -> Command:
+    """A received command as the perception session's (raises ``ValueError`` / ``TypeError``
+    on a malformed one)."""
+    return Command(
+        seq=int(msg.seq),
+        target_model=str(msg.target_model),
+        config=configuration.from_fields(msg),
+        latency_target_ms=float(msg.latency_target_ms),
+        reason=str(msg.reason),
+        epoch=int(msg.epoch),
+    )

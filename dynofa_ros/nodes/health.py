@@ -1,12 +1,14 @@
-"""What a node says in /diagnostics: WARN while a condition holds or shortly after an error,
-OK again once the cause is gone (a single bad input must not leave a node WARN forever)."""
+"""What a node says in /diagnostics, one shape for every node: WARN while a condition holds or
+shortly after an error, OK again once the cause is gone (a single bad input must not leave a node
+WARN forever)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from diagnostic_msgs.msg import DiagnosticStatus
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 ERROR_HOLD_S = 10.0  # an error keeps the node WARN this long after it happened
 
@@ -34,3 +36,24 @@ class Health:
         if not reasons:
             return DiagnosticStatus.OK, "ok"
         return DiagnosticStatus.WARN, "; ".join(reasons)
+
+
+def diagnostics(
+    name: str,
+    level: tuple[bytes, str],
+    hardware_id: str,
+    values: Mapping[str, object],
+    stamp: Time,
+) -> DiagnosticArray:
+    """One node's ``/diagnostics`` message: ``level`` is ``(level, message)`` (as
+    :meth:`Health.level` gives it), ``values`` its key / value pairs in order."""
+    status = DiagnosticStatus(
+        level=level[0],
+        name=name,
+        message=level[1],
+        hardware_id=hardware_id,
+        values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+    )
+    array = DiagnosticArray(status=[status])
+    array.header.stamp = stamp
+    return array

@@ -11,7 +11,8 @@ policy decides lives in :mod:`dynofa_ros.manager` (no ROS there): this node conv
 Bad, stale or future-stamped inputs are counted and ignored by the manager, which then falls back
 to a safe decision; the counts, and each model whose status stopped, are in ``/diagnostics``.
 A clock that jumps back (a bag loop under ``use_sim_time``) resets the input history and starts
-a new manager incarnation.
+a new manager incarnation. A lifecycle node, like the perception node (see :class:`ManagerNode`);
+a live ``policy`` change swaps the policy, not the manager.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.node import Node
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.lifecycle import State, TransitionCallbackReturn
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import BatteryState, Temperature
 
@@ -37,11 +39,21 @@ from dynofa_ros.msg import (
     ReconfigurationCommand,
 )
 from dynofa_ros.nodes import qos
-from dynofa_ros.nodes.convert import load_reading, to_seconds, to_stamp, topic_token
-from dynofa_ros.nodes.health import Health
+from dynofa_ros.nodes.convert import (
+    command_message,
+    load_reading,
+    to_seconds,
+    topic_token,
+)
+from dynofa_ros.nodes.health import Health, diagnostics
 from dynofa_ros.nodes.parameters import Param, ParameterTable
 from dynofa_ros.nodes.spin import run_node
 from dynofa_ros.perception import COMMAND_SKEW_LIMIT_S, clip
+
+if TYPE_CHECKING:
+    from dynofa_ros.family import Family
+    from dynofa_ros.manager import RuntimeManager
+    from dynofa_ros.platform.base import Platform
 
 PLATFORMS = ("sim-xavier-nx", "auto", "jetson", "linux")
 QOS = qos.OUTPUTS
@@ -84,6 +96,7 @@ def node_params() -> tuple[Param, ...]:
         Param("board_load_period_s", 0.5, "on a real board (platform jetson / linux): read its "
               "processors' load this often, as sim_platform_node publishes load/* for the "
               "simulated one (0 = only the load/* topics)", "s", 0.0, 60.0, live=False),
+        Param("auto_activate", True, "configure and activate at start-up", live=False),
         Param("command_repeat_s", 1.0, "re-send each model's command in force this often (the "
               "perception node's manager_timeout_s watchdog listens for it; 0 = never)", "s",
               0.0, 3600.0),
@@ -109,7 +122,11 @@ def _check_schedule(values: Any) -> str | None:
     return None
 
 
-class ManagerNode(Node):
+class ManagerNode(LifecycleNode):
+    """*configure* loads the families and subscribes to the inputs (the manager learns from
+    them while inactive), *activate* starts deciding and commanding, *deactivate* stops it,
+    *cleanup* releases everything. ``auto_activate`` does configure + activate at start-up."""
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("manager", **kwargs)
         self.params = ParameterTable(self, node_params(), _check_schedule)
@@ -121,50 +138,138 @@ class ManagerNode(Node):
         self._lock = threading.Lock()
         self._last_decision_s = 0.0
         self._last_now_s = 0.0
-        self.manager = self._build_manager()
+        self.manager: RuntimeManager | None = None  # from configure to cleanup
+        self.platform: Platform | None = None
+        self.deciding = False  # active
         self.rejected_inputs = 0
         self.clock_resets = 0
         self.health = Health()
         self._status_at: dict[str, float] = {}  # model -> node clock of its last status
+        self._cmd_pubs: dict[str, Any] = {}
+        self._diag_pub: Any = None
+        self._subs: list[Any] = []
+        self._timers: list[Any] = []  # from configure to cleanup
+        self._tick: Any = None  # decisions and ...
+        self._repeat: Any = None  # ... heartbeats: from activate to deactivate
+        self._temperature_subs: dict[str, Any] = {}
+        self._boot: Any = None
+        self.params.on_change(self._on_params)
+        if self.params["auto_activate"]:
+            self._boot = self.create_timer(0.0, self._auto_activate)
+
+    # ============================================================================ lifecycle
+    def _auto_activate(self) -> None:
+        if self._boot is not None:
+            self._boot.cancel()
+            self.destroy_timer(self._boot)
+            self._boot = None
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            self.manager = self._build_manager()
+        except (DynofaError, ValueError, OSError) as exc:  # a failed transition, never a crash
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
         self._cmd_pubs = {
-            m: self.create_publisher(ReconfigurationCommand, f"/{m}/reconfigure", qos.COMMANDS)
-            for m in models
+            m: self.create_lifecycle_publisher(
+                ReconfigurationCommand, f"/{m}/reconfigure", qos.COMMANDS
+            )
+            for m in self.models
         }
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QOS)
-        self.create_subscription(BatteryState, "battery", self._on_battery, QOS)
-        self.create_subscription(MissionPriority, "/mission_priority", self._on_mission, QOS)
-        for m in models:
-            self.create_subscription(
-                PerceptionStatus, f"/{m}/status", lambda msg, m=m: self._on_status(m, msg), QOS
+        self._subscribe()
+        self._timers.append(self.create_timer(1.0, self._publish_diagnostics))
+        self.get_logger().info(
+            f"managing {', '.join(self.models)} with policy {self.params['policy']} at "
+            f"{self.params['rate_hz']:g} Hz on {self.params['platform']}"
+        )
+        return super().on_configure(state)
+
+    def _subscribe(self) -> None:
+        manager = self._live()
+        subs = self._subs
+        subs.append(self.create_subscription(BatteryState, "battery", self._on_battery, QOS))
+        subs.append(
+            self.create_subscription(MissionPriority, "/mission_priority", self._on_mission, QOS)
+        )
+        for m in self.models:
+            subs.append(
+                self.create_subscription(
+                    PerceptionStatus, f"/{m}/status", lambda msg, m=m: self._on_status(m, msg), QOS
+                )
             )
-        for name in self.manager.context.board.processors:
-            self.create_subscription(
-                ProcessorLoad, f"load/{topic_token(name.name)}", self._on_load, QOS
+        for name in manager.context.board.processors:
+            subs.append(
+                self.create_subscription(
+                    ProcessorLoad, f"load/{topic_token(name.name)}", self._on_load, QOS
+                )
             )
         if self.params["platform"] != "sim-xavier-nx" and self.params["board_load_period_s"] > 0:
-            self.create_timer(self.params["board_load_period_s"], self._read_board_load)
-        self._temperature_subs: dict[str, Any] = {}
+            self._timers.append(
+                self.create_timer(self.params["board_load_period_s"], self._read_board_load)
+            )
         listed = [t for t in self.params["temperature_topics"] if t]
         for topic in listed:
             self._subscribe_temperature(topic)
         if not listed:
             self._discover_temperatures()
-            self.create_timer(2.0, self._discover_temperatures)
-        self._tick = self.create_timer(1.0 / self.params["rate_hz"], self._on_tick)
+            self._timers.append(self.create_timer(2.0, self._discover_temperatures))
         if self.get_parameter("use_sim_time").value:
-            self.create_subscription(Clock, "/clock", self._on_clock, qos.CLOCK)
+            subs.append(self.create_subscription(Clock, "/clock", self._on_clock, qos.CLOCK))
         else:
-            self.create_timer(0.01, lambda: self._on_clock(None))
+            self._timers.append(self.create_timer(0.01, lambda: self._on_clock(None)))
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._tick = self.create_timer(1.0 / self.params["rate_hz"], self._on_tick)
         self._repeat = self._repeat_timer(self.params["command_repeat_s"])
-        self.create_timer(1.0, self._publish_diagnostics)
-        self.params.on_change(self._on_params)
-        self.get_logger().info(
-            f"managing {', '.join(models)} with policy {self.params['policy']} at "
-            f"{self.params['rate_hz']:g} Hz on {self.params['platform']}"
-        )
+        self.deciding = True
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._stop_deciding()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_deciding(self) -> None:
+        self.deciding = False
+        for timer in (self._tick, self._repeat):
+            if timer is not None:
+                timer.cancel()
+                self.destroy_timer(timer)
+        self._tick = self._repeat = None
+
+    def _release(self) -> None:
+        self._stop_deciding()
+        for sub in [*self._subs, *self._temperature_subs.values()]:
+            self.destroy_subscription(sub)
+        for timer in self._timers:
+            timer.cancel()
+            self.destroy_timer(timer)
+        for pub in self._cmd_pubs.values():
+            self.destroy_lifecycle_publisher(pub)
+        if self._diag_pub is not None:
+            self.destroy_publisher(self._diag_pub)
+        self._subs, self._timers, self._cmd_pubs, self._temperature_subs = [], [], {}, {}
+        self._diag_pub = None
+        self.manager = None
+
+    def _live(self) -> RuntimeManager:
+        """The manager, which exists from configure to cleanup (when the callbacks run)."""
+        if self.manager is None:
+            raise RuntimeError(f"{self.get_name()}: no manager outside configure..cleanup")
+        return self.manager
 
     # ------------------------------------------------------------------------- building
-    def _build_manager(self, policy: str | None = None) -> Any:
+    def _build_manager(self, policy: str | None = None) -> RuntimeManager:
         from dynofa_ros.family import load_family
         from dynofa_ros.manager import ManagerConfig, ModelSpec, RuntimeManager, config_from_dict
         from dynofa_ros.perception import default_family_path
@@ -207,7 +312,7 @@ class ManagerNode(Node):
         self._foresee(manager, {s.name: s.family for s in specs})
         return manager
 
-    def _foresee(self, manager: Any, families: dict[str, Any]) -> None:
+    def _foresee(self, manager: RuntimeManager, families: dict[str, Family]) -> None:
         """Hand the oracle its schedule (``schedule``), played as the clock reaches each entry."""
         if manager.policy.name != "oracle":
             return
@@ -219,19 +324,22 @@ class ManagerNode(Node):
         manager.foresee(schedule, self.params["schedule_origin_s"], LEAD_S)
 
     def _on_params(self, changed: Mapping[str, Any]) -> None:
-        if "policy" in changed:
+        """A new policy replaces the manager's policy (a new incarnation), keeping its inputs
+        and corrections; unconfigured, the parameter is simply what configure will use."""
+        if "policy" in changed and self.manager is not None:
+            manager = self.manager
             with self._lock:
-                self.manager.set_policy(changed["policy"])
-                specs = self.manager.context.specs
-                self._foresee(self.manager, {n: spec.family for n, spec in specs.items()})
-                epoch = self.manager.epoch
+                manager.set_policy(changed["policy"])
+                specs = manager.context.specs
+                self._foresee(manager, {n: spec.family for n, spec in specs.items()})
+                epoch = manager.epoch
             self.get_logger().info(f"policy is now {changed['policy']} (epoch {epoch})")
-        if "command_repeat_s" in changed:
+        if "command_repeat_s" in changed and self.deciding:
             if self._repeat is not None:
                 self._repeat.cancel()
                 self.destroy_timer(self._repeat)
             self._repeat = self._repeat_timer(changed["command_repeat_s"])
-        if "rate_hz" in changed:
+        if "rate_hz" in changed and self._tick is not None:
             self._tick.cancel()
             self.destroy_timer(self._tick)
             self._tick = self.create_timer(1.0 / changed["rate_hz"], self._on_tick)
@@ -247,9 +355,12 @@ class ManagerNode(Node):
         return now
 
     def _clock_jumped_back(self, before: float, now: float) -> None:
-        with self._lock:
-            self.manager.reset()
-            epoch = self.manager.epoch
+        if self.manager is None:
+            epoch = 0
+        else:
+            with self._lock:
+                self.manager.reset()
+                epoch = self.manager.epoch
         self._last_decision_s = 0.0
         self._last_now_s = now
         self._status_at.clear()
@@ -262,7 +373,7 @@ class ManagerNode(Node):
     def _offer(self, reading: Any, what: str) -> None:
         now = self._now()
         with self._lock:
-            accepted = self.manager.observe(reading, now)
+            accepted = self._live().observe(reading, now)
         if not accepted:
             self.rejected_inputs += 1
             self.health.error(f"{what} rejected (see the warning.* values)")
@@ -277,7 +388,7 @@ class ManagerNode(Node):
                 capacity = float(msg.capacity) * float(msg.voltage)
             else:  # a bad voltage costs the capacity, not the state of charge
                 with self._lock:
-                    self.manager.inputs.warn("battery.voltage: not a positive number")
+                    self._live().inputs.warn("battery.voltage: not a positive number")
         stamp = to_seconds(msg.header.stamp)
         self._offer(BatteryReading(stamp, soc, capacity), "battery")
         self._decide(stamp)
@@ -299,7 +410,7 @@ class ManagerNode(Node):
 
         now = self._now()
         try:
-            processors = self.platform.telemetry().processors
+            processors = self.platform.telemetry().processors if self.platform else {}
         except (DynofaError, OSError) as exc:
             self.health.error(f"board load unreadable: {clip(str(exc))}")
             return
@@ -366,7 +477,7 @@ class ManagerNode(Node):
 
     def _on_clock(self, _msg: Any) -> None:
         """The oracle plays an entry at its own time, as soon as the clock reaches it."""
-        play = getattr(self.manager.policy, "unplayed", None)
+        play = getattr(self._live().policy, "unplayed", None)
         at = play(self._now()) if play is not None else None
         if at is not None:
             self._decide(at)
@@ -376,6 +487,8 @@ class ManagerNode(Node):
         decision does not depend on how late the callback ran (the fast replay decides at the
         same times); an implausible stamp (none, ahead of the clock) falls back to the clock."""
         now = self._now()
+        if not self.deciding:
+            return  # configured, not active: the manager learns from inputs, decides nothing
         if now <= 0.0:
             return  # use_sim_time and no /clock yet: a decision at time 0 would precede the run
         if not 0.0 < at <= now + COMMAND_SKEW_LIMIT_S:
@@ -384,7 +497,7 @@ class ManagerNode(Node):
         self._last_decision_s = at
         with self._lock:
             try:
-                decisions = self.manager.step(at)
+                decisions = self._live().step(at)
             except DynofaError as exc:
                 text = f"decision failed: {exc}"
                 self.health.error(text)
@@ -400,7 +513,7 @@ class ManagerNode(Node):
         """Re-send each decision in force unchanged (a heartbeat; a duplicate is ignored)."""
         self._now()  # notices a clock jump even when no input arrives
         with self._lock:
-            current = [self.manager.current(m) for m in self.models]
+            current = [self._live().current(m) for m in self.models]
         for d in current:
             if d is not None:
                 self._cmd_pubs[d.target_model].publish(command_message(d))
@@ -416,56 +529,43 @@ class ManagerNode(Node):
 
     def _publish_diagnostics(self) -> None:
         with self._lock:
-            warnings = dict(self.manager.warnings)
-            current = {m: self.manager.current(m) for m in self.models}
-            epoch, holding = self.manager.epoch, self.manager.holding
-        values = [
-            KeyValue(key="policy", value=self.params["policy"]),
-            KeyValue(key="epoch", value=str(epoch)),
-            KeyValue(key="rejected_inputs", value=str(self.rejected_inputs)),
-            KeyValue(key="clock_resets", value=str(self.clock_resets)),
-            KeyValue(key="last_error", value=clip(self.health.last_error, 200)),
-        ]
-        values += [
-            KeyValue(key=f"warning.{clip(k, 120)}", value=str(v))
-            for k, v in sorted(warnings.items())
-        ]
+            manager = self._live()
+            warnings = dict(manager.warnings)
+            current = {m: manager.current(m) for m in self.models}
+            epoch, holding = manager.epoch, manager.holding
+        values: dict[str, object] = {
+            "policy": self.params["policy"],
+            "epoch": epoch,
+            "rejected_inputs": self.rejected_inputs,
+            "clock_resets": self.clock_resets,
+            "last_error": clip(self.health.last_error, 200),
+        }
+        values.update((f"warning.{clip(k, 120)}", v) for k, v in sorted(warnings.items()))
         for m, d in current.items():
             text = (
                 "none yet"
                 if d is None
-                else f"{d.subnet_id} on {d.processor}, seq {d.seq} ({clip(d.reason, 200)})"
+                else f"{d.config.subnet_id} on {d.config.processor}, seq {d.seq} "
+                f"({clip(d.reason, 200)})"
             )
-            values.append(KeyValue(key=f"decision.{m}", value=text))
+            values[f"decision.{m}"] = text
         silent = self._silent_models()
         for m in self.models:
             at = self._status_at.get(m)
             text = "none yet" if at is None else f"last {self._now() - at:.1f} s ago"
-            values.append(KeyValue(key=f"status.{m}", value=text))
+            values[f"status.{m}"] = text
         conditions = [*silent]
         if holding:
             conditions.append(f"holding: {', '.join(holding)} stale")
-        level, message = self.health.level(conditions)
-        status = DiagnosticStatus(
-            level=level,
-            name=f"{self.get_fully_qualified_name()}: runtime manager",
-            message=message,
-            hardware_id=self.params["platform"],
-            values=values,
+        self._diag_pub.publish(
+            diagnostics(
+                f"{self.get_fully_qualified_name()}: runtime manager",
+                self.health.level(conditions),
+                self.params["platform"],
+                values,
+                self.get_clock().now().to_msg(),
+            )
         )
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self._diag_pub.publish(array)
-
-
-def command_message(d: Any) -> ReconfigurationCommand:
-    """A manager :class:`~dynofa_ros.manager.types.Decision` as the message (stamped with the
-    decision's time, so a re-sent command is an exact duplicate)."""
-    cmd = ReconfigurationCommand()
-    cmd.header.stamp = to_stamp(d.stamp_s)
-    for key, value in d.message_fields().items():
-        setattr(cmd, key, value)
-    return cmd
 
 
 def main(args: list[str] | None = None) -> int:

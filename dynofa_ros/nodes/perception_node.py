@@ -23,24 +23,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.client import Client
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.publisher import Publisher
 from sensor_msgs.msg import CompressedImage, Image
 
+from dynofa_ros.configuration import Configuration
 from dynofa_ros.errors import DynofaError
 from dynofa_ros.msg import ClassificationResult, PerceptionStatus, ReconfigurationCommand
 from dynofa_ros.nodes import qos
-from dynofa_ros.nodes.convert import to_seconds, to_stamp
-from dynofa_ros.nodes.health import Health
+from dynofa_ros.nodes.convert import command_of, to_seconds, to_stamp
+from dynofa_ros.nodes.health import Health, diagnostics
 from dynofa_ros.nodes.latest import Latest, StampGaps
 from dynofa_ros.nodes.parameters import Param, ParameterTable
 from dynofa_ros.nodes.spin import run_node
 from dynofa_ros.perception import (
     COMMAND_SKEW_LIMIT_S,
-    Active,
     BoardBusyError,
     Command,
     FrameCost,
@@ -134,7 +134,7 @@ class ServiceTimer:
         self.timeout_s = timeout_s
         self._client: Client = node.create_client(SimulateFrame, "/sim_board/simulate_frame")
 
-    def cost(self, workload: Any, active: Active, result: Any, stamp_s: float) -> FrameCost:
+    def cost(self, workload: Any, active: Configuration, result: Any, stamp_s: float) -> FrameCost:
         if not self._client.wait_for_service(timeout_sec=self.timeout_s):
             raise DynofaError(
                 f"service {self._client.srv_name} is not available after {self.timeout_s:g} s "
@@ -147,7 +147,7 @@ class ServiceTimer:
             threads=active.threads,
             cpu_frequency_khz=active.cpu_frequency_khz,
             gpu_frequency_khz=active.gpu_frequency_khz,
-            power_mode=active.power_mode,
+            power_mode=-1 if active.power_mode is None else active.power_mode,
             macs=workload.macs,
             layers=workload.layers,
             params=workload.params,
@@ -272,7 +272,7 @@ class PerceptionNode(LifecycleNode):
             f"{self.params['model_name']}: {len(e.members)} members prepared "
             f"({self.params['backend']}, processors {', '.join(e.processors)}, threads "
             f"{', '.join(map(str, e.threads))}, {process_rss() / 2**20:.0f} MiB RSS); active "
-            f"{self.live.active.member_id}; listening on {self.resolve_topic_name(topic)}"
+            f"{self.live.active.subnet_id}; listening on {self.resolve_topic_name(topic)}"
         )
         return super().on_configure(state)
 
@@ -323,7 +323,7 @@ class PerceptionNode(LifecycleNode):
             timer=timer,
             platform=platform,
             allow_dvfs=p["allow_dvfs"],
-            initial=Active(initial, p["processor"], p["threads"]),
+            initial=Configuration(initial, p["processor"], p["threads"]),
         )
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
@@ -445,7 +445,7 @@ class PerceptionNode(LifecycleNode):
         return (
             f"manager (epoch {self.live.last_applied_epoch}) silent{since} > "
             f"manager_timeout_s {self.params['manager_timeout_s']:g}: safe configuration "
-            f"{a.member_id} on {a.processor} until it speaks again"
+            f"{a.subnet_id} on {a.processor} until it speaks again"
         )
 
     def _note_error(self, text: str) -> None:
@@ -498,7 +498,7 @@ class PerceptionNode(LifecycleNode):
         was_fallback = self.live.fallback
         command: Command | None = None
         try:
-            command = Command.from_fields(msg)
+            command = command_of(msg)
         except (TypeError, ValueError) as exc:
             reason: str | None = f"malformed command: {clip(str(exc), 200)}"
         else:
@@ -511,7 +511,7 @@ class PerceptionNode(LifecycleNode):
             if was_fallback and not self.live.fallback:
                 self.get_logger().info(
                     f"manager speaks again (epoch {command.epoch}, seq {command.seq}): "
-                    f"{self.live.active.member_id} on {self.live.active.processor}"
+                    f"{self.live.active.subnet_id} on {self.live.active.processor}"
                 )
             return
         c.rejected_command_seq = int(msg.seq)
@@ -585,7 +585,7 @@ class PerceptionNode(LifecycleNode):
         s.model_name = self.params["model_name"]
         s.level = level
         s.message = message
-        s.subnet_id = active.member_id
+        s.subnet_id = active.subnet_id
         s.processor = active.processor
         s.threads = active.threads
         s.cpu_frequency_khz = active.cpu_frequency_khz
@@ -621,7 +621,7 @@ class PerceptionNode(LifecycleNode):
         c, s = self.counters, self.session
         active = s.active
         values = {
-            "subnet_id": active.member_id,
+            "subnet_id": active.subnet_id,
             "processor": active.processor,
             "threads": active.threads,
             "cpu_frequency_khz": active.cpu_frequency_khz,
@@ -643,17 +643,15 @@ class PerceptionNode(LifecycleNode):
         if time.monotonic() - self._lost_at <= self.health.hold_s:
             conditions.append(f"{self._gaps.lost} of {self._gaps.lost + self._gaps.received} "
                               f"frames lost so far: {TRANSPORT_HINT}")  # fmt: skip
-        level, message = self.health.level(conditions)
-        diag = DiagnosticStatus(
-            level=level,
-            name=f"{self.get_fully_qualified_name()}: perception {self.params['model_name']}",
-            message=message,
-            hardware_id=self.params["platform"],
-            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+        self._diag_pub.publish(
+            diagnostics(
+                f"{self.get_fully_qualified_name()}: perception {self.params['model_name']}",
+                self.health.level(conditions),
+                self.params["platform"],
+                values,
+                self.get_clock().now().to_msg(),
+            )
         )
-        array = DiagnosticArray(status=[diag])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self._diag_pub.publish(array)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -16,11 +16,10 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState, Temperature
-from std_msgs.msg import Header
 
 from dynofa_ros.clock import timer_time
 from dynofa_ros.msg import CoRunnerLoad, ProcessorLoad
@@ -32,6 +31,7 @@ from dynofa_ros.nodes.convert import (
     to_stamp,
     topic_token,
 )
+from dynofa_ros.nodes.health import Health, diagnostics
 from dynofa_ros.nodes.parameters import Param, ParameterTable
 from dynofa_ros.nodes.spin import run_node
 from dynofa_ros.perception import simulate_frame
@@ -78,6 +78,7 @@ class SimPlatformNode(Node):
         self._t0: float | None = p["epoch_s"] or None  # ROS time that is simulated time 0
         self.frames = 0
         self.rejected = 0
+        self.health = Health()
         self._battery_pub = self.create_publisher(BatteryState, "battery", QOS)
         # one publisher per zone from the start: a publisher created at its first message
         # loses that message (no subscriber matched yet)
@@ -188,6 +189,7 @@ class SimPlatformNode(Node):
 
     def _reject(self, why: str) -> None:
         self.rejected += 1
+        self.health.error(why)
         self.get_logger().warning(why)
 
     # ---------------------------------------------------------------------- publishing
@@ -209,27 +211,26 @@ class SimPlatformNode(Node):
             load = load_message(name, pt, stamp)
             if load is not None:
                 self._load_pubs[name].publish(load)
-        status = DiagnosticStatus(
-            level=DiagnosticStatus.WARN if tele.throttled else DiagnosticStatus.OK,
-            name=f"{self.get_name()}: simulated Xavier NX",
-            message="thermal throttling" if tele.throttled else "ok",
-            hardware_id="sim-xavier-nx",
-            values=[
-                KeyValue(key=k, value=str(v))
-                for k, v in (
-                    ("sim_time_s", f"{tele.stamp_s:.3f}"),
-                    ("power_w", f"{tele.total_power_w or 0.0:.3f}"),
-                    ("energy_j", f"{tele.energy_j or 0.0:.3f}"),
-                    ("power_mode", -1 if tele.power_mode is None else tele.power_mode),
-                    ("cpu_khz", tele.processors[CPU].frequency_khz),
-                    ("gpu_khz", tele.processors[GPU].frequency_khz),
-                    ("corunners", ",".join(self.board.corunners) or "none"),
-                    ("frames", self.frames),
-                    ("rejected_inputs", self.rejected),
-                )
-            ],
+        values = {
+            "sim_time_s": f"{tele.stamp_s:.3f}",
+            "power_w": f"{tele.total_power_w or 0.0:.3f}",
+            "energy_j": f"{tele.energy_j or 0.0:.3f}",
+            "power_mode": -1 if tele.power_mode is None else tele.power_mode,
+            "cpu_khz": tele.processors[CPU].frequency_khz,
+            "gpu_khz": tele.processors[GPU].frequency_khz,
+            "corunners": ",".join(self.board.corunners) or "none",
+            "frames": self.frames,
+            "rejected_inputs": self.rejected,
+        }
+        self._diag_pub.publish(
+            diagnostics(
+                f"{self.get_name()}: simulated Xavier NX",
+                self.health.level(["thermal throttling" if tele.throttled else ""]),
+                "sim-xavier-nx",
+                values,
+                stamp,
+            )
         )
-        self._diag_pub.publish(DiagnosticArray(header=Header(stamp=stamp), status=[status]))
 
 
 def main(args: list[str] | None = None) -> int:
