@@ -54,7 +54,7 @@ def markdown() -> str:
         "",
         table(perception_node.PARAMS),
         "",
-        "#### `manager_node` (node `manager`)",
+        "#### `manager_node` (lifecycle node `manager`)",
         "",
         table(manager_node.node_params()),
         "",
