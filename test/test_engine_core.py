@@ -34,7 +34,7 @@ def eng() -> Engine:
 
 def test_api_surface(eng: Engine) -> None:
     fam = load_family(tiny_family()[0])
-    assert BACKENDS == ("onnxruntime", "torch-static", "torch-dynamic")
+    assert tuple(BACKENDS) == ("onnxruntime", "torch-static", "torch-dynamic")
     assert eng.members == fam.ids
     assert eng.labels[0] == "T-shirt/top" and len(eng.labels) == 10
     assert eng.processors == ("cpu",)  # this machine: no GPU

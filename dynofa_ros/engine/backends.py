@@ -19,7 +19,6 @@ import numpy as np
 
 from dynofa_ros.engine.errors import EngineError
 
-BACKENDS = ("onnxruntime", "torch-static", "torch-dynamic")
 PROCESSORS = ("cpu", "cuda")
 
 
@@ -154,9 +153,94 @@ def torch_has_gpu() -> bool:
 
 def gpu_available(backend: str) -> bool:
     try:
-        return ort_has_gpu() if backend == "onnxruntime" else torch_has_gpu()
+        return BACKENDS[backend].has_gpu()
     except Exception:  # a broken CUDA install means no GPU here
         return False
+
+
+# ------------------------------------------------------------------------------ registry
+class Backend:
+    """How one backend turns the family's members into runners, for one ``Engine.load``:
+    :meth:`member` builds what a member's runners share, :meth:`runner` one runner of it.
+
+    ``net`` is the super-network (``None`` when prepared ONNX files stand in for it: only
+    ONNX Runtime can run those); ``prepared`` those files (``engine.prepared``)."""
+
+    requires = "torch"  # the package it needs (``runtime_versions.require``)
+    reads_prepared = False  # runs the prepared ONNX files when a family has them
+
+    def __init__(self, net: Any, prepared: Any, lock: threading.Lock) -> None:
+        self.net, self.prepared, self.lock = net, prepared, lock
+
+    @staticmethod
+    def has_gpu() -> bool:
+        return torch_has_gpu()
+
+    def member(self, member_id: str, cfg: Any) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def runner(self, processor: str, threads: int) -> Runner:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class OrtBackend(Backend):
+    requires = "onnxruntime"
+    reads_prepared = True
+    _model = b""
+
+    @staticmethod
+    def has_gpu() -> bool:
+        return ort_has_gpu()
+
+    def member(self, member_id: str, cfg: Any) -> None:
+        if self.prepared is not None:
+            self._model = self.prepared.model_bytes(member_id)
+        else:
+            from dynofa_ros.supernet.export import export_onnx
+
+            self._model = export_onnx(self.net, cfg)
+
+    def runner(self, processor: str, threads: int) -> Runner:
+        return OrtRunner(self._model, processor, threads)
+
+
+class TorchStaticBackend(Backend):
+    _static: Any = None
+
+    def member(self, member_id: str, cfg: Any) -> None:
+        self._static = self.net.extract(cfg).eval()
+
+    def runner(self, processor: str, threads: int) -> Runner:
+        module = self._static
+        if processor != "cpu":
+            import copy
+
+            module = copy.deepcopy(module).to("cuda").eval()
+        return TorchStaticRunner(module, processor, threads, self.lock)
+
+
+class TorchDynamicBackend(Backend):
+    _cfg: Any = None
+
+    def __init__(self, net: Any, prepared: Any, lock: threading.Lock) -> None:
+        super().__init__(net, prepared, lock)
+        self._nets: dict[str, Any] = {}  # processor -> the super-network there (one each)
+
+    def member(self, member_id: str, cfg: Any) -> None:
+        self._cfg = cfg
+
+    def runner(self, processor: str, threads: int) -> Runner:
+        if processor not in self._nets:
+            self._nets[processor] = dynamic_net_on(self.net, processor)
+        return TorchDynamicRunner(self._nets[processor], self._cfg, processor, threads, self.lock)
+
+
+# name -> backend, as ``Engine.load(backend=...)`` and the nodes' ``backend`` parameter name it
+BACKENDS: dict[str, type[Backend]] = {
+    "onnxruntime": OrtBackend,
+    "torch-static": TorchStaticBackend,
+    "torch-dynamic": TorchDynamicBackend,
+}
 
 
 def check_choice(value: Any, name: str, allowed: Sequence[str]) -> str:

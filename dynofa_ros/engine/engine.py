@@ -21,19 +21,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 import numpy as np
 
 from dynofa_ros.engine.backends import (
     BACKENDS,
     PROCESSORS,
-    OrtRunner,
     Runner,
-    TorchDynamicRunner,
-    TorchStaticRunner,
     check_choice,
-    dynamic_net_on,
     gpu_available,
 )
 from dynofa_ros.engine.errors import EngineError
@@ -47,6 +43,12 @@ from dynofa_ros.engine.preprocess import (
 )
 from dynofa_ros.family import Family, load_family, sha256_file
 from dynofa_ros.platform.workload import Workload, workload_from_layer_specs
+
+if TYPE_CHECKING:
+    from dynofa_ros.supernet.checkpoint import Checkpoint
+
+# a checkpoint file, or one loaded (whose network the engine then owns)
+CheckpointSource: TypeAlias = "str | os.PathLike[str] | Checkpoint"
 
 log = logging.getLogger(__name__)
 
@@ -207,10 +209,10 @@ class Engine:
 
     # -------------------------------------------------------------------------------- load
     @classmethod
-    def load(  # noqa: PLR0912, PLR0915 - to split (issue 21)
+    def load(
         cls,
-        checkpoint: Any,
-        family: Any,
+        checkpoint: CheckpointSource,
+        family: str | os.PathLike[str] | Family,
         *,
         backend: str = "onnxruntime",
         processors: Sequence[str] | str = ("cpu",),
@@ -229,38 +231,19 @@ class Engine:
         processor, the first thread count."""
         from tqdm import tqdm
 
-        from dynofa_ros.runtime_versions import import_torch, require
+        from dynofa_ros.runtime_versions import require
 
-        backend = check_choice(backend, "backend", BACKENDS)
+        backend = check_choice(backend, "backend", tuple(BACKENDS))
         procs = _check_processors(processors)
         thr = _check_threads(threads)
         top_k = _check_top_k(top_k)
-        require("numpy", "onnxruntime" if backend == "onnxruntime" else "torch")
+        kind = BACKENDS[backend]
+        require("numpy", kind.requires)
         fam = family if isinstance(family, Family) else load_family(family)
 
-        net: Any = None
-        prepared: PreparedFamily | None = None
-        ready_dir = find_prepared(fam) if backend == "onnxruntime" else None
-        if ready_dir is not None and isinstance(checkpoint, (str, os.PathLike)):
-            # prepared ONNX files beside the family: no torch, no export (see engine.prepared)
-            prepared = read_prepared(ready_dir)
-            ckpt_path: Path | None = Path(checkpoint)
-            check_matches(prepared, fam, ckpt_path)
-            configs: dict[str, Any] = {m.id: prepared.member(m.id).config for m in fam.members}
-            resolutions = {m.id: prepared.member(m.id).resolution for m in fam.members}
-            labels = prepared.labels
-            in_ch, mean, std = prepared.in_channels, prepared.mean, prepared.std
-        else:
-            import_torch()  # one line when torch is missing or outside the matrix
-            from dynofa_ros.supernet.checkpoint import Checkpoint, load_checkpoint
-
-            ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-            net = ckpt.net
-            _check_same_supernet(fam, ckpt)
-            configs = family_configs(fam, net)
-            resolutions = {mid: int(cfg.r) for mid, cfg in configs.items()}
-            labels, ckpt_path = tuple(ckpt.labels), ckpt.path
-            in_ch, mean, std = net.arch.in_channels, net.arch.mean, net.arch.std
+        src = _Source.of(checkpoint, fam, kind.reads_prepared)
+        net, prepared, configs, resolutions = src.net, src.prepared, src.configs, src.resolutions
+        in_ch = src.in_channels
         if initial is None:
             best = max(m.accuracy for m in fam.members)
             initial = [m.id for m in fam.members if m.accuracy == best][-1]
@@ -272,38 +255,13 @@ class Engine:
         if net is not None:
             install_family_bn(fam, net, configs)
 
-        ready = []
-        for p in procs:
-            if p == "cpu" or gpu_available(backend):
-                ready.append(p)
-            else:
-                log.warning("processor 'cuda' requested but %s has no GPU here; skipped", backend)
-        if not ready:
-            raise EngineError(
-                f"processors {list(procs)}: none is available for backend {backend} on this "
-                "machine (allowed here: cpu)"
-            )
-        procs = tuple(ready)
-
-        workloads = {}
-        for m in fam.members:
-            stored = m.workload
-            if stored is None and prepared is not None:
-                stored = prepared.member(m.id).workload
-            if stored is not None:
-                try:
-                    workloads[m.id] = Workload.from_dict(stored)
-                except ValueError as exc:
-                    raise EngineError(f"family {fam.name}: member {m.id}: {exc}") from exc
-            else:
-                specs = net.layer_specs(configs[m.id])
-                workloads[m.id] = workload_from_layer_specs(m.id, specs, runtime=backend)
+        procs = _available(procs, backend)
+        workloads = src.workloads(fam, backend)
 
         rss_before = process_rss()
         start = time.perf_counter()
         bindings: dict[tuple[str, str, int], _Binding] = {}
-        lock = threading.Lock()
-        dyn_nets: dict[str, Any] = {}
+        maker = kind(net, prepared, threading.Lock())
         with tqdm(
             total=len(configs) * len(procs),
             desc=f"prepare {backend}",
@@ -312,32 +270,11 @@ class Engine:
             file=sys.stderr,
         ) as bar:
             for mid, cfg in configs.items():
-                onnx_model = None
-                static = None
-                if prepared is not None:
-                    onnx_model = prepared.model_bytes(mid)
-                elif backend == "onnxruntime":
-                    from dynofa_ros.supernet.export import export_onnx
-
-                    onnx_model = export_onnx(net, cfg)
-                elif backend == "torch-static":
-                    static = net.extract(cfg).eval()
+                maker.member(mid, cfg)
                 for p in procs:
                     shared: Runner | None = None  # GPU: one runner for every thread count
                     for t in thr:
-                        if shared is not None:
-                            runner = shared
-                        elif backend == "onnxruntime":
-                            assert onnx_model is not None
-                            runner = OrtRunner(onnx_model, p, t)
-                        elif backend == "torch-static":
-                            assert static is not None
-                            module = static if p == "cpu" else _to_gpu(static)
-                            runner = TorchStaticRunner(module, p, t, lock)
-                        else:
-                            if p not in dyn_nets:
-                                dyn_nets[p] = dynamic_net_on(net, p)
-                            runner = TorchDynamicRunner(dyn_nets[p], cfg, p, t, lock)
+                        runner = shared or maker.runner(p, t)
                         if p != "cpu":
                             shared = runner
                         r = resolutions[mid]
@@ -355,11 +292,11 @@ class Engine:
         if progress:
             print(report, file=sys.stderr)
         log.info("%s", report)
-        pre = Preprocessor(in_ch, mean, std)
+        pre = Preprocessor(in_ch, src.mean, src.std)
         return cls(
             backend=backend,
             family=fam,
-            labels=labels,
+            labels=src.labels,
             configs=configs,
             bindings=bindings,
             initial=(initial, procs[0], thr[0]),
@@ -370,7 +307,7 @@ class Engine:
             top_k=top_k,
             center_crop=center_crop,
             report=report,
-            checkpoint_path=ckpt_path,
+            checkpoint_path=src.checkpoint_path,
         )
 
     # ------------------------------------------------------------------------- properties
@@ -641,10 +578,91 @@ def _top_k(out: np.ndarray, k: int) -> tuple[tuple[int, ...], tuple[float, ...],
     return tuple(idx.tolist()), tuple(probs[idx].tolist()), raw
 
 
-def _to_gpu(module: Any) -> Any:
-    import copy
+class _Source(NamedTuple):
+    """What a family's members are built from: the super-network, or the prepared ONNX files
+    beside the family (no torch, no export; see ``engine.prepared``)."""
 
-    return copy.deepcopy(module).to("cuda").eval()
+    net: Any
+    prepared: PreparedFamily | None
+    configs: dict[str, Any]
+    resolutions: dict[str, int]
+    labels: tuple[str, ...]
+    checkpoint_path: Path | None
+    in_channels: int
+    mean: Any
+    std: Any
+
+    @classmethod
+    def of(cls, checkpoint: CheckpointSource, fam: Family, reads_prepared: bool) -> _Source:
+        ready_dir = find_prepared(fam) if reads_prepared else None
+        if ready_dir is not None and isinstance(checkpoint, (str, os.PathLike)):
+            prepared = read_prepared(ready_dir)
+            check_matches(prepared, fam, Path(checkpoint))
+            return cls(
+                None,
+                prepared,
+                {m.id: prepared.member(m.id).config for m in fam.members},
+                {m.id: prepared.member(m.id).resolution for m in fam.members},
+                tuple(prepared.labels),
+                Path(checkpoint),
+                prepared.in_channels,
+                prepared.mean,
+                prepared.std,
+            )
+        from dynofa_ros.runtime_versions import import_torch
+
+        import_torch()  # one line when torch is missing or outside the matrix
+        from dynofa_ros.supernet.checkpoint import Checkpoint, load_checkpoint
+
+        ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+        net = ckpt.net
+        _check_same_supernet(fam, ckpt)
+        configs = family_configs(fam, net)
+        return cls(
+            net,
+            None,
+            configs,
+            {mid: int(cfg.r) for mid, cfg in configs.items()},
+            tuple(ckpt.labels),
+            ckpt.path,
+            net.arch.in_channels,
+            net.arch.mean,
+            net.arch.std,
+        )
+
+    def workloads(self, fam: Family, backend: str) -> dict[str, Workload]:
+        """Each member's workload: stored in the family (or its prepared files), else counted
+        from the network's layers."""
+        out = {}
+        for m in fam.members:
+            stored = m.workload
+            if stored is None and self.prepared is not None:
+                stored = self.prepared.member(m.id).workload
+            if stored is not None:
+                try:
+                    out[m.id] = Workload.from_dict(stored)
+                except ValueError as exc:
+                    raise EngineError(f"family {fam.name}: member {m.id}: {exc}") from exc
+            else:
+                specs = self.net.layer_specs(self.configs[m.id])
+                out[m.id] = workload_from_layer_specs(m.id, specs, runtime=backend)
+        return out
+
+
+def _available(procs: tuple[str, ...], backend: str) -> tuple[str, ...]:
+    """``procs`` without "cuda" when ``backend`` has no GPU here (with a warning)."""
+    ready = []
+    for p in procs:
+        if p == "cpu" or gpu_available(backend):
+            ready.append(p)
+        else:
+            log.warning("processor 'cuda' requested but %s has no GPU here; skipped", backend)
+    if not ready:
+        raise EngineError(
+            f"processors {list(procs)}: none is available for backend {backend} on this "
+            "machine (allowed here: cpu)"
+        )
+    return tuple(ready)
 
 
 def _check_same_supernet(fam: Family, ckpt: Any) -> None:

@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from dynofa_ros.engine.backends import BACKENDS
 from dynofa_ros.evaluation import scenario as scenario_files
 from dynofa_ros.evaluation.scenario import (
     CameraSpec,
@@ -50,7 +51,6 @@ from dynofa_ros.manager.registry import POLICIES
 from dynofa_ros.manager.types import ManagerConfigError
 from dynofa_ros.resources import DEFAULT_CHECKPOINT
 
-ENGINE_BACKENDS = ("onnxruntime", "torch-static", "torch-dynamic")
 CAMERA_SOURCES = ("fashion_mnist", "random")
 CORUNNER_KINDS = ("spin", "matmul")
 MAX_PROCESSES = 64
@@ -309,7 +309,7 @@ def _model(
         family = load_family(family_path)
     except FamilyError as exc:
         raise ScenarioError(f"scenario {v.source}: field 'models[0].family': {exc}") from None
-    backend = v.choice(rt, "backend", "realtime", ENGINE_BACKENDS, "onnxruntime")
+    backend = v.choice(rt, "backend", "realtime", tuple(BACKENDS), "onnxruntime")
     members = rt.get("members")
     if members is not None:
         if (

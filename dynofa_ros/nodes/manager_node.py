@@ -49,13 +49,14 @@ from dynofa_ros.nodes.health import Health, diagnostics
 from dynofa_ros.nodes.parameters import Param, ParameterTable
 from dynofa_ros.nodes.spin import run_node
 from dynofa_ros.perception import COMMAND_SKEW_LIMIT_S, clip
+from dynofa_ros.platform import BACKENDS
 
 if TYPE_CHECKING:
     from dynofa_ros.family import Family
     from dynofa_ros.manager import RuntimeManager
     from dynofa_ros.platform.base import Platform
 
-PLATFORMS = ("sim-xavier-nx", "auto", "jetson", "linux")
+PLATFORMS = ("sim-xavier-nx", "auto", *(b for b in BACKENDS if b != "sim-xavier-nx"))
 QOS = qos.OUTPUTS
 TEMPERATURE_TYPE = "sensor_msgs/msg/Temperature"
 

@@ -31,6 +31,7 @@ from rclpy.publisher import Publisher
 from sensor_msgs.msg import CompressedImage, Image
 
 from dynofa_ros.configuration import Configuration
+from dynofa_ros.engine.backends import BACKENDS
 from dynofa_ros.errors import DynofaError
 from dynofa_ros.msg import ClassificationResult, PerceptionStatus, ReconfigurationCommand
 from dynofa_ros.nodes import qos
@@ -54,10 +55,10 @@ from dynofa_ros.perception import (
     model_files,
     most_accurate,
 )
+from dynofa_ros.platform import BACKENDS as PLATFORM_BACKENDS
 from dynofa_ros.srv import SimulateFrame
 
-BACKENDS = ("onnxruntime", "torch-static", "torch-dynamic")
-PLATFORMS = ("none", "auto", "jetson", "linux", "sim-xavier-nx")
+PLATFORMS = ("none", "auto", *PLATFORM_BACKENDS)
 
 PARAMS = (
     Param("model_name", "model", "name of this perception model; commands must target it",
@@ -69,7 +70,7 @@ PARAMS = (
           ".family.json beside the checkpoint (sim-nx-<processor> on the simulated board)",
           live=False),
     Param("backend", "onnxruntime", "how members run; every member is prepared at configure",
-          choices=BACKENDS, live=False),
+          choices=tuple(BACKENDS), live=False),
     Param("input", "raw", "camera transport: raw sensor_msgs/Image on 'image', or "
           "CompressedImage on 'image/compressed'", choices=("raw", "compressed"), live=False),
     Param("processor", "cpu", "processor at start", choices=("cpu", "cuda"), live=False),

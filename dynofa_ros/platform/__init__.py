@@ -15,6 +15,7 @@ NX GPU devfreq node exists under the sysfs root, else ``linux``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,28 +31,46 @@ from dynofa_ros.platform.base import (
     Telemetry,
 )
 
-BACKENDS = ("jetson", "linux", "sim-xavier-nx")
+
+def _jetson(**kw: Any) -> Platform:
+    from dynofa_ros.platform.jetson import JetsonPlatform
+
+    return JetsonPlatform(**kw)
+
+
+def _linux(**kw: Any) -> Platform:
+    from dynofa_ros.platform.linux import LinuxPlatform
+
+    return LinuxPlatform(**kw)
+
+
+def _sim(**kw: Any) -> Platform:
+    from dynofa_ros.platform.sim import SimulatedXavierNX
+
+    return SimulatedXavierNX(**kw)
+
+
+# name -> factory (a back-end is imported only when built); "auto" picks one (detect_platform)
+PLATFORMS: dict[str, Callable[..., Platform]] = {
+    "jetson": _jetson,
+    "linux": _linux,
+    "sim-xavier-nx": _sim,
+}
+BACKENDS = tuple(PLATFORMS)
+ALIASES = {"sim": "sim-xavier-nx"}
 
 
 def make_platform(name: str, **kw: Any) -> Platform:
-    """Build a back-end by name: ``jetson`` / ``linux`` (keyword ``sysfs_root``, ...),
-    ``sim-xavier-nx`` (keywords of :class:`~dynofa_ros.platform.sim.SimulatedXavierNX`), or
-    ``auto`` (:func:`detect_platform`)."""
+    """Build a back-end by name (:data:`PLATFORMS`; keywords go to its constructor) or ``auto``
+    (:func:`detect_platform`)."""
     if name == "auto":
         return detect_platform(**kw)
-    if name == "jetson":
-        from dynofa_ros.platform.jetson import JetsonPlatform
-
-        return JetsonPlatform(**kw)
-    if name == "linux":
-        from dynofa_ros.platform.linux import LinuxPlatform
-
-        return LinuxPlatform(**kw)
-    if name in ("sim-xavier-nx", "sim"):
-        from dynofa_ros.platform.sim import SimulatedXavierNX
-
-        return SimulatedXavierNX(**kw)
-    raise PlatformError(f"unknown platform back-end {name!r} (one of: auto, {', '.join(BACKENDS)})")
+    factory = PLATFORMS.get(ALIASES.get(name, name))
+    if factory is None:
+        raise PlatformError(
+            f"unknown platform back-end {name!r} (one of: auto, {', '.join(BACKENDS)})"
+        )
+    return factory(**kw)
 
 
 def is_jetson(sysfs_root: str | Path = "/") -> bool:
