@@ -1,87 +1,11 @@
 """A simulated Jetson Xavier NX: the same :class:`Platform` interface as the real back-ends, plus
-the physics the runtime manager is developed and evaluated against in closed loop.
+the physics (latency, power, heat, battery, governors, co-runners) in simulated time, so the
+runtime manager can be developed and judged in closed loop without the board.
 
-Quick use
----------
-::
-
-    from dynofa_ros.platform.base import Setting
-    from dynofa_ros.platform.sim import FrameRequest, SimulatedXavierNX
-    from dynofa_ros.platform.workload import PUBLISHED_GPU_FAMILY, Workload
-
-    nx = SimulatedXavierNX(seed=0)                  # 25 degC ambient, full battery, mode 2
-    w = PUBLISHED_GPU_FAMILY[1].workload            # or Workload(name, macs, layers, params)
-    nx.apply(Setting(frequencies_khz={"cuda": 1109250, "cpu": 1420800}))
-    r = nx.run_frame(w, "cuda")                     # the clock advances by r.latency_ms
-    r.latency_ms, r.energy_j                        # ~45 ms, module energy during the frame
-    nx.advance(1 / 30 - r.latency_ms / 1000)        # idle until the next camera frame
-    nx.start_corunner("gpu-app", "cuda", share=0.5) # another program takes half the GPU
-    nx.telemetry()                                  # frequencies, util, temps, rails, battery
-    nx.reference_latency_ms(w, "cuda", 510000)      # noise-free "measured" table entry
-
-Time
-----
-Simulated seconds (:attr:`SimulatedXavierNX.now_s`) move only when asked: :meth:`advance` (idle;
-co-runners keep running), :meth:`run_frame` (one inference; the clock moves to its end) and
-:meth:`run_concurrent` (several inferences started together, e.g. two perception models; the clock
-moves to the end of the longest). Power, energy, temperature, battery, governors and thermal
-throttling are integrated along the way in steps of at most :attr:`NXModel.step_s`.
-Everything is deterministic for a seed (the only randomness is the latency jitter).
-
-Processors
-----------
-``"cpu"`` (6 Carmel cores, cpufreq table in :mod:`nx_data`) and ``"cuda"`` (Volta GPU, devfreq
-table). :meth:`apply` takes the base :class:`Setting`: a frequency pins the processor (min = max,
-as on the board); governors ``schedutil`` / ``performance`` / ``powersave`` / ``userspace`` /
-``ondemand`` (CPU) and ``nvhost_podgov`` / ``performance`` / ``simple_ondemand`` / ``userspace``
-(GPU); ``cores_online`` 1..6; ``power_mode`` 0..8 (nvpmodel: caps cores and frequencies). A
-pinned frequency above the power-mode or thermal cap is accepted but runs at the cap, as on the
-board; ``telemetry()`` shows the effective frequency. The default state is the board's: mode 2,
-governors ``schedutil`` / ``nvhost_podgov`` over the whole table. CPU schedutil scales f_max by
-the busiest core's PELT utilisation (frequency-invariant, 32 ms half-life, as the kernel does);
-the GPU governors by the last period's busy fraction; both every ``governor_period_s``. A frame
-progresses at the rate the current clocks allow: a clock that moves mid-frame (a governor ramping
-up, a thermal cap) changes the rest of the frame.
-
-Latency model (per frame, :class:`NXModel`)
--------------------------------------------
-GPU (eager PyTorch): the host thread launches ``kernels_per_layer * layers`` kernels, costing
-``host_fixed_ms + host_per_layer_ms * layers`` at the top CPU frequency (scaling 1/f_cpu); the GPU
-runs them: ``kernels * gpu_kernel_cycles / f_gpu`` (launch floor) + ``macs / (384 * eff * f_gpu)``
-(compute-bound) + ``bytes / DRAM bandwidth`` (memory-bound, independent of f_gpu). Host and device
-overlap: latency = (host^p + device^p)^(1/p), p = 3. A GPU co-runner with share s slows the
-device part by 1/(1-s) and makes each kernel wait ``s * gpu_wait_per_kernel_ms`` for the GPU's
-time slice (calibrated on the published co-runner figure, ~46 -> ~62 ms at s = 0.5).
-CPU: serial framework overhead (1/f) + ``macs / (8 MAC/cycle * eff * f * speedup(threads))``
-(Amdahl, parallel fraction 0.85) + memory time. A CPU co-runner with share s takes that fraction
-of every online core's time, so each of our threads (the GPU host thread too) runs at (1 - s)
-speed; threads beyond the online cores cost 10 % each.
-Calibration: the published Dynamic-OFA GPU family latencies hold at 1109.25 MHz GPU with the CPU
-at 1420.8 MHz (the default mode 15W_6CORE at its caps) within 3 % (``dynofa bench nx_sim`` prints
-the table); the CPU family ends (6 threads, 1420.8 MHz) within 1 %. The host side of a GPU
-inference runs on the CPU, so a GPU model also slows down when the CPU clock drops.
-
-Power model
------------
-Rails as on the NX's INA3221: ``VDD_CPU_GPU_CV`` (CPU + GPU), ``VDD_SOC`` and the module input
-``VDD_IN`` (= ``total_power_w``). Dynamic power per busy core / busy GPU =
-``P_max * (f/f_max) * (V(f)/V_max)^2`` with the voltage tables :data:`CPU_VOLTAGE_TABLE` /
-:data:`GPU_VOLTAGE_TABLE`; clocked-idle units draw a fraction of it; static (leakage) power rises
-1.5 %/degC above 25 degC; DRAM traffic costs energy per byte. ``power_w`` also carries the model's
-split ``sim:cpu`` / ``sim:gpu`` (not observable on a real NX, where CPU and GPU share one rail).
-Telemetry power is the power of the last simulated instant; ``energy_j`` is exact (the integral).
-
-Thermal and battery
--------------------
-One RC node (package + heat sink) with resistance ``r_th_c_per_w`` to ambient and capacitance
-``c_th_j_per_c``: it settles at ambient + P * R_th (zone ``AUX-therm``); ``CPU-therm`` /
-``GPU-therm`` add a hot-spot offset proportional to that unit's power. Above ``trip_c`` the
-step-wise throttle lowers the unit's frequency cap one table step per ``throttle_period_s``, and
-raises it again below ``trip_c - hysteresis_c``. The battery (capacity, pack internal resistance,
-open-circuit voltage vs charge curve) feeds ``VDD_IN / converter_efficiency + base load``; its
-state of charge falls by energy / capacity.
-
-Every constant and its source (published, or estimate) is tabled in ``docs/simulator.md``.
+It is a model, not a measurement: docs/simulator.md gives its equations, the API in brief and the
+source (published figure or stated estimate) of every constant; ``dynofa bench nx_sim`` prints it
+beside every published figure it can be compared to. Deterministic for a seed (the only
+randomness is the latency jitter).
 """
 
 from __future__ import annotations
