@@ -19,6 +19,7 @@ from typing import Any
 
 from dynofa_ros.errors import DynofaError
 from dynofa_ros.fileio import atomic_write_text
+from dynofa_ros.validate import check_range
 
 FORMAT = "dynofa-family"
 VERSION = 1
@@ -157,10 +158,8 @@ def _need(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where
     return value
 
 
-def _finite(value: float, where: str, lo: float = 0.0, hi: float = math.inf) -> float:
-    if not math.isfinite(value) or not lo <= value <= hi:
-        raise FamilyError(f"{where} = {value!r} is outside [{lo}, {hi}]")
-    return float(value)
+def _in_range(value: float, where: str, lo: float = 0.0, hi: float = math.inf) -> float:
+    return check_range(value, lo, hi, where, FamilyError)
 
 
 def _parse_latency(raw: Mapping[str, Any], where: str) -> LatencyRecord:
@@ -170,8 +169,8 @@ def _parse_latency(raw: Mapping[str, Any], where: str) -> LatencyRecord:
         backend=_need(raw, "backend", str, where),
         threads=int(_need(raw, "threads", int, where)),
         frequency_khz=int(_need(raw, "frequency_khz", int, where)),
-        median_ms=_finite(_need(raw, "median_ms", (int, float), where), f"{where}.median_ms"),
-        p90_ms=None if p90 is None else _finite(p90, f"{where}.p90_ms"),
+        median_ms=_in_range(_need(raw, "median_ms", (int, float), where), f"{where}.median_ms"),
+        p90_ms=None if p90 is None else _in_range(p90, f"{where}.p90_ms"),
     )
 
 
@@ -202,7 +201,7 @@ def family_from_dict(doc: Mapping[str, Any], source: str = "family") -> Family:
             FamilyMember(
                 id=_need(raw, "id", str, where),
                 config=_need(raw, "config", Mapping, where),
-                accuracy=_finite(
+                accuracy=_in_range(
                     _need(raw, "accuracy", (int, float), where), f"{where}.accuracy", 0.0, 1.0
                 ),
                 macs=int(_need(raw, "macs", int, where)),

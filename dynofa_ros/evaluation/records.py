@@ -30,6 +30,7 @@ from typing import Any
 from dynofa_ros.configuration import KEEP, Configuration
 from dynofa_ros.errors import DynofaError
 from dynofa_ros.fileio import atomic_path, atomic_write_text
+from dynofa_ros.validate import is_number, json_safe
 
 RESULTS_FORMAT = "dynofa-results"
 RESULTS_VERSION = 1
@@ -248,7 +249,7 @@ class RunInfo:
             if key in kw and (not isinstance(kw[key], int) or isinstance(kw[key], bool)):
                 raise ResultsError(f"run header: field {key!r} = {kw[key]!r} is not an integer")
         for key in ("duration_s", "throttle_temperature_c"):
-            if kw.get(key) is not None and not _is_number(kw[key]):
+            if kw.get(key) is not None and not is_number(kw[key]):
                 raise ResultsError(f"run header: field {key!r} = {kw[key]!r} is not a number")
         return cls(**kw)
 
@@ -620,10 +621,6 @@ def _throttle_samples(temps: dict[str, _Series], limit: float, t: Any) -> list[S
     return out
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _num(x: Any) -> float | None:
     if x is None:
         return None
@@ -727,17 +724,6 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def _finite(x: Any) -> Any:
-    """JSON has no NaN / inf: they become null (also inside event data)."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, Mapping):
-        return {str(k): _finite(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_finite(v) for v in x]
-    return x
-
-
 def results_lines(run: RunResults) -> Iterable[str]:
     """The lines of the results file of ``run`` (without newlines)."""
     header = {
@@ -746,7 +732,7 @@ def results_lines(run: RunResults) -> Iterable[str]:
         "record": "run",
         **run.info.to_dict(),
     }
-    yield json.dumps(_finite(header), default=_json_default, allow_nan=False)
+    yield json.dumps(json_safe(header), default=_json_default, allow_nan=False)
     for kind, items in (
         ("event", run.events),
         ("command", run.commands),
@@ -754,7 +740,7 @@ def results_lines(run: RunResults) -> Iterable[str]:
         ("frame", run.frames),
     ):
         for item in items:
-            d = {"record": kind, **_finite(_flat(asdict(item)))}
+            d = {"record": kind, **json_safe(_flat(asdict(item)))}
             yield json.dumps(d, default=_json_default, allow_nan=False)
 
 
@@ -803,7 +789,7 @@ def _check_value(value: Any, hint: Any) -> tuple[bool, Any]:
                     return True, v
         return False, value
     if hint is float:
-        return _is_number(value), float(value) if _is_number(value) else value
+        return is_number(value), float(value) if is_number(value) else value
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     if hint is bool:

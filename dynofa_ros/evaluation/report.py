@@ -55,6 +55,7 @@ from dynofa_ros.evaluation.records import (
     read_results,
 )
 from dynofa_ros.fileio import atomic_path, atomic_write_text
+from dynofa_ros.validate import json_safe
 
 # ------------------------------------------------------------------------------- loading
 
@@ -369,7 +370,7 @@ def _command_row(c: CommandRecord) -> tuple[str, ...]:
 
 
 def _extra_text(value: Any, limit: int = 160) -> str:
-    text = value if isinstance(value, str) else json.dumps(_finite(value), default=str)
+    text = value if isinstance(value, str) else json.dumps(json_safe(value), default=str)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -645,7 +646,7 @@ def write_report(
         _save(plots.relative(rel), out / "oracle.png")
     atomic_write_text(
         out / "metrics.json",
-        json.dumps(_finite([m.to_dict() for m in metrics]), indent=2, allow_nan=False) + "\n",
+        json.dumps(json_safe([m.to_dict() for m in metrics]), indent=2, allow_nan=False) + "\n",
     )
     title = title or "dynofa evaluation report"
     blocks = _document(runs, metrics, files, title)
@@ -662,17 +663,6 @@ def write_report(
         commands={n: out / f["commands"] for n, f in files.items()},
         oracle=out / "oracle.png" if rel else None,
     )
-
-
-def _finite(o: Any) -> Any:
-    """JSON has no NaN / inf: they become null."""
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
-    if isinstance(o, list | tuple):
-        return [_finite(v) for v in o]
-    return o
 
 
 def _save(fig: Any, path: Path) -> None:

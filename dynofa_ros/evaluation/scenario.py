@@ -18,11 +18,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import yaml
 
 from dynofa_ros.errors import DynofaError
+from dynofa_ros.validate import Fields, is_number
 
 FORMAT_VERSION = 1
 DEFAULT_START_STAMP_S = 1_700_000_000.0
@@ -499,7 +500,7 @@ def _camera(v: FieldValidator, data: Any, where: str, fixed_name: str | None) ->
     if (
         not isinstance(scale, list | tuple)
         or len(scale) != 2
-        or not all(_is_number(s) and 0 < s <= 1 for s in scale)
+        or not all(is_number(s) and 0 < s <= 1 for s in scale)
         or scale[0] > scale[1]
     ):
         v.fail(f"{where}.item_scale", scale, "[min, max] with 0 < min <= max <= 1")
@@ -670,7 +671,7 @@ def _battery(v: FieldValidator, data: Any, duration: float) -> BatterySpec:
         v.fail("battery", data, "a mapping")
     v.keys(data, "battery", {"timeline", "rate_hz", "capacity_wh", "thresholds", "interpolate"})
     thresholds = data.get("thresholds", [0.5, 0.2, 0.1])
-    if not isinstance(thresholds, list) or not all(_is_number(x) and 0 < x < 1 for x in thresholds):
+    if not isinstance(thresholds, list) or not all(is_number(x) and 0 < x < 1 for x in thresholds):
         v.fail("battery.thresholds", thresholds, "a list of fractions, each in (0, 1)")
     return BatterySpec(
         timeline=_timeline(v, data, "battery", "soc", 0.0, 1.0, duration),
@@ -716,118 +717,12 @@ def _ordered(v: FieldValidator, items: list[Any], where: str) -> None:
             )
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
-class FieldValidator:
+class FieldValidator(Fields):
     """Field checks that raise :class:`ScenarioError` naming source, field, value, allowed."""
 
     def __init__(self, source: str) -> None:
+        super().__init__(f"scenario {source}", ScenarioError)
         self.source = source
-
-    def fail(self, field_name: str, value: Any, allowed: str) -> NoReturn:
-        raise ScenarioError(
-            f"scenario {self.source}: field '{field_name}' = {value!r} is invalid; "
-            f"allowed: {allowed}"
-        )
-
-    @staticmethod
-    def _name(where: str, key: str) -> str:
-        return f"{where}.{key}" if where else key
-
-    def keys(self, data: Mapping, where: str, allowed: set[str]) -> None:
-        for key in data:
-            if key not in allowed:
-                name = self._name(where, str(key))
-                raise ScenarioError(
-                    f"scenario {self.source}: unknown field '{name}'; allowed here: "
-                    + ", ".join(sorted(allowed))
-                )
-
-    def _get(self, data: Mapping, key: str, where: str, default: Any, required: bool) -> Any:
-        if key not in data or data[key] is None:
-            if required:
-                raise ScenarioError(
-                    f"scenario {self.source}: field '{self._name(where, key)}' is required"
-                )
-            return default
-        return data[key]
-
-    def number(
-        self,
-        data: Mapping,
-        key: str,
-        where: str = "",
-        *,
-        default: float | None = None,
-        required: bool = False,
-        lo: float,
-        hi: float,
-        lo_open: bool = False,
-    ) -> float:
-        value = self._get(data, key, where, default, required)
-        low = f"{lo} < " if lo_open else f"{lo} <= "
-        allowed = f"a number, {low}{key} <= {hi}"
-        if not _is_number(value):
-            self.fail(self._name(where, key), value, allowed)
-        if value < lo or value > hi or (lo_open and value == lo):
-            self.fail(self._name(where, key), value, allowed)
-        return float(value)
-
-    def integer(
-        self,
-        data: Mapping,
-        key: str,
-        where: str = "",
-        *,
-        default: int | None = None,
-        required: bool = False,
-        lo: int,
-        hi: int,
-    ) -> int:
-        value = self._get(data, key, where, default, required)
-        if not isinstance(value, int) or isinstance(value, bool) or value < lo or value > hi:
-            self.fail(self._name(where, key), value, f"an integer, {lo} <= {key} <= {hi}")
-        return int(value)
-
-    def string(
-        self,
-        data: Mapping,
-        key: str,
-        where: str = "",
-        *,
-        default: str | None = None,
-        required: bool = False,
-        pattern: re.Pattern[str] | None = None,
-        allowed: str = "text",
-    ) -> Any:
-        value = self._get(data, key, where, default, required)
-        if value is None:
-            return None
-        if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
-            self.fail(self._name(where, key), value, allowed)
-        return value
-
-    def boolean(self, data: Mapping, key: str, where: str, default: bool) -> bool:
-        value = self._get(data, key, where, default, False)
-        if not isinstance(value, bool):
-            self.fail(self._name(where, key), value, "true or false")
-        return value
-
-    def choice(  # noqa: PLR0917 - private validator helper
-        self,
-        data: Mapping,
-        key: str,
-        where: str,
-        choices: tuple[str, ...],
-        default: str | None,
-        required: bool = False,
-    ) -> str:
-        value = self._get(data, key, where, default, required)
-        if value not in choices:
-            self.fail(self._name(where, key), value, "one of " + ", ".join(choices))
-        return value
 
     def sequence(
         self,

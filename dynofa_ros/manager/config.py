@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any
 
+from dynofa_ros import validate
 from dynofa_ros.manager.types import ManagerConfigError, PriorityLevel
 
 
@@ -194,13 +195,6 @@ class ManagerConfig:
             _check_range(self.saving_power_mode, 0, 255, "manager.saving_power_mode")
 
 
-def _check_range(value: Any, lo: float, hi: float, where: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ManagerConfigError(f"{where} must be a number, got {value!r}")
-    if math.isnan(value) or not (lo <= value <= hi) or (math.isinf(value) and hi != math.inf):
-        raise ManagerConfigError(f"{where} = {value!r} is outside [{lo}, {hi}]")
-
-
 def number(  # noqa: PLR0917 - one positional call shape used by every loader
     raw: Mapping[str, Any], key: str, where: str, lo: float, hi: float, default: Any
 ) -> Any:
@@ -212,21 +206,16 @@ def number(  # noqa: PLR0917 - one positional call shape used by every loader
     return value
 
 
+def _check_range(value: Any, lo: float, hi: float, where: str) -> None:
+    validate.check_range(value, lo, hi, where, ManagerConfigError)
+
+
 def reject_unknown(raw: Mapping[str, Any], allowed: set[str] | frozenset[str], where: str) -> None:
-    unknown = sorted(str(k) for k in set(raw) - set(allowed))
-    if unknown:
-        raise ManagerConfigError(
-            f"{where}: unknown field(s) {', '.join(unknown)} "
-            f"(allowed: {', '.join(sorted(allowed))})"
-        )
+    validate.reject_unknown(raw, allowed, where, ManagerConfigError)
 
 
 def mapping(raw: Any, where: str) -> Mapping[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise ManagerConfigError(f"{where} must be a mapping, got {type(raw).__name__}")
-    return raw
+    return validate.mapping(raw, where, ManagerConfigError)
 
 
 def parse_level(raw: Any, where: str) -> PriorityLevel:

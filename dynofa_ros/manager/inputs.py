@@ -62,7 +62,7 @@ class RejectedError(ValueError):
         self.key = f"{field}: {why}"
 
 
-def _finite(value: Any, field: str, lo: float, hi: float) -> float:
+def _reading_value(value: Any, field: str, lo: float, hi: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RejectedError(field, "not a number")
     if math.isnan(value):
@@ -203,7 +203,7 @@ class InputStore:
             self._loads[name] = item
         elif isinstance(item, PowerReading):
             self._stamp(item, "power", self._power)
-            _finite(item.total_w, "power.total_w", 0.0, 10_000.0)
+            _reading_value(item.total_w, "power.total_w", 0.0, 10_000.0)
             self._power = item
         elif isinstance(item, Mission):
             self.mission = self._checked_mission(item)
@@ -216,10 +216,10 @@ class InputStore:
 
     def _checked_battery(self, item: BatteryReading) -> BatteryReading:
         self._stamp(item, "battery", self._battery)
-        _finite(item.state_of_charge, "battery.state_of_charge", 0.0, 1.0)
+        _reading_value(item.state_of_charge, "battery.state_of_charge", 0.0, 1.0)
         if item.capacity_wh is not None:
             try:  # a bad capacity does not discard a good state of charge
-                if _finite(item.capacity_wh, "battery.capacity_wh", 0.0, 1e6) == 0.0:
+                if _reading_value(item.capacity_wh, "battery.capacity_wh", 0.0, 1e6) == 0.0:
                     raise RejectedError("battery.capacity_wh", "out of range")
             except RejectedError as exc:
                 self.warn(exc.key)
@@ -237,7 +237,7 @@ class InputStore:
             if not lo <= v <= hi:
                 raise RejectedError(f"{kind}.celsius", "out of range")
         else:
-            _finite(v, f"{kind}.celsius", lo, hi)
+            _reading_value(v, f"{kind}.celsius", lo, hi)
         return item
 
     def _checked_load(self, item: ProcessorLoad) -> str:
@@ -246,9 +246,9 @@ class InputStore:
         if proc is None:
             raise RejectedError("load.processor", f"unknown processor {item.processor!r}")
         self._stamp(item, f"load[{proc.name}]", self._loads.get(proc.name))
-        _finite(item.utilisation, f"load[{proc.name}].utilisation", 0.0, 1.0)
+        _reading_value(item.utilisation, f"load[{proc.name}].utilisation", 0.0, 1.0)
         if item.utilisation_max is not None:
-            _finite(item.utilisation_max, f"load[{proc.name}].utilisation_max", 0.0, 1.0)
+            _reading_value(item.utilisation_max, f"load[{proc.name}].utilisation_max", 0.0, 1.0)
         if (
             item.frequency_khz
             and proc.frequencies_khz
@@ -264,10 +264,10 @@ class InputStore:
         except ValueError:
             raise RejectedError("mission.level", "out of range") from None
         max_ms = self.config.max_latency_ms
-        _finite(item.latency_target_ms, "mission.latency_target_ms", 0.0, max_ms)
-        _finite(item.min_accuracy, "mission.min_accuracy", 0.0, 1.0)
-        _finite(item.energy_budget_j, "mission.energy_budget_j", 0.0, math.inf)
-        _finite(item.mission_duration_s, "mission.mission_duration_s", 0.0, math.inf)
+        _reading_value(item.latency_target_ms, "mission.latency_target_ms", 0.0, max_ms)
+        _reading_value(item.min_accuracy, "mission.min_accuracy", 0.0, 1.0)
+        _reading_value(item.energy_budget_j, "mission.energy_budget_j", 0.0, math.inf)
+        _reading_value(item.mission_duration_s, "mission.mission_duration_s", 0.0, math.inf)
         return item
 
     def _checked_requirements(self, item: Requirements) -> list[str]:
@@ -284,10 +284,10 @@ class InputStore:
         )
         for key, hi in positive:
             value = getattr(item, key)
-            if value is not None and _finite(value, f"requirements.{key}", 0.0, hi) == 0:
+            if value is not None and _reading_value(value, f"requirements.{key}", 0.0, hi) == 0:
                 raise RejectedError(f"requirements.{key}", "out of range")
         if item.min_accuracy is not None:
-            _finite(item.min_accuracy, "requirements.min_accuracy", 0.0, 1.0)
+            _reading_value(item.min_accuracy, "requirements.min_accuracy", 0.0, 1.0)
         return names
 
     def _check_observation(self, obs: LatencyObservation) -> None:
@@ -296,7 +296,7 @@ class InputStore:
             raise RejectedError("observation.model", f"unknown model {obs.model!r}")
         kind = f"observation[{obs.model}]"
         self._stamp(obs, kind, self._latest.get(obs.model))
-        _finite(obs.latency_ms, f"{kind}.latency_ms", 0.0, self.config.max_latency_ms)
+        _reading_value(obs.latency_ms, f"{kind}.latency_ms", 0.0, self.config.max_latency_ms)
         if obs.latency_ms == 0:
             raise RejectedError(f"{kind}.latency_ms", "out of range")
         if obs.subnet_id not in spec.family.ids:
