@@ -51,6 +51,7 @@ STUCK_S = 2.0  # longest wait for a result while good frames are being sent
 RSS_GROWTH_MAX = 0.05
 FRAME_PERIOD_S = 0.1
 JUMP_BACK_S = 30.0
+RESEND_S = 5.0  # a service request without an answer this long is sent again
 MODEL = "model"
 NODES = {
     "sim_platform": ("dynofa_ros.nodes.sim_platform_node", "-p", "publish_period_s:=0.2"),
@@ -468,13 +469,23 @@ def _parameters(chaos: Chaos, service: str) -> dict[str, Any]:
 
 
 def _call(chaos: Chaos, kind: Any, name: str, request: Any, timeout_s: float = 300.0) -> Any:
+    """A parameter service's answer (its requests may be sent twice): asked again after
+    ``RESEND_S`` without one, as rmw may drop a server's first responses until it has matched
+    the client's response reader ("client will not receive response")."""
     client = chaos.clients.get(name)
     if client is None:
         client = chaos.clients[name] = chaos.node.create_client(kind, name)
     chaos.spin_until(client.service_is_ready, timeout_s, f"service {name}")
-    future = client.call_async(request)
-    chaos.spin_until(future.done, timeout_s, f"answer of {name}")
-    return future.result()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        future = client.call_async(request)
+        wait = min(RESEND_S, deadline - time.monotonic())
+        try:
+            chaos.spin_until(future.done, max(wait, 0.0), f"answer of {name}")
+            return future.result()
+        except ChaosError:
+            if time.monotonic() >= deadline:
+                raise
 
 
 def _value(v: Any) -> tuple[Any, ...]:

@@ -16,6 +16,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,114 @@ def _oracle_barriers(schedule: Any, scenario: Scenario) -> list[tuple[int, list[
     return out
 
 
-def run_live(  # noqa: PLR0915 - to split (issue 21)
+class _Published:
+    """Messages the replay published, per topic, with a progress bar over the camera frames;
+    a node that exits stops the replay at once."""
+
+    def __init__(
+        self, procs: ProcessManager, cameras: set[str], frames: int, desc: str, progress: bool
+    ) -> None:
+        from tqdm import tqdm
+
+        self.procs, self.cameras = procs, cameras
+        self.counts: dict[str, int] = {}
+        self.bar = tqdm(total=frames, unit="frame", desc=desc, disable=not progress)
+
+    def add(self, topic: str) -> None:
+        self.counts[topic] = self.counts.get(topic, 0) + 1
+        if topic in self.cameras:
+            self.bar.update(1)
+        _check_alive(self.procs)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class _Recorder:
+    """What the result bag will hold, recorded from the executor thread too; the bag is written
+    at the end, in the replay's thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: list[tuple[int, int, str, str, bytes]] = []  # (ns, order, topic, type, cdr)
+
+    def record(self, topic: str, msgtype: str, ns: int, data: bytes) -> None:
+        with self._lock:
+            self._items.append((ns, len(self._items), topic, msgtype, data))
+
+    def items(self) -> list[tuple[int, int, str, str, bytes]]:
+        with self._lock:
+            return list(self._items)
+
+    def write(self, path: str | Path, storage: str, custom: dict[str, str]) -> None:
+        from dynofa_ros.evaluation.bagio import BagWriter
+
+        with BagWriter(path, storage, custom_data=custom) as writer:
+            for ns, _, topic, msgtype, data in sorted(self.items(), key=lambda r: r[:2]):
+                writer.write_raw(topic, msgtype, ns, data)
+
+
+def _bag_topics(info: Any, cameras: set[str]) -> tuple[list[str], list[str]]:
+    """The topics played into the graph (cameras, scenario events) and those copied into the
+    result bag (scenario events, ground truth)."""
+    events = {t for t in T.SCENARIO_EVENTS if t in info.topics}
+    truth = {c.ground_truth_topic for c in info.cameras if c.ground_truth_topic}
+    return sorted(cameras | events), sorted(events | truth)
+
+
+def _inputs_and_copies(
+    reader: Any,
+    replay_plan: Any,
+    played: list[str],
+    kept: list[str],
+    record: Callable[[str, str, int, bytes], None],
+) -> Iterator[tuple[str, int, bytes]]:
+    """The bag's inputs to play, restamped where the plan says; the kept topics are copied."""
+    for topic, msgtype, ns, data in reader.raw_messages(sorted(set(played) | set(kept))):
+        if topic in kept:
+            record(topic, msgtype, ns, data)
+        if topic in played:
+            restamp = replay_plan.restamp(topic)
+            yield topic, ns, reader.restamp(msgtype, data, ns) if restamp else data
+
+
+def _start_graph(
+    procs: ProcessManager, scenario: Scenario, options: ReplayOptions, log_dir: Path
+) -> list[tuple[int, list[str]]]:
+    """Start the graph's nodes; the oracle's schedule is computed here as the fast mode does
+    (and played by the manager node). Returns the oracle's barriers (none for a policy)."""
+    schedule, barriers = None, []
+    if options.policy == "oracle":
+        from dynofa_ros.evaluation.oracle import write_schedule
+
+        planned = oracle_schedule(scenario, options)
+        schedule = write_schedule(log_dir / "oracle_schedule.json", planned, scenario=scenario.name)
+        barriers = _oracle_barriers(planned, scenario)
+    for spec in graph(scenario, options, schedule):
+        name_ = spec.fully_qualified_name.strip("/").replace("/", ".")
+        procs.start(spec.command(), name=name_)
+    return barriers
+
+
+def _graph_env(domain: int | None) -> dict[str, str]:
+    """The environment of the graph's processes, also set in this one (its replay node joins
+    the same domain with the same transport)."""
+    if domain is None:
+        domain = int(os.environ.get("ROS_DOMAIN_ID", "0") or 0)
+    if not 0 <= domain <= 232:
+        raise ValueError(f"domain_id {domain} is not in [0, 232]")
+    env = ros_env(domain)
+    # the transport the launch files set (camera-sized images need it: the default transport
+    # lost most 640x480 frames), unless the user chose a profile
+    env["FASTDDS_DEFAULT_PROFILES_FILE"] = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or str(
+        config_dir() / "fastdds_shm.xml"
+    )
+    wanted = ("ROS_DOMAIN_ID", "FASTDDS_DEFAULT_PROFILES_FILE", *DISCOVERY_VARIABLES)
+    os.environ.update({k: env[k] for k in wanted if k in env})
+    return env
+
+
+def run_live(
     bag: str | Path,
     replay_plan: Any,
     options: ReplayOptions,
@@ -154,9 +262,8 @@ def run_live(  # noqa: PLR0915 - to split (issue 21)
     their header stamp (the nodes work on header stamps)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from tqdm import tqdm
 
-    from dynofa_ros.evaluation.bagio import BagReader, BagWriter
+    from dynofa_ros.evaluation.bagio import BagReader
     from dynofa_ros.evaluation.result_bag import load_result_bag
     from dynofa_ros.evaluation.scenario_bag import inspect_bag
     from dynofa_ros.nodes.replay_node import ReplayNode
@@ -166,26 +273,9 @@ def run_live(  # noqa: PLR0915 - to split (issue 21)
     scenario: Scenario = replay_plan.scenario
     cameras = {c.bag_topic for c in scenario.cameras}
     info = inspect_bag(bag, cameras=cameras)
-    events = {t for t in T.SCENARIO_EVENTS if t in info.topics}
-    truth = {c.ground_truth_topic for c in info.cameras if c.ground_truth_topic}
-    played = sorted(cameras | events)
-    kept = sorted(events | truth)  # copied into the result bag
-    inputs = {t: info.topics[t].msgtype for t in played}
-    models = [m.name for m in scenario.models]
+    played, kept = _bag_topics(info, cameras)
 
-    domain = live.domain_id
-    if domain is None:
-        domain = int(os.environ.get("ROS_DOMAIN_ID", "0") or 0)
-    if not 0 <= domain <= 232:
-        raise ValueError(f"domain_id {domain} is not in [0, 232]")
-    env = ros_env(domain)
-    # the transport the launch files set (camera-sized images need it: the default transport
-    # lost most 640x480 frames), unless the user chose a profile
-    env["FASTDDS_DEFAULT_PROFILES_FILE"] = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or str(
-        config_dir() / "fastdds_shm.xml"
-    )
-    wanted = ("ROS_DOMAIN_ID", "FASTDDS_DEFAULT_PROFILES_FILE", *DISCOVERY_VARIABLES)
-    os.environ.update({k: env[k] for k in wanted if k in env})
+    env = _graph_env(live.domain_id)
     log_dir = Path(live.log_dir or tempfile.mkdtemp(prefix="dynofa-replay-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     run_info = RunInfo.for_scenario(
@@ -200,86 +290,51 @@ def run_live(  # noqa: PLR0915 - to split (issue 21)
     }
     procs = ProcessManager(log_dir, env)
     stop = threading.Event()
-    writer_lock = threading.Lock()
+    recorder = _Recorder()
     context = rclpy.Context()
     rclpy.init(context=context)
     executor = SingleThreadedExecutor(context=context)
     spinner = None
-    recorded: list[tuple[int, int, str, str, bytes]] = []  # (ns, order, topic, type, cdr)
-
-    def record(topic: str, msgtype: str, ns: int, data: bytes) -> None:
-        # called from the executor thread too; the bag is written at the end, in this thread
-        with writer_lock:
-            recorded.append((ns, len(recorded), topic, msgtype, data))
-
     try:
-        node = ReplayNode(inputs, models, record, context=context)
+        node = ReplayNode(
+            {t: info.topics[t].msgtype for t in played},
+            [m.name for m in scenario.models],
+            recorder.record,
+            context=context,
+        )
         executor.add_node(node)
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
-        schedule, barriers = None, []
-        if options.policy == "oracle":  # computed here as the fast mode does, played by the node
-            from dynofa_ros.evaluation.oracle import write_schedule
-
-            planned = oracle_schedule(scenario, options)
-            schedule = write_schedule(
-                log_dir / "oracle_schedule.json", planned, scenario=scenario.name
-            )
-            barriers = _oracle_barriers(planned, scenario)
-        for spec in graph(scenario, options, schedule):
-            name_ = spec.fully_qualified_name.strip("/").replace("/", ".")
-            procs.start(spec.command(), name=name_)
+        barriers = _start_graph(procs, scenario, options, log_dir)
         _wait_ready(node, procs, scenario, info, progress)
 
         clock0_ns, clock1_ns = replay_clock(scenario)  # shared with the fast mode
-        frames = sum(info.topics[t].count for t in cameras)
-        published: dict[str, int] = {}
         cpu = CpuMeter(procs)
-        bar = tqdm(total=frames, unit="frame", desc=f"replay {scenario.name} "
-                   f"[{options.policy}]", disable=not progress)  # fmt: skip
-
-        def on_message(topic: str) -> None:
-            published[topic] = published.get(topic, 0) + 1
-            if topic in cameras:
-                bar.update(1)
-            _check_alive(procs)
-
+        published = _Published(procs, cameras, sum(info.topics[t].count for t in cameras),
+                                f"replay {scenario.name} [{options.policy}]", progress)  # fmt: skip
         with BagReader(bag) as reader:
             for t in played:
                 reader.check_type(t)
-
-            def inputs_and_copies() -> Any:
-                for topic, msgtype, ns, data in reader.raw_messages(
-                    sorted(set(played) | set(kept))
-                ):
-                    if topic in kept:
-                        record(topic, msgtype, ns, data)
-                    if topic in inputs:
-                        restamp = replay_plan.restamp(topic)
-                        yield topic, ns, reader.restamp(msgtype, data, ns) if restamp else data
-
             node.play(
-                inputs_and_copies(), start_ns=clock0_ns, rate=live.rate, stop=stop,
-                on_message=on_message, barriers=barriers,
+                _inputs_and_copies(reader, replay_plan, played, kept, recorder.record),
+                start_ns=clock0_ns, rate=live.rate, stop=stop, on_message=published.add,
+                barriers=barriers,
             )  # fmt: skip
-        bar.close()
+        published.close()
         node.run_clock(max(clock1_ns, info.end_ns), clock0_ns, live.rate, stop)
         _drain(node)
         shares = cpu.shares()
         executor.remove_node(node)
         node.destroy_node()
-        with writer_lock:
-            accounting = frame_accounting(
-                published, _camera_topics(scenario), _last_status(recorded)
-            )
+        accounting = frame_accounting(
+            published.counts, _camera_topics(scenario), _last_status(recorder.items())
+        )
         run_info = replace(run_info, extra={**run_info.extra, "frames": accounting,
                                             "cpu_share": shares})  # fmt: skip
         custom[T.CUSTOM_DATA_RUN] = json.dumps(run_info.to_dict())
         if progress:
             print(_summary(accounting, shares), flush=True)
-        with writer_lock, BagWriter(result_bag, live.storage, custom_data=custom) as writer:
-            for ns, _, topic, msgtype, data in sorted(recorded, key=lambda r: r[:2]):
-                writer.write_raw(topic, msgtype, ns, data)
+        recorder.write(result_bag, live.storage, custom)
     finally:
         stop.set()
         procs.stop_all()

@@ -91,6 +91,30 @@ def publish_until(
             raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}\n{logs}")
 
 
+def call_service(
+    node: Any,
+    client: Any,
+    request: Any,
+    timeout_s: float = 60.0,
+    *,
+    resend_s: float = 5.0,
+    processes: ProcessManager | None = None,
+) -> Any:
+    """Call a service whose request may be sent twice (a query, setting a value), asking
+    again when no answer comes: rmw may drop a server's first responses until it has matched the
+    client's response reader ("failed to send response ... client will not receive response")."""
+    what = client.srv_name
+    deadline = time.monotonic() + timeout_s
+    spin_until(node, client.service_is_ready, timeout_s, what=what, processes=processes)
+    while True:
+        future = client.call_async(request)
+        if _spin(node, future.done, min(time.monotonic() + resend_s, deadline), what, processes):
+            return future.result()
+        if time.monotonic() >= deadline:
+            logs = processes.logs() if processes is not None else ""
+            raise AssertionError(f"no answer from {what} in {timeout_s:.0f} s\n{logs}")
+
+
 def _spin(
     node: Any,
     predicate: Callable[[], bool],

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from node_inputs import fashion_images, image_message
-from ros_harness import publish_until, spin_until, wait_for_subscribers
+from ros_harness import call_service, publish_until, spin_until, wait_for_subscribers
 
 pytestmark = pytest.mark.ros
 FRAME_PERIOD_S = 0.1
@@ -95,13 +95,9 @@ class Graph:
         from rcl_interfaces.srv import SetParameters
 
         client = self.node.create_client(SetParameters, "/manager/set_parameters")
-        spin_until(self.node, client.service_is_ready, 120.0, what="manager parameter service")
         value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=policy)
-        future = client.call_async(
-            SetParameters.Request(parameters=[Parameter(name="policy", value=value)])
-        )
-        spin_until(self.node, future.done, 30.0, what="set policy")
-        result = future.result().results[0]
+        request = SetParameters.Request(parameters=[Parameter(name="policy", value=value)])
+        result = call_service(self.node, client, request, 120.0).results[0]
         assert result.successful, result.reason
 
 

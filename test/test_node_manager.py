@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from node_inputs import fashion_images, image_message
-from ros_harness import publish_until, spin_until, wait_for_subscribers
+from ros_harness import call_service, publish_until, spin_until, wait_for_subscribers
 
 pytestmark = pytest.mark.ros
 FRAME_PERIOD_S = 0.1
@@ -157,22 +157,21 @@ def test_the_manager_is_a_lifecycle_node(ros_node: Any, processes: Any) -> None:
     get = ros_node.create_client(GetState, "/manager/get_state")
     change = ros_node.create_client(ChangeState, "/manager/change_state")
 
-    def call(client: Any, request: Any) -> Any:
-        spin_until(ros_node, client.service_is_ready, 60.0, what=client.srv_name,
-                   processes=processes)  # fmt: skip
-        future = client.call_async(request)
-        spin_until(ros_node, future.done, 30.0, what=client.srv_name, processes=processes)
-        return future.result()
-
     def state() -> int:
-        return int(call(get, GetState.Request()).current_state.id)
+        return int(call_service(ros_node, get, GetState.Request(), processes=processes)
+                   .current_state.id)  # fmt: skip
 
-    def transition(tid: int) -> bool:
-        return bool(call(change, ChangeState.Request(transition=Transition(id=tid))).success)
+    def transition(tid: int, goal: int) -> None:
+        """Sent once (a transition is not idempotent); its outcome is read with get_state."""
+        spin_until(ros_node, change.service_is_ready, 60.0, what=change.srv_name,
+                   processes=processes)  # fmt: skip
+        change.call_async(ChangeState.Request(transition=Transition(id=tid)))
+        deadline = time.monotonic() + 60.0
+        while (now := state()) != goal:  # each call spins until its answer
+            assert time.monotonic() < deadline, f"state {now}, not {goal}, after 60 s"
 
     assert state() == State.PRIMARY_STATE_UNCONFIGURED
-    assert transition(Transition.TRANSITION_CONFIGURE)
-    assert state() == State.PRIMARY_STATE_INACTIVE
+    transition(Transition.TRANSITION_CONFIGURE, State.PRIMARY_STATE_INACTIVE)
     wait_for_subscribers(ros_node, mission, processes=processes)
     msg = MissionPriority(level=MissionPriority.LEVEL_HIGH, reason="test")
     msg.header.stamp = ros_node.get_clock().now().to_msg()
@@ -184,17 +183,15 @@ def test_the_manager_is_a_lifecycle_node(ros_node: Any, processes: Any) -> None:
     values = {kv.key: kv.value for kv in diagnostics[-1].values}
     assert values["decision.model"] == "none yet" and not commands, "inactive: no decision"
 
-    assert transition(Transition.TRANSITION_ACTIVATE)
+    transition(Transition.TRANSITION_ACTIVATE, State.PRIMARY_STATE_ACTIVE)
     spin_until(ros_node, lambda: len(commands) >= 3, 30.0, what="commands and heartbeats",
                processes=processes)  # fmt: skip
     first = commands[0]
     assert first.target_model == "model" and first.seq == 1
     assert all((c.epoch, c.seq) == (first.epoch, first.seq) for c in commands[1:3]), "heartbeat"
 
-    assert transition(Transition.TRANSITION_DEACTIVATE)
-    assert state() == State.PRIMARY_STATE_INACTIVE
-    assert transition(Transition.TRANSITION_CLEANUP)
-    assert state() == State.PRIMARY_STATE_UNCONFIGURED
+    transition(Transition.TRANSITION_DEACTIVATE, State.PRIMARY_STATE_INACTIVE)
+    transition(Transition.TRANSITION_CLEANUP, State.PRIMARY_STATE_UNCONFIGURED)
     assert proc.alive()
 
 

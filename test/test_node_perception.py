@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from node_inputs import fashion_images, image_message
-from ros_harness import publish_until, spin_until, wait_for_subscribers
+from ros_harness import call_service, publish_until, spin_until, wait_for_subscribers
 
 pytestmark = pytest.mark.ros
 
@@ -172,14 +172,10 @@ def test_compressed_input_and_live_parameters(ros_node: Any, processes: Any) -> 
     assert probe.results[-1].class_ids[0] == labels[3]
 
     client = ros_node.create_client(SetParameters, "/model/perception/set_parameters")
-    probe.until(client.service_is_ready, "parameter service")
 
     def set_param(name: str, value: ParameterValue) -> Any:
-        future = client.call_async(
-            SetParameters.Request(parameters=[Parameter(name=name, value=value)])
-        )
-        probe.until(future.done, f"set {name}")
-        return future.result().results[0]
+        request = SetParameters.Request(parameters=[Parameter(name=name, value=value)])
+        return call_service(ros_node, client, request, processes=processes).results[0]
 
     double = ParameterType.PARAMETER_DOUBLE
     r = set_param("latency_target_ms", ParameterValue(type=double, double_value=25.0))
