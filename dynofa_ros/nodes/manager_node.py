@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import BatteryState, Temperature
@@ -46,6 +45,7 @@ from dynofa_ros.nodes.convert import (
     topic_token,
 )
 from dynofa_ros.nodes.health import Health, diagnostics
+from dynofa_ros.nodes.lifecycle import ManagedNode
 from dynofa_ros.nodes.parameters import Param, ParameterTable
 from dynofa_ros.nodes.spin import run_node
 from dynofa_ros.perception import COMMAND_SKEW_LIMIT_S, clip
@@ -123,7 +123,7 @@ def _check_schedule(values: Any) -> str | None:
     return None
 
 
-class ManagerNode(LifecycleNode):
+class ManagerNode(ManagedNode):
     """*configure* loads the families and subscribes to the inputs (the manager learns from
     them while inactive), *activate* starts deciding and commanding, *deactivate* stops it,
     *cleanup* releases everything. ``auto_activate`` does configure + activate at start-up."""
@@ -146,26 +146,14 @@ class ManagerNode(LifecycleNode):
         self.clock_resets = 0
         self.health = Health()
         self._status_at: dict[str, float] = {}  # model -> node clock of its last status
-        self._cmd_pubs: dict[str, Any] = {}
-        self._diag_pub: Any = None
-        self._subs: list[Any] = []
-        self._timers: list[Any] = []  # from configure to cleanup
         self._tick: Any = None  # decisions and ...
         self._repeat: Any = None  # ... heartbeats: from activate to deactivate
         self._temperature_subs: dict[str, Any] = {}
-        self._boot: Any = None
         self.params.on_change(self._on_params)
         if self.params["auto_activate"]:
-            self._boot = self.create_timer(0.0, self._auto_activate)
+            self.activate_when_spinning()
 
     # ============================================================================ lifecycle
-    def _auto_activate(self) -> None:
-        if self._boot is not None:
-            self._boot.cancel()
-            self.destroy_timer(self._boot)
-            self._boot = None
-        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            self.trigger_activate()
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
@@ -173,15 +161,15 @@ class ManagerNode(LifecycleNode):
         except (DynofaError, ValueError, OSError) as exc:  # a failed transition, never a crash
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
-        self._cmd_pubs = {
+        self.config_pubs = {
             m: self.create_lifecycle_publisher(
                 ReconfigurationCommand, f"/{m}/reconfigure", qos.COMMANDS
             )
             for m in self.models
         }
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QOS)
         self._subscribe()
-        self._timers.append(self.create_timer(1.0, self._publish_diagnostics))
+        self.config_timers.append(self.create_timer(1.0, self._publish_diagnostics))
         self.get_logger().info(
             f"managing {', '.join(self.models)} with policy {self.params['policy']} at "
             f"{self.params['rate_hz']:g} Hz on {self.params['platform']}"
@@ -190,7 +178,7 @@ class ManagerNode(LifecycleNode):
 
     def _subscribe(self) -> None:
         manager = self._live()
-        subs = self._subs
+        subs = self.config_subs
         subs.append(self.create_subscription(BatteryState, "battery", self._on_battery, QOS))
         subs.append(
             self.create_subscription(MissionPriority, "/mission_priority", self._on_mission, QOS)
@@ -208,7 +196,7 @@ class ManagerNode(LifecycleNode):
                 )
             )
         if self.params["platform"] != "sim-xavier-nx" and self.params["board_load_period_s"] > 0:
-            self._timers.append(
+            self.config_timers.append(
                 self.create_timer(self.params["board_load_period_s"], self._read_board_load)
             )
         listed = [t for t in self.params["temperature_topics"] if t]
@@ -216,11 +204,11 @@ class ManagerNode(LifecycleNode):
             self._subscribe_temperature(topic)
         if not listed:
             self._discover_temperatures()
-            self._timers.append(self.create_timer(2.0, self._discover_temperatures))
+            self.config_timers.append(self.create_timer(2.0, self._discover_temperatures))
         if self.get_parameter("use_sim_time").value:
             subs.append(self.create_subscription(Clock, "/clock", self._on_clock, qos.CLOCK))
         else:
-            self._timers.append(self.create_timer(0.01, lambda: self._on_clock(None)))
+            self.config_timers.append(self.create_timer(0.01, lambda: self._on_clock(None)))
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         self._tick = self.create_timer(1.0 / self.params["rate_hz"], self._on_tick)
@@ -250,17 +238,9 @@ class ManagerNode(LifecycleNode):
 
     def _release(self) -> None:
         self._stop_deciding()
-        for sub in [*self._subs, *self._temperature_subs.values()]:
-            self.destroy_subscription(sub)
-        for timer in self._timers:
-            timer.cancel()
-            self.destroy_timer(timer)
-        for pub in self._cmd_pubs.values():
-            self.destroy_lifecycle_publisher(pub)
-        if self._diag_pub is not None:
-            self.destroy_publisher(self._diag_pub)
-        self._subs, self._timers, self._cmd_pubs, self._temperature_subs = [], [], {}, {}
-        self._diag_pub = None
+        self.config_subs += list(self._temperature_subs.values())
+        self._temperature_subs = {}
+        self.release_endpoints()
         self.manager = None
 
     def _live(self) -> RuntimeManager:
@@ -505,7 +485,7 @@ class ManagerNode(LifecycleNode):
                 self.get_logger().error(text)
                 return
         for d in decisions:
-            self._cmd_pubs[d.target_model].publish(command_message(d))
+            self.config_pubs[d.target_model].publish(command_message(d))
 
     def _repeat_timer(self, period_s: float) -> Any:
         return self.create_timer(period_s, self._on_repeat) if period_s > 0 else None
@@ -517,7 +497,7 @@ class ManagerNode(LifecycleNode):
             current = [self._live().current(m) for m in self.models]
         for d in current:
             if d is not None:
-                self._cmd_pubs[d.target_model].publish(command_message(d))
+                self.config_pubs[d.target_model].publish(command_message(d))
 
     def _silent_models(self) -> list[str]:
         """Models whose status stopped for longer than stale_after_s (perception gone?)."""
@@ -558,7 +538,7 @@ class ManagerNode(LifecycleNode):
         conditions = [*silent]
         if holding:
             conditions.append(f"holding: {', '.join(holding)} stale")
-        self._diag_pub.publish(
+        self.diag_pub.publish(
             diagnostics(
                 f"{self.get_fully_qualified_name()}: runtime manager",
                 self.health.level(conditions),

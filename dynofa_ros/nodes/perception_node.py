@@ -27,7 +27,6 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.client import Client
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
-from rclpy.publisher import Publisher
 from sensor_msgs.msg import CompressedImage, Image
 
 from dynofa_ros.configuration import Configuration
@@ -38,6 +37,7 @@ from dynofa_ros.nodes import qos
 from dynofa_ros.nodes.convert import command_of, to_seconds, to_stamp
 from dynofa_ros.nodes.health import Health, diagnostics
 from dynofa_ros.nodes.latest import Latest, StampGaps
+from dynofa_ros.nodes.lifecycle import ManagedNode
 from dynofa_ros.nodes.parameters import Param, ParameterTable
 from dynofa_ros.nodes.spin import run_node
 from dynofa_ros.perception import (
@@ -179,7 +179,7 @@ class ServiceTimer:
         self._node.destroy_client(self._client)
 
 
-class PerceptionNode(LifecycleNode):
+class PerceptionNode(ManagedNode):
     def __init__(self, **kwargs: Any) -> None:
         # the worker's state first: destroy_node stops it, also when refused parameters end
         # the construction half-way (rclpy then destroys the node it had registered)
@@ -190,7 +190,6 @@ class PerceptionNode(LifecycleNode):
         self.params = ParameterTable(self, PARAMS)
         self.params.on_change(self._on_params)
         self.session: PerceptionSession | None = None
-        self._diag_pub: Publisher | None = None
         self._sim_timer: ServiceTimer | None = None
         self._commands: deque[tuple[ReconfigurationCommand, float]] = deque()  # (msg, received)
         self.counters = Counters(latency_target_ms=self.params["latency_target_ms"])
@@ -199,22 +198,14 @@ class PerceptionNode(LifecycleNode):
         self._lost_at = -1.0e9  # monotonic time frames were last inferred lost
         self._heard_s: float | None = None  # node clock: last command from a manager (epoch != 0)
         self._safe: Command | None = None
-        self._pubs: dict[str, Any] = {}
-        self._subs: list[Any] = []
-        self._timers: list[Any] = []
-        self._boot = None
         self._prebuilt: PerceptionSession | Exception | None = None
         self.started = False  # activated once
         self.interrupted = False  # Ctrl-C (context shut down) during the start-up
         if self.params["auto_activate"]:
-            self._boot = self.create_timer(0.0, self._auto_activate)
+            self.activate_when_spinning()
 
     # ============================================================================ lifecycle
-    def _auto_activate(self) -> None:
-        if self._boot is not None:
-            self._boot.cancel()
-            self.destroy_timer(self._boot)
-            self._boot = None
+    def prepare(self) -> bool:
         # The long part (loading and preparing every member) runs before the transition, so a
         # Ctrl-C meanwhile ends the start-up quietly instead of failing a half-done transition.
         try:
@@ -226,9 +217,8 @@ class PerceptionNode(LifecycleNode):
             if isinstance(self._prebuilt, PerceptionSession):
                 self._prebuilt.close()
             self._prebuilt = None
-            return
-        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            self.trigger_activate()
+            return False
+        return True
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         prebuilt, self._prebuilt = self._prebuilt, None
@@ -244,26 +234,26 @@ class PerceptionNode(LifecycleNode):
         self.health = Health()
         self._gaps = StampGaps()
         self._heard_s = None
-        self._pubs = {
+        self.config_pubs = {
             "classification": self.create_lifecycle_publisher(
                 ClassificationResult, "classification", qos.OUTPUTS
             ),
             "status": self.create_lifecycle_publisher(PerceptionStatus, "status", qos.OUTPUTS),
             "overlay": self.create_lifecycle_publisher(Image, "overlay", qos.OUTPUTS),
         }
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.OUTPUTS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.OUTPUTS)
         kind, topic = (
             (Image, "image")
             if self.params["input"] == "raw"
             else (CompressedImage, "image/compressed")
         )
-        self._subs = [
+        self.config_subs = [
             self.create_subscription(kind, topic, self._on_frame, qos.CAMERA),
             self.create_subscription(
                 ReconfigurationCommand, "reconfigure", self._on_command, qos.COMMANDS
             ),
         ]
-        self._timers = [
+        self.config_timers = [
             self.create_timer(self.params["diagnostics_period_s"], self._publish_diagnostics)
         ]
         from dynofa_ros.engine.engine import process_rss
@@ -361,17 +351,7 @@ class PerceptionNode(LifecycleNode):
             self._worker = None
 
     def _release(self) -> None:
-        for sub in self._subs:
-            self.destroy_subscription(sub)
-        for timer in self._timers:
-            timer.cancel()
-            self.destroy_timer(timer)
-        for pub in self._pubs.values():
-            self.destroy_lifecycle_publisher(pub)
-        if self._diag_pub is not None:
-            self.destroy_publisher(self._diag_pub)
-            self._diag_pub = None
-        self._subs, self._timers, self._pubs = [], [], {}
+        self.release_endpoints()
         if self._sim_timer is not None:
             self._sim_timer.close()
             self._sim_timer = None
@@ -535,7 +515,7 @@ class PerceptionNode(LifecycleNode):
             if outcome.cost.simulated
             else (time.monotonic() - received) * 1e3
         )
-        self._pubs["classification"].publish(
+        self.config_pubs["classification"].publish(
             ClassificationResult(
                 header=msg.header,
                 model_name=self.params["model_name"],
@@ -549,11 +529,14 @@ class PerceptionNode(LifecycleNode):
             )
         )
         self._publish_status(msg, outcome, latency_ms=latency_ms)
-        if self.params["publish_overlay"] and self._pubs["overlay"].get_subscription_count() > 0:
+        if (
+            self.params["publish_overlay"]
+            and self.config_pubs["overlay"].get_subscription_count() > 0
+        ):
             from dynofa_ros.nodes.overlay import overlay_image
 
             try:
-                self._pubs["overlay"].publish(overlay_image(msg, r, latency_ms))
+                self.config_pubs["overlay"].publish(overlay_image(msg, r, latency_ms))
             except ValueError as exc:
                 self.get_logger().warning(f"overlay: {exc}")
 
@@ -573,7 +556,7 @@ class PerceptionNode(LifecycleNode):
         level: int = PerceptionStatus.LEVEL_OK,
         message: str = "",
     ) -> None:
-        pub = self._pubs.get("status")
+        pub = self.config_pubs.get("status")
         if pub is None or self.session is None:
             return
         c = self.counters
@@ -617,7 +600,7 @@ class PerceptionNode(LifecycleNode):
         pub.publish(s)
 
     def _publish_diagnostics(self) -> None:
-        if self._diag_pub is None or self.session is None:
+        if self.diag_pub is None or self.session is None:
             return
         c, s = self.counters, self.session
         active = s.active
@@ -644,7 +627,7 @@ class PerceptionNode(LifecycleNode):
         if time.monotonic() - self._lost_at <= self.health.hold_s:
             conditions.append(f"{self._gaps.lost} of {self._gaps.lost + self._gaps.received} "
                               f"frames lost so far: {TRANSPORT_HINT}")  # fmt: skip
-        self._diag_pub.publish(
+        self.diag_pub.publish(
             diagnostics(
                 f"{self.get_fully_qualified_name()}: perception {self.params['model_name']}",
                 self.health.level(conditions),
