@@ -100,7 +100,71 @@ def _switch_times(
     return times, frames_during
 
 
-def main(argv: list[str]) -> int:  # noqa: PLR0915 - to split (issue 21)
+def _measure(
+    mid: str, engines: dict[str, Any], ref: Any, item: Any, *, cam_args: tuple[Any, ...], args: Any
+) -> dict[str, Any]:
+    """One member: the engine's step vs a standalone ONNX Runtime session of the same
+    sub-network, a camera-sized frame, and the PyTorch backends."""
+    import cv2
+    import onnxruntime as ort
+
+    from dynofa_ros.engine.preprocess import raw_view
+    from dynofa_ros.supernet.export import export_onnx
+
+    ort_engine, t = engines["onnxruntime"], args.threads
+    cfg = ort_engine.config(mid)
+    native = cv2.resize(item, (cfg.r, cfg.r), interpolation=cv2.INTER_AREA)
+    nat_args = (native.tobytes(), cfg.r, cfg.r, "mono8")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = t
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(export_onnx(ref, cfg), opts, providers=["CPUExecutionProvider"])
+    in_name = sess.get_inputs()[0].name
+    x = ort_engine.preprocess(raw_view(*nat_args), mid)
+    ort_engine.switch(mid, "cpu", t)
+    alone, step, cam, stages = [], [], [], []
+    for i in range(args.frames + 10):
+        t0 = time.perf_counter_ns()
+        sess.run(None, {in_name: x})
+        t1 = time.perf_counter_ns()
+        res = ort_engine.infer_raw(*nat_args)
+        t2 = time.perf_counter_ns()
+        if i >= 10:
+            alone.append(t1 - t0)
+            step.append(t2 - t1)
+            stages.append(res.preprocess_ms + res.postprocess_ms)
+    for i in range(args.frames // 2 + 5):
+        t0 = time.perf_counter_ns()
+        ort_engine.infer_raw(*cam_args)
+        if i >= 5:
+            cam.append(time.perf_counter_ns() - t0)
+    row = {
+        "id": mid,
+        "r": cfg.r,
+        "mmacs": ref.macs(cfg) / 1e6,
+        "alone": _median_ms(alone),
+        "engine": _median_ms(step),
+        "prepost_us": statistics.median(stages) * 1e3,
+        "camera": _median_ms(cam),
+    }
+    for b in ("torch-static", "torch-dynamic"):
+        if b in engines:
+            e = engines[b]
+            e.switch(mid, "cpu", t)
+            times = []
+            for i in range(max(5, args.frames // 4) + 3):
+                t0 = time.perf_counter_ns()
+                e.infer_raw(*nat_args)
+                if i >= 3:
+                    times.append(time.perf_counter_ns() - t0)
+            row[b] = _median_ms(times)
+    del sess
+    return row
+
+
+def _args(argv: list[str]) -> argparse.Namespace:
+    """The command line, checked; adds ``backend_list``, ``cam_w`` / ``cam_h`` and ``fam``."""
     p = argparse.ArgumentParser(prog="dynofa bench engine", description=__doc__.split("\n")[0])
     p.add_argument(
         "--checkpoint",
@@ -125,12 +189,7 @@ def main(argv: list[str]) -> int:  # noqa: PLR0915 - to split (issue 21)
     p.add_argument("--camera", default="640x480", help="camera frame size WxH (default 640x480)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
-
-    from tqdm import tqdm
-
-    from dynofa_ros.engine import BACKENDS, Engine
-    from dynofa_ros.engine.preprocess import raw_view
-    from dynofa_ros.search.timing import cpu_model, versions
+    from dynofa_ros.engine import BACKENDS
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     for b in backends:
@@ -144,12 +203,25 @@ def main(argv: list[str]) -> int:  # noqa: PLR0915 - to split (issue 21)
         cam_w, cam_h = (int(v) for v in args.camera.lower().split("x"))
     except ValueError:
         raise ValueError(f"--camera must be WxH (e.g. 640x480), got {args.camera!r}") from None
-    ckpt = args.checkpoint or default_checkpoint()
+    ckpt = args.checkpoint = args.checkpoint or default_checkpoint()
     fam = args.family or ckpt.with_name(ckpt.name.removesuffix(".safetensors") + ".cpu.family.json")
     if not fam.is_file():
         raise DynofaError(
             f"family file {fam} not found; run `dynofa search` for this checkpoint or pass --family"
         )
+    args.fam, args.backend_list, args.cam_w, args.cam_h = fam, backends, cam_w, cam_h
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = _args(argv)
+    from tqdm import tqdm
+
+    from dynofa_ros.engine import Engine
+    from dynofa_ros.search.timing import cpu_model, versions
+
+    ckpt, fam, backends = args.checkpoint, args.fam, args.backend_list
+    cam_w, cam_h = args.cam_w, args.cam_h
     quiet = args.quiet
     t = args.threads
 
@@ -160,11 +232,9 @@ def main(argv: list[str]) -> int:  # noqa: PLR0915 - to split (issue 21)
     members = ort_engine.members
 
     # standalone sessions: the same sub-networks exported from a fresh copy of the checkpoint
-    import onnxruntime as ort
 
     from dynofa_ros.search.build import load_bn_statistics
     from dynofa_ros.supernet.checkpoint import load_checkpoint
-    from dynofa_ros.supernet.export import export_onnx
 
     ref = load_checkpoint(ckpt).net
     if ort_engine.family.bn_statistics is not None:
@@ -173,59 +243,9 @@ def main(argv: list[str]) -> int:  # noqa: PLR0915 - to split (issue 21)
     camera = _camera_frame(item, cam_w, cam_h)
     cam_args = (camera.tobytes(), cam_w, cam_h, "rgb8")
 
-    import cv2
-
     rows = []
     for mid in tqdm(members, desc="measure members", disable=quiet, file=sys.stderr):
-        cfg = ort_engine.config(mid)
-        native = cv2.resize(item, (cfg.r, cfg.r), interpolation=cv2.INTER_AREA)
-        nat_args = (native.tobytes(), cfg.r, cfg.r, "mono8")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = t
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        sess = ort.InferenceSession(export_onnx(ref, cfg), opts, providers=["CPUExecutionProvider"])
-        in_name = sess.get_inputs()[0].name
-        x = ort_engine.preprocess(raw_view(*nat_args), mid)
-        ort_engine.switch(mid, "cpu", t)
-        alone, step, cam, stages = [], [], [], []
-        for i in range(args.frames + 10):
-            t0 = time.perf_counter_ns()
-            sess.run(None, {in_name: x})
-            t1 = time.perf_counter_ns()
-            res = ort_engine.infer_raw(*nat_args)
-            t2 = time.perf_counter_ns()
-            if i >= 10:
-                alone.append(t1 - t0)
-                step.append(t2 - t1)
-                stages.append(res.preprocess_ms + res.postprocess_ms)
-        for i in range(args.frames // 2 + 5):
-            t0 = time.perf_counter_ns()
-            ort_engine.infer_raw(*cam_args)
-            if i >= 5:
-                cam.append(time.perf_counter_ns() - t0)
-        row = {
-            "id": mid,
-            "r": cfg.r,
-            "mmacs": ref.macs(cfg) / 1e6,
-            "alone": _median_ms(alone),
-            "engine": _median_ms(step),
-            "prepost_us": statistics.median(stages) * 1e3,
-            "camera": _median_ms(cam),
-        }
-        for b in ("torch-static", "torch-dynamic"):
-            if b in engines:
-                e = engines[b]
-                e.switch(mid, "cpu", t)
-                times = []
-                for i in range(max(5, args.frames // 4) + 3):
-                    t0 = time.perf_counter_ns()
-                    e.infer_raw(*nat_args)
-                    if i >= 3:
-                        times.append(time.perf_counter_ns() - t0)
-                row[b] = _median_ms(times)
-        rows.append(row)
-        del sess
+        rows.append(_measure(mid, engines, ref, item, cam_args=cam_args, args=args))
 
     mib = 2**20
     print(
