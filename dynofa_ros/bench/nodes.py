@@ -18,6 +18,7 @@ one run are what this noisy machine allows.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -25,28 +26,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from dynofa_ros.processes import ProcessManager, local_discovery_env, ros_env
 
 
-def _run(  # noqa: PLR0915 - to split (issue 21)
-    transport: str, frames: int, rate_hz: float, domain: int, *, width: int, height: int
-) -> dict[str, float]:
-    import numpy as np
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from sensor_msgs.msg import Image
-
-    from dynofa_ros.family import load_family
-    from dynofa_ros.msg import ClassificationResult, PerceptionStatus
-    from dynofa_ros.nodes import qos
-    from dynofa_ros.resources import models_dir
-
-    family = models_dir() / "fmnist_mbv3_small.cpu.family.json"
-    smallest = load_family(family).members[0].id
-    # The camera (this process) and the node get the same transport settings.
+@contextlib.contextmanager
+def _transport(transport: str, domain: int) -> Iterator[dict[str, str]]:
+    """The node's environment for ``transport`` on ``domain``; this process (the camera) gets
+    the same settings until the block ends."""
     settings = transport_env(transport)
     env = {k: v for k, v in ros_env(domain).items() if k not in TRANSPORT_VARIABLES} | settings
     discovery = local_discovery_env(env)  # this process's own context stays local too
@@ -55,101 +45,147 @@ def _run(  # noqa: PLR0915 - to split (issue 21)
     for k in TRANSPORT_VARIABLES:
         os.environ.pop(k, None)
     os.environ.update(ROS_DOMAIN_ID=str(domain), **settings, **discovery)
-    procs = ProcessManager(Path(tempfile.mkdtemp(prefix="dynofa-bench-nodes-")), env)
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain)
     try:
-        procs.start_python(
-            "dynofa_ros.nodes.perception_node", "--ros-args", "-r", "__ns:=/bench",
-            "-p", "model_name:=bench", "-p", f"initial_subnet:={smallest}",
-            "-p", f"family:={family}",
-        )  # fmt: skip
-        node = rclpy.create_node("bench_camera", context=context)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        sent: dict[int, float] = {}
-        got: dict[int, float] = {}
-        engine_ms: dict[int, float] = {}
-        last_status: list[PerceptionStatus] = []
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
-        def key(stamp: Any) -> int:
-            return stamp.sec * 1_000_000_000 + stamp.nanosec
 
-        def on_result(msg: ClassificationResult) -> None:
-            got[key(msg.header.stamp)] = time.perf_counter()
+def _key(stamp: Any) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
-        def on_status(msg: PerceptionStatus) -> None:
-            last_status[:] = [msg]
-            if msg.latency_ms > 0:
-                engine_ms[key(msg.header.stamp)] = (
-                    msg.preprocess_ms + msg.inference_ms + msg.postprocess_ms
-                )
 
-        node.create_subscription(ClassificationResult, "/bench/classification", on_result,
+class _Camera:
+    """This process's side: frames out at the camera's rate, results and statuses back, each
+    matched to its frame by stamp."""
+
+    def __init__(self, node: Any) -> None:
+        from sensor_msgs.msg import Image
+
+        from dynofa_ros.msg import ClassificationResult, PerceptionStatus
+        from dynofa_ros.nodes import qos
+
+        self.node = node
+        self.sent: dict[int, float] = {}
+        self.got: dict[int, float] = {}
+        self.engine_ms: dict[int, float] = {}
+        self.last_status: Any = None
+        node.create_subscription(ClassificationResult, "/bench/classification", self._result,
                                  qos.OUTPUTS)  # fmt: skip
-        node.create_subscription(PerceptionStatus, "/bench/status", on_status, qos.OUTPUTS)
-        pub = node.create_publisher(Image, "/bench/image", qos.CAMERA)
+        node.create_subscription(PerceptionStatus, "/bench/status", self._status, qos.OUTPUTS)
+        self.pub = node.create_publisher(Image, "/bench/image", qos.CAMERA)
+
+    def _result(self, msg: Any) -> None:
+        self.got[_key(msg.header.stamp)] = time.perf_counter()
+
+    def _status(self, msg: Any) -> None:
+        self.last_status = msg
+        if msg.latency_ms > 0:
+            self.engine_ms[_key(msg.header.stamp)] = (
+                msg.preprocess_ms + msg.inference_ms + msg.postprocess_ms
+            )
+
+    def wait_for_node(self, executor: Any, procs: ProcessManager) -> None:
         deadline = time.monotonic() + 300  # configure prepares every member
         while (
-            pub.get_subscription_count() == 0 or node.count_publishers("/bench/classification") == 0
+            self.pub.get_subscription_count() == 0
+            or self.node.count_publishers("/bench/classification") == 0
         ):
             executor.spin_once(timeout_sec=0.1)
             if time.monotonic() > deadline or not procs.processes[0].alive():
                 raise RuntimeError("perception_node did not come up:\n" + procs.logs())
+
+    def send(  # noqa: PLR0917 - the camera's settings
+        self, executor: Any, count: int, warmup: int, rate_hz: float, width: int, height: int
+    ) -> None:
+        """``warmup + count`` frames at ``rate_hz``, stamped with their capture times."""
+        import numpy as np
+        from sensor_msgs.msg import Image
+
         rng = np.random.default_rng(0)
         pixels = rng.integers(0, 255, (height, width, 3), dtype=np.uint8).tobytes()
         period = 1.0 / rate_hz
-        warmup = 15
         start = time.perf_counter()
-        t0_ns = node.get_clock().now().nanoseconds
-        for i in range(frames + warmup):
+        t0_ns = self.node.get_clock().now().nanoseconds
+        for i in range(count + warmup):
             due = start + i * period
             while time.perf_counter() < due:
                 executor.spin_once(timeout_sec=max(0.0, due - time.perf_counter()))
             msg = Image(height=height, width=width, encoding="rgb8", step=width * 3)
             msg.data = pixels
-            # a camera's stamps: capture times at the frame rate (they also match the result)
-            stamp_ns = t0_ns + round(i * period * 1e9)
+            stamp_ns = t0_ns + round(i * period * 1e9)  # they also match the result
             msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
             if i >= warmup:
-                sent[stamp_ns] = time.perf_counter()
-            pub.publish(msg)
+                self.sent[stamp_ns] = time.perf_counter()
+            self.pub.publish(msg)
         end = time.perf_counter() + 3.0
-        while time.perf_counter() < end and len(got) < len(sent):
+        while time.perf_counter() < end and len(self.got) < len(self.sent):
             executor.spin_once(timeout_sec=0.05)
         end = time.perf_counter() + 1.0  # the last statuses
         while time.perf_counter() < end:
             executor.spin_once(timeout_sec=0.05)
-        e2e = [(got[i] - sent[i]) * 1e3 for i in sent if i in got and i in engine_ms]
-        overhead = [
-            (got[i] - sent[i]) * 1e3 - engine_ms[i] for i in sent if i in got and i in engine_ms
-        ]
-        node.destroy_node()
+
+    def figures(self, sent_total: int, procs: ProcessManager) -> dict[str, float]:
+        sent, got, engine_ms = self.sent, self.got, self.engine_ms
+        both = [i for i in sent if i in got and i in engine_ms]
+        e2e = [(got[i] - sent[i]) * 1e3 for i in both]
+        overhead = [(got[i] - sent[i]) * 1e3 - engine_ms[i] for i in both]
         if not overhead:
             raise RuntimeError("no frame came back:\n" + procs.logs())
-        s = last_status[0] if last_status else None
+        s = self.last_status
         delivered = (
             int(s.frames_processed + s.frames_dropped + s.frames_rejected) if s is not None else 0
         )
         return {
             "frames": len(sent),
             "results": len(overhead),
-            "sent": frames + warmup,
-            "lost_transport": frames + warmup - delivered,
+            "sent": sent_total,
+            "lost_transport": sent_total - delivered,
             "lost_estimated": int(s.frames_lost_transport) if s is not None else 0,
             "e2e_p50": statistics.median(e2e),
             "engine_p50": statistics.median(engine_ms[i] for i in sent if i in engine_ms),
             "overhead_p50": statistics.median(overhead),
             "overhead_p90": statistics.quantiles(overhead, n=10)[-1],
         }
-    finally:
-        procs.stop_all()
-        context.try_shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+
+
+def _run(
+    transport: str, frames: int, rate_hz: float, domain: int, *, width: int, height: int
+) -> dict[str, float]:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from dynofa_ros.family import load_family
+    from dynofa_ros.resources import models_dir
+
+    family = models_dir() / "fmnist_mbv3_small.cpu.family.json"
+    smallest = load_family(family).members[0].id
+    warmup = 15
+    with _transport(transport, domain) as env:
+        procs = ProcessManager(Path(tempfile.mkdtemp(prefix="dynofa-bench-nodes-")), env)
+        context = rclpy.Context()
+        rclpy.init(context=context, domain_id=domain)
+        try:
+            procs.start_python(
+                "dynofa_ros.nodes.perception_node", "--ros-args", "-r", "__ns:=/bench",
+                "-p", "model_name:=bench", "-p", f"initial_subnet:={smallest}",
+                "-p", f"family:={family}",
+            )  # fmt: skip
+            node = rclpy.create_node("bench_camera", context=context)
+            executor = SingleThreadedExecutor(context=context)
+            executor.add_node(node)
+            camera = _Camera(node)
+            camera.wait_for_node(executor, procs)
+            camera.send(executor, frames, warmup, rate_hz, width, height)
+            node.destroy_node()
+            return camera.figures(frames + warmup, procs)
+        finally:
+            procs.stop_all()
+            context.try_shutdown()
 
 
 TRANSPORTS = {
