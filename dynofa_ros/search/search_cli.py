@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dynofa_ros.resources import default_checkpoint
 from dynofa_ros.search.errors import SearchError
@@ -328,7 +328,7 @@ def _limits_table(outcome: Any, where: str, accuracy_kind: str) -> None:
             print(f"{limit:>9.4g}  {'(impossible: ' + skipped[limit].split(':', 1)[-1].strip()})")
 
 
-def main(argv: list[str]) -> int:  # noqa: C901, PLR0912, PLR0915 - to split (issue 21)
+def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     from dynofa_ros.search.evolution import EvolutionOptions
 
@@ -349,21 +349,133 @@ def main(argv: list[str]) -> int:  # noqa: C901, PLR0912, PLR0915 - to split (is
     if args.limits_ms is not None and any(v <= 0 for v in args.limits_ms):
         raise SearchError(f"--limits-ms must be positive, got {args.limits_ms}")
 
-    import dataclasses
-
     from dynofa_ros.search import build
-    from dynofa_ros.search.accuracy import AccuracyMeter
     from dynofa_ros.search.pareto import dominated_fraction, select_spread
-    from dynofa_ros.search.profile import MeasureSetting, TimingOptions, random_configs
-    from dynofa_ros.search.timing import useful_thread_counts
-    from dynofa_ros.supernet.checkpoint import load_checkpoint
+    from dynofa_ros.search.profile import random_configs
 
     progress = not args.quiet
     simulated = args.platform in ("sim-xavier-nx", "sim")
     if not simulated and args.platform != "this":
         raise SearchError(f"--platform must be 'this' or sim-xavier-nx, got {args.platform!r}")
 
-    # --- the super-network: a checkpoint's, or an architecture alone (no weights)
+    no_weights, net, ckpt, labels, stem = _network(args, simulated)
+
+    resolutions, table_root = _resolutions(args, net, simulated, stem)
+
+    # --- accuracy predictor given as a file: checked before anything slow
+    predictor_info: dict[str, Any] = {}
+    predictor = None
+    if args.accuracy == "predictor" and args.predictor is not None:
+        predictor, predictor_info = _predictor(args, resolutions)
+
+    latency, target, origin, records, where = _latency(
+        args, net, simulated, table_root, resolutions
+    )
+
+    accuracy, meter, predictor_info = _accuracy(
+        args, net, ckpt, labels, no_weights, (predictor, predictor_info), target, stem
+    )
+
+    # --- search
+    print(
+        f"search {stem} over resolutions {','.join(map(str, resolutions))}: latency "
+        f"{latency.description}; accuracy {accuracy.source} "
+        f"({predictor_info.get('file') or accuracy.description})",
+        flush=True,
+    )
+    outcome = build.run_search(
+        net,
+        latency,
+        accuracy,
+        options,
+        n_limits=args.limits,
+        limits_ms=args.limits_ms,
+        progress=progress,
+        on_limit=lambda i, n, lim, res, why: _print_limit(i, n, lim, res, why, where=where),
+        label=where,
+    )
+    chosen = select_spread(outcome.front, args.family_size)
+    rand_cfgs = random_configs(net.space, args.random, args.seed + 1000)
+    rand_lat, rand_acc = latency(rand_cfgs), accuracy(rand_cfgs)
+    from dynofa_ros.search.pareto import Candidate
+
+    randoms = [
+        Candidate(c, lt, ac, "random")
+        for c, lt, ac in zip(rand_cfgs, rand_lat, rand_acc, strict=True)
+    ]
+    dominated = dominated_fraction(outcome.front, randoms)
+    print(
+        f"search {target}: {len(outcome.candidates)} evaluated, front {len(outcome.front)}, "
+        f"{len(outcome.rollouts)} of {len(outcome.limits_ms)} limits "
+        f"{outcome.limits_ms[0]:.3g}-{outcome.limits_ms[-1]:.3g} ms possible; front dominates "
+        f"{100 * dominated:.0f} % of {len(randoms)} random sub-networks "
+        f"({accuracy.source} accuracy, latency {where})"
+    )
+    _limits_table(outcome, where, accuracy.source)
+
+    search_record = _search_record(outcome, chosen, dominated)
+    latency_source = {
+        "description": latency.description,
+        **latency.provenance,
+        "setting": latency.setting.to_dict(),
+        "measured_on": origin.get("board"),
+    }
+    accuracy_source = {
+        "description": accuracy.description,
+        "kind": accuracy.source,
+        "predictor": predictor_info,
+    }
+
+    if no_weights:
+        return _write_search_record(
+            args,
+            stem,
+            origin=origin,
+            resolutions=resolutions,
+            options=options,
+            outcome=outcome,
+            parts={
+                "latency_source": latency_source,
+                "accuracy_source": accuracy_source,
+                "search": search_record,
+            },
+        )
+    assert ckpt is not None
+    return _make_family(
+        args,
+        ckpt=ckpt,
+        stem=stem,
+        net=net,
+        target=target,
+        simulated=simulated,
+        latency=latency,
+        accuracy=accuracy,
+        origin=origin,
+        where=where,
+        meter=meter,
+        records=records,
+        chosen=chosen,
+        outcome=outcome,
+        options=options,
+        randoms=randoms,
+        latency_source=latency_source,
+        accuracy_source=accuracy_source,
+        search_record=search_record,
+    )
+
+
+class _Network(NamedTuple):
+    no_weights: bool  # an architecture alone: latency tables and a predictor only
+    net: Supernet
+    ckpt: Path | None
+    labels: Any
+    stem: str
+
+
+def _network(args: argparse.Namespace, simulated: bool) -> _Network:
+    """The super-network searched: a checkpoint's, or an architecture alone (no weights)."""
+    from dynofa_ros.supernet.checkpoint import load_checkpoint
+
     no_weights = args.supernet is not None and args.checkpoint is None
     labels: Any = None
     if no_weights:
@@ -396,7 +508,17 @@ def main(argv: list[str]) -> int:  # noqa: C901, PLR0912, PLR0915 - to split (is
                 f"--supernet {args.supernet} but checkpoint {ckpt} is a {net.arch.name}"
             )
 
-    # --- resolutions searched
+    return _Network(no_weights, net, ckpt, labels, stem)
+
+
+def _resolutions(
+    args: argparse.Namespace, net: Supernet, simulated: bool, stem: str
+) -> tuple[list[int], Path | None]:
+    """The resolutions searched (set on ``net.space``) and the latency tables' directory."""
+    import dataclasses
+
+    from dynofa_ros.search.profile import MeasureSetting
+
     table_root = None
     if not simulated and args.latency == "table":
         threads0 = args.threads or 1
@@ -415,13 +537,22 @@ def main(argv: list[str]) -> int:  # noqa: C901, PLR0912, PLR0915 - to split (is
         raise SearchError(f"--resolutions must lie in 16..1024, got {resolutions}")
     net.space = dataclasses.replace(net.space, resolutions=tuple(resolutions))
 
-    # --- accuracy predictor given as a file: checked before anything slow
-    predictor_info: dict[str, Any] = {}
-    predictor = None
-    if args.accuracy == "predictor" and args.predictor is not None:
-        predictor, predictor_info = _predictor(args, resolutions)
+    return resolutions, table_root
 
-    # --- latency source and the settings each member is re-measured on
+
+def _latency(
+    args: argparse.Namespace,
+    net: Supernet,
+    simulated: bool,
+    table_root: Path | None,
+    resolutions: list[int],
+) -> tuple[Any, str, dict[str, Any], list[Any], str]:
+    """The latency source, the family's target, where latency comes from, the settings each
+    member is re-measured on, and the label of the latency in tables."""
+    from dynofa_ros.search import build
+    from dynofa_ros.search.profile import MeasureSetting, TimingOptions
+    from dynofa_ros.search.timing import useful_thread_counts
+
     records: list[build.RecordSetting] = []
     origin: dict[str, Any] = {"board": "this machine", "measured_by": "measured here"}
     if simulated:
@@ -491,7 +622,26 @@ def main(argv: list[str]) -> int:  # noqa: C901, PLR0912, PLR0915 - to split (is
         else "simulated NX"
     )
 
-    # --- accuracy source
+    return latency, target, origin, records, where
+
+
+def _accuracy(  # noqa: PLR0917 - the search's state so far
+    args: argparse.Namespace,
+    net: Supernet,
+    ckpt: Path | None,
+    labels: Any,
+    no_weights: bool,
+    given: tuple[Any, dict[str, Any]],
+    target: str,
+    stem: str,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The accuracy source (measured, or a predictor given or trained here), the meter, and
+    what the family records of the predictor."""
+    from dynofa_ros.search import build
+    from dynofa_ros.search.accuracy import AccuracyMeter
+
+    predictor, predictor_info = given
+    progress = not args.quiet
     data = None if no_weights else _accuracy_data(args, net, ckpt, labels)  # type: ignore[arg-type]
     meter = AccuracyMeter(net, data) if data is not None else None
     if args.accuracy == "measured":
@@ -536,43 +686,11 @@ def main(argv: list[str]) -> int:  # noqa: C901, PLR0912, PLR0915 - to split (is
             )
         accuracy = build.predictor_accuracy(predictor, predictor_info.get("report"))
 
-    # --- search
-    print(
-        f"search {stem} over resolutions {','.join(map(str, resolutions))}: latency "
-        f"{latency.description}; accuracy {accuracy.source} "
-        f"({predictor_info.get('file') or accuracy.description})",
-        flush=True,
-    )
-    outcome = build.run_search(
-        net,
-        latency,
-        accuracy,
-        options,
-        n_limits=args.limits,
-        limits_ms=args.limits_ms,
-        progress=progress,
-        on_limit=lambda i, n, lim, res, why: _print_limit(i, n, lim, res, why, where=where),
-        label=where,
-    )
-    chosen = select_spread(outcome.front, args.family_size)
-    rand_cfgs = random_configs(net.space, args.random, args.seed + 1000)
-    rand_lat, rand_acc = latency(rand_cfgs), accuracy(rand_cfgs)
-    from dynofa_ros.search.pareto import Candidate
+    return accuracy, meter, predictor_info
 
-    randoms = [
-        Candidate(c, lt, ac, "random")
-        for c, lt, ac in zip(rand_cfgs, rand_lat, rand_acc, strict=True)
-    ]
-    dominated = dominated_fraction(outcome.front, randoms)
-    print(
-        f"search {target}: {len(outcome.candidates)} evaluated, front {len(outcome.front)}, "
-        f"{len(outcome.rollouts)} of {len(outcome.limits_ms)} limits "
-        f"{outcome.limits_ms[0]:.3g}-{outcome.limits_ms[-1]:.3g} ms possible; front dominates "
-        f"{100 * dominated:.0f} % of {len(randoms)} random sub-networks "
-        f"({accuracy.source} accuracy, latency {where})"
-    )
-    _limits_table(outcome, where, accuracy.source)
 
+def _search_record(outcome: Any, chosen: list[Any], dominated: float) -> dict[str, Any]:
+    """What the family file records of the search: limits, front, chosen members."""
     search_record: dict[str, Any] = {
         "evaluated": len(outcome.candidates),
         "limits": [{"limit_ms": lim, "impossible": why} for lim, why in outcome.skipped]
@@ -601,54 +719,7 @@ def main(argv: list[str]) -> int:  # noqa: C901, PLR0912, PLR0915 - to split (is
         "members": {c.id: {"latency_ms": c.latency_ms, "accuracy": c.accuracy} for c in chosen},
     }
     search_record["limits"].sort(key=lambda x: x["limit_ms"])
-    latency_source = {
-        "description": latency.description,
-        **latency.provenance,
-        "setting": latency.setting.to_dict(),
-        "measured_on": origin.get("board"),
-    }
-    accuracy_source = {
-        "description": accuracy.description,
-        "kind": accuracy.source,
-        "predictor": predictor_info,
-    }
-
-    if no_weights:
-        return _write_search_record(
-            args,
-            stem,
-            origin=origin,
-            resolutions=resolutions,
-            options=options,
-            outcome=outcome,
-            parts={
-                "latency_source": latency_source,
-                "accuracy_source": accuracy_source,
-                "search": search_record,
-            },
-        )
-    assert ckpt is not None
-    return _make_family(
-        args,
-        ckpt=ckpt,
-        stem=stem,
-        net=net,
-        target=target,
-        simulated=simulated,
-        latency=latency,
-        accuracy=accuracy,
-        origin=origin,
-        where=where,
-        meter=meter,
-        records=records,
-        chosen=chosen,
-        outcome=outcome,
-        options=options,
-        randoms=randoms,
-        latency_source=latency_source,
-        accuracy_source=accuracy_source,
-        search_record=search_record,
-    )
+    return search_record
 
 
 def _write_search_record(
