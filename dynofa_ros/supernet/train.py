@@ -402,7 +402,207 @@ def train(
             teardown(ctx)
 
 
-def _train(  # noqa: PLR0915 - to split (issue 21)
+class _Sandwich:
+    """One step of the sandwich rule: the largest sub-network on the labels, then the smallest
+    and ``n_random`` random ones distilled from the largest's outputs (in-place distillation),
+    gradients averaged over the ranks."""
+
+    def __init__(  # noqa: PLR0917 - the training's state
+        self,
+        net: Any,
+        opt: Any,
+        scaler: Any,
+        opts: TrainOptions,
+        amp_dtype: Any,
+        memory_format: Any,
+        ctx: DistContext,
+    ) -> None:
+        self.net, self.opt, self.scaler, self.opts = net, opt, scaler, opts
+        self.amp_dtype, self.memory_format, self.ctx = amp_dtype, memory_format, ctx
+        self.params = list(net.parameters())
+
+    def step(self, raw_images: Tensor, raw_labels: Tensor, cfgs: list[Any], sums: Tensor) -> None:
+        """``cfgs``: the largest first. ``sums`` accumulates (largest, smallest, random loss,
+        largest's accuracy)."""
+        net, opts, scaler, device = self.net, self.opts, self.scaler, self.ctx.device
+        mean, std = opts.arch.mean, opts.arch.std
+        images = raw_images.to(device, non_blocking=True)
+        labels = raw_labels.to(device, non_blocking=True)
+        inputs: dict[int, Tensor] = {}
+
+        def at(r: int) -> Tensor:
+            if r not in inputs:
+                inputs[r] = prepare(images, r, mean, std).contiguous(
+                    memory_format=self.memory_format
+                )
+            return inputs[r]
+
+        autocast = {"dtype": self.amp_dtype, "enabled": self.amp_dtype is not None}
+        self.opt.zero_grad(set_to_none=True)
+        largest, others = cfgs[0], cfgs[1:]
+        net.set_active(largest)
+        with torch.autocast(device.type, **autocast):
+            out = net(at(largest.r))
+            loss = F.cross_entropy(_full(out), labels, label_smoothing=opts.label_smoothing)
+        scaler.scale(loss).backward()
+        sums[0] += loss.detach()
+        sums[3] += (out.detach().argmax(1) == labels).double().mean()
+        # in-place distillation: the target is this rank's largest on this rank's rows
+        teacher = F.softmax(_full(out.detach()), dim=1)
+        for j, cfg in enumerate(others):
+            net.set_active(cfg)
+            with torch.autocast(device.type, **autocast):
+                out = _full(net(at(cfg.r)))
+                loss = opts.kd_ratio * soft_cross_entropy(out, teacher)
+                if opts.kd_ratio < 1:
+                    loss = loss + (1 - opts.kd_ratio) * F.cross_entropy(
+                        out, labels, label_smoothing=opts.label_smoothing
+                    )
+            scaler.scale(loss).backward()
+            sums[1 if j == 0 else 2] += loss.detach() / (1 if j == 0 else max(1, opts.n_random))
+        average_gradients(self.params, self.ctx.world_size)
+        scaler.step(self.opt)
+        scaler.update()
+
+
+def _start(
+    opts: TrainOptions, ctx: DistContext, amp_dtype: Any, memory_format: Any
+) -> tuple[Any, Any, Any, int, list[dict[str, Any]]]:
+    """The network on its device, its optimiser and loss scaler, from scratch, from
+    ``init_from`` or resumed: (net, optimiser, scaler, first epoch, history so far)."""
+    device = ctx.device
+    torch.manual_seed(opts.seed)
+    net = build_supernet(opts.arch)
+    # Module.to takes memory_format (torch documents it), its typed overloads leave it out
+    net = net.to(device=device, memory_format=memory_format)  # type: ignore[call-overload]
+    opt = make_optimizer(opts, net)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    history: list[dict[str, Any]]
+    start_epoch, history = 0, []
+    assert opts.state_path is not None
+    if opts.init_from is not None:
+        init_weights(net, opts.init_from)
+    if opts.resume and opts.state_path.exists():
+        start_epoch, history, scaler_state = load_state(opts, net, opt)
+        if scaler_state and scaler.is_enabled():
+            scaler.load_state_dict(scaler_state)
+        if ctx.is_main:
+            print(f"resuming from {opts.state_path} after epoch {start_epoch}", file=sys.stderr)
+    if ctx.distributed:
+        sync_batchnorm(net)
+    return net, opt, scaler, start_epoch, history
+
+
+def _save_on_cpu(
+    net: Any, opts: TrainOptions, train_set: ImageSet, summary: dict[str, Any]
+) -> None:
+    """The checkpoint, loadable without a GPU (BN statistics moved along)."""
+    net = net.to(device="cpu", memory_format=torch.contiguous_format)
+    net.bn_stats = {
+        sid: {k: (m.cpu(), v.cpu()) for k, (m, v) in stats.items()}
+        for sid, stats in net.bn_stats.items()
+    }
+    save_checkpoint(opts.out, net, labels=train_set.classes, extra={"training": summary})
+
+
+def _validate(
+    net: Any, opts: TrainOptions, cfgs: dict[str, Any], train_set: ImageSet, val_set: ImageSet
+) -> dict[str, float]:
+    """``val_acc_<tag>`` of each sub-network, BN recalibrated; the statistics are dropped after
+    (training goes on with running ones)."""
+    out = {
+        f"val_acc_{tag}": calibrate_and_evaluate(
+            net, cfg, train_set, val_set, n_calib=opts.calib_images, limit=opts.eval_limit
+        )
+        for tag, cfg in cfgs.items()
+    }
+    net.bn_stats.clear()
+    net.bn_stats_configs.clear()
+    return out
+
+
+def _open_log(  # noqa: PLR0917 - what the log says of the start
+    opts: TrainOptions,
+    ctx: DistContext,
+    start_epoch: int,
+    images: tuple[int, int],
+    amp_dtype: Any,
+    workers: int,
+) -> JsonLog | None:
+    """Rank 0's training log (appended to when resuming), opened with its start entry."""
+    if not ctx.is_main:
+        return None
+    assert opts.log_path is not None
+    log = JsonLog(opts.log_path, append=opts.resume and start_epoch > 0)
+    log.write(
+        {
+            "event": "start",
+            "command": opts.command,
+            "start_epoch": start_epoch,
+            "train_images": images[0],
+            "val_images": images[1],
+            "threads": torch.get_num_threads(),
+            "device": str(ctx.device),
+            "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off",
+            "world_size": ctx.world_size,
+            "dist_backend": ctx.backend,
+            "workers": workers,
+            "time": time.time(),
+        }
+    )
+    return log
+
+
+def _epoch_record(
+    sums: Tensor, steps: int, ctx: DistContext, *, epoch: int, phase: str | None
+) -> dict[str, Any]:
+    """The epoch's mean losses and accuracy over every rank (one collective call)."""
+    totals = sums.tolist()
+    means = all_mean(
+        {
+            "loss_largest": totals[0] / steps,
+            "train_acc_largest": totals[3] / steps,
+            "loss_smallest": totals[1] / steps,
+            "loss_random": totals[2] / steps,
+        },
+        ctx,
+    )
+    return {"event": "epoch", "epoch": epoch + 1, "phase": phase or "all", **means}
+
+
+def _report_subnets(  # noqa: PLR0917 - the training's outputs
+    net: Any,
+    opts: TrainOptions,
+    train_set: ImageSet,
+    val_set: ImageSet,
+    test_set: ImageSet | None,
+    log: JsonLog | None,
+) -> list[dict[str, Any]]:
+    """After training (rank 0): calibrate and measure the reported sub-networks."""
+    space = net.space
+    net.eval()
+    results = []
+    for cfg in report_configs(space, opts.seed, opts.report_random):
+        calib_t = time.time()
+        val_acc = calibrate_and_evaluate(net, cfg, train_set, val_set, n_calib=opts.calib_images)
+        entry = {
+            "id": cfg.id,
+            "config": cfg.to_dict(),
+            "macs": net.macs(cfg),
+            "params": net.params(cfg),
+            "val_accuracy": val_acc,
+        }
+        if test_set is not None:
+            entry["test_accuracy"] = accuracy(net, cfg, test_set)
+        entry["eval_s"] = round(time.time() - calib_t, 2)
+        results.append(entry)
+        assert log is not None
+        log.write({"event": "report", **entry})
+        print(json.dumps({k: v for k, v in entry.items() if k != "config"}), file=sys.stderr)
+    return results
+
+
+def _train(
     opts: TrainOptions,
     train_set: ImageSet,
     val_set: ImageSet,
@@ -416,50 +616,15 @@ def _train(  # noqa: PLR0915 - to split (issue 21)
     amp_dtype = resolve_amp(opts.amp, device)
     workers = opts.workers if opts.workers is not None else (4 if device.type == "cuda" else 0)
     main = ctx.is_main
-    torch.manual_seed(opts.seed)
-    net = build_supernet(opts.arch)
     # channels-last makes the depthwise weight gradient ~3x faster on CPU (oneDNN) and lets
     # cuDNN use tensor cores under AMP
     memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
-    # Module.to takes memory_format (torch documents it), its typed overloads leave it out
-    net = net.to(device=device, memory_format=memory_format)  # type: ignore[call-overload]
+    net, opt, scaler, start_epoch, history = _start(opts, ctx, amp_dtype, memory_format)
     space = net.space
-    opt = make_optimizer(opts, net)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    history: list[dict[str, Any]]
-    start_epoch, history = 0, []
-    assert opts.state_path is not None and opts.log_path is not None
-    if opts.init_from is not None:
-        init_weights(net, opts.init_from)
-    if opts.resume and opts.state_path.exists():
-        start_epoch, history, scaler_state = load_state(opts, net, opt)
-        if scaler_state and scaler.is_enabled():
-            scaler.load_state_dict(scaler_state)
-        if main:
-            print(f"resuming from {opts.state_path} after epoch {start_epoch}", file=sys.stderr)
-    if ctx.distributed:
-        sync_batchnorm(net)
-    params = list(net.parameters())
-    log = JsonLog(opts.log_path, append=opts.resume and start_epoch > 0) if main else None
-    if log is not None:
-        log.write(
-            {
-                "event": "start",
-                "command": opts.command,
-                "start_epoch": start_epoch,
-                "train_images": len(train_set),
-                "val_images": len(val_set),
-                "threads": torch.get_num_threads(),
-                "device": str(device),
-                "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off",
-                "world_size": ctx.world_size,
-                "dist_backend": ctx.backend,
-                "workers": workers,
-                "time": time.time(),
-            }
-        )
+    assert opts.log_path is not None
+    log = _open_log(opts, ctx, start_epoch, (len(train_set), len(val_set)), amp_dtype, workers)
     steps_per_epoch = len(train_set) // opts.batch_size
-    mean, std = opts.arch.mean, opts.arch.std
+    sandwich = _Sandwich(net, opt, scaler, opts, amp_dtype, memory_format, ctx)
     images_per_rank = opts.batch_size // ctx.world_size
     t_start = time.time()
     for epoch in range(start_epoch, opts.epochs):
@@ -494,48 +659,14 @@ def _train(  # noqa: PLR0915 - to split (issue 21)
             lr = lr_at(opts, step, steps_per_epoch)
             for g in opt.param_groups:
                 g["lr"] = lr
-            images = raw_images.to(device, non_blocking=True)
-            labels = raw_labels.to(device, non_blocking=True)
-            inputs: dict[int, Tensor] = {}
-
-            def at(r: int, images: Tensor = images, inputs: dict[int, Tensor] = inputs) -> Tensor:
-                if r not in inputs:
-                    inputs[r] = prepare(images, r, mean, std).contiguous(
-                        memory_format=memory_format
-                    )
-                return inputs[r]
-
             # the same sub-networks on every rank: drawn from (seed, epoch, step) only
             rng = random.Random(f"{opts.seed}-{epoch}-{i}")
-            opt.zero_grad(set_to_none=True)
-            net.set_active(largest)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                out = net(at(largest.r))
-                loss = F.cross_entropy(_full(out), labels, label_smoothing=opts.label_smoothing)
-            scaler.scale(loss).backward()  # type: ignore[no-untyped-call]  # torch leaves it untyped
-            sums[0] += loss.detach()
-            sums[3] += (out.detach().argmax(1) == labels).double().mean()
-            # in-place distillation: the target is this rank's largest on this rank's rows
-            teacher = F.softmax(_full(out.detach()), dim=1)
             others = (
                 []
                 if phase == "full"
                 else [smallest] + [space.sample(rng, **restrict) for _ in range(opts.n_random)]
             )
-            for j, cfg in enumerate(others):
-                net.set_active(cfg)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    out = _full(net(at(cfg.r)))
-                    loss = opts.kd_ratio * soft_cross_entropy(out, teacher)
-                    if opts.kd_ratio < 1:
-                        loss = loss + (1 - opts.kd_ratio) * F.cross_entropy(
-                            out, labels, label_smoothing=opts.label_smoothing
-                        )
-                scaler.scale(loss).backward()  # type: ignore[no-untyped-call]  # torch leaves it untyped
-                sums[1 if j == 0 else 2] += loss.detach() / (1 if j == 0 else max(1, opts.n_random))
-            average_gradients(params, ctx.world_size)
-            scaler.step(opt)
-            scaler.update()
+            sandwich.step(raw_images, raw_labels, [largest, *others], sums)
             if main and i % 20 == 0:
                 avg = (sums / (i + 1)).tolist()  # one device sync per 20 steps
                 bar.set_postfix(loss=f"{avg[0]:.3f}", acc=f"{avg[3]:.3f}", lr=f"{lr:.4f}")
@@ -553,37 +684,15 @@ def _train(  # noqa: PLR0915 - to split (issue 21)
                         }
                     )
         bar.close()
-        totals = sums.tolist()
         epoch_s = time.time() - t_epoch
-        means = all_mean(
-            {
-                "loss_largest": totals[0] / steps_per_epoch,
-                "train_acc_largest": totals[3] / steps_per_epoch,
-                "loss_smallest": totals[1] / steps_per_epoch,
-                "loss_random": totals[2] / steps_per_epoch,
-            },
-            ctx,
-        )
-        record: dict[str, Any] = {
-            "event": "epoch",
-            "epoch": epoch + 1,
-            "phase": phase or "all",
-            "loss_largest": means["loss_largest"],
-            "train_acc_largest": means["train_acc_largest"],
-            "loss_smallest": means["loss_smallest"],
-            "loss_random": means["loss_random"],
-            "epoch_s": epoch_s,
-            "images_per_s": steps_per_epoch * images_per_rank * ctx.world_size / epoch_s,
-        }
+        record = _epoch_record(sums, steps_per_epoch, ctx, epoch=epoch, phase=phase)
+        record["epoch_s"] = epoch_s
+        record["images_per_s"] = steps_per_epoch * images_per_rank * ctx.world_size / epoch_s
         if not main:
             continue  # rank 0 evaluates and writes; the others go on to the next epoch
         if opts.eval_every and ((epoch + 1) % opts.eval_every == 0 or epoch + 1 == opts.epochs):
-            for tag, cfg in (("largest", largest), ("smallest", smallest)):
-                record[f"val_acc_{tag}"] = calibrate_and_evaluate(
-                    net, cfg, train_set, val_set, n_calib=opts.calib_images, limit=opts.eval_limit
-                )
-            net.bn_stats.clear()
-            net.bn_stats_configs.clear()
+            record |= _validate(net, opts, {"largest": largest, "smallest": smallest},
+                                train_set, val_set)  # fmt: skip
         history.append(record)
         assert log is not None
         log.write(record)
@@ -594,26 +703,7 @@ def _train(  # noqa: PLR0915 - to split (issue 21)
     if not main:
         barrier(ctx)  # wait for rank 0's report and checkpoint, then leave together
         return {"history": history, "rank": ctx.rank}
-    # ---- after training (rank 0): calibrate and measure the reported sub-networks
-    net.eval()
-    results = []
-    for cfg in report_configs(space, opts.seed, opts.report_random):
-        calib_t = time.time()
-        val_acc = calibrate_and_evaluate(net, cfg, train_set, val_set, n_calib=opts.calib_images)
-        entry = {
-            "id": cfg.id,
-            "config": cfg.to_dict(),
-            "macs": net.macs(cfg),
-            "params": net.params(cfg),
-            "val_accuracy": val_acc,
-        }
-        if test_set is not None:
-            entry["test_accuracy"] = accuracy(net, cfg, test_set)
-        entry["eval_s"] = round(time.time() - calib_t, 2)
-        results.append(entry)
-        assert log is not None
-        log.write({"event": "report", **entry})
-        print(json.dumps({k: v for k, v in entry.items() if k != "config"}), file=sys.stderr)
+    results = _report_subnets(net, opts, train_set, val_set, test_set, log)
     summary = {
         "command": opts.command,
         "options": {
@@ -633,12 +723,7 @@ def _train(  # noqa: PLR0915 - to split (issue 21)
         "history": history,
         "subnets": results,
     }
-    net = net.to(device="cpu", memory_format=torch.contiguous_format)
-    net.bn_stats = {
-        sid: {k: (m.cpu(), v.cpu()) for k, (m, v) in stats.items()}
-        for sid, stats in net.bn_stats.items()
-    }
-    save_checkpoint(opts.out, net, labels=train_set.classes, extra={"training": summary})
+    _save_on_cpu(net, opts, train_set, summary)
     assert log is not None
     log.write({"event": "done", "checkpoint": str(opts.out), "time": time.time()})
     log.close()
