@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -29,6 +30,17 @@ def run_node(
     2 when the start-up parameters are refused (one line naming them), 130 (the shell's Ctrl-C)
     when the node never ran: stopped while being built, or ``interrupted_at_start(node,
     ctrl_c)`` says its start-up was cut short."""
+    # rclpy hands a Ctrl-C to Python's handler after it has shut the context down, from its
+    # own thread: the KeyboardInterrupt could come after this function had already caught the
+    # shutdown, during the clean-up or after the exit message, and the process then died by the
+    # signal (rc -2, seen under load). Once stopping, a Ctrl-C is no longer an exception.
+    stopping = [False]  # set without a call: no bytecode where the interrupt could land first
+
+    def on_sigint(_signum: int, _frame: Any) -> None:
+        if not stopping[0]:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
     rclpy.init(args=args)
     node: N | None = None
     executor = SingleThreadedExecutor()
@@ -38,11 +50,15 @@ def run_node(
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
+        stopping[0] = True
         ctrl_c = True
     except (ValueError, DynofaError) as exc:  # invalid parameters / files at start-up
+        stopping[0] = True
         print(f"{name}: {exc}", flush=True)
         return 2
     finally:
+        stopping[0] = True
+        ctrl_c = ctrl_c or not rclpy.ok()
         if node is not None:
             node.destroy_node()
         executor.shutdown()
