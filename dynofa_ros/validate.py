@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from dynofa_ros.errors import DynofaError
@@ -39,6 +39,12 @@ def check_range(value: Any, lo: float, hi: float, where: str, error: ErrorType) 
     if math.isnan(value) or not (lo <= value <= hi) or (math.isinf(value) and hi != math.inf):
         raise error(f"{where} = {value!r} is outside [{lo}, {hi}]")
     return float(value)
+
+
+def choice(value: Any, name: str, allowed: Sequence[str], error: ErrorType) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise error(f"{name} {value!r} is not supported (allowed: {', '.join(allowed)})")
+    return value
 
 
 def reject_unknown(

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from dynofa_ros import validate
 from dynofa_ros.engine.errors import EngineError
 
 PROCESSORS = ("cpu", "cuda")
@@ -244,6 +245,4 @@ BACKENDS: dict[str, type[Backend]] = {
 
 
 def check_choice(value: Any, name: str, allowed: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise EngineError(f"{name} {value!r} is not supported (allowed: {', '.join(allowed)})")
-    return value
+    return validate.choice(value, name, allowed, EngineError)
