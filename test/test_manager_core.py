@@ -208,13 +208,13 @@ def test_old_readings_and_unknown_members_are_rejected(family) -> None:
 def test_decisions_map_onto_the_reconfiguration_message(family) -> None:
     mgr = _manager(family)
     _start(mgr)
-    from dynofa_ros.nodes.convert import command_message
+    from dynofa_ros.configuration import message_fields  # what nodes/convert.py sends
 
     d = mgr.current("model")
-    msg = command_message(d)
-    assert msg.seq == d.seq and msg.target_model == "model"
-    assert msg.power_mode == -1
-    assert msg.subnet_id in family.ids
+    fields = message_fields(d.config)
+    assert d.seq == 1 and d.target_model == "model"
+    assert fields["power_mode"] == -1
+    assert fields["subnet_id"] in family.ids
     assert d.config.processor in ("cuda", "cpu")
     assert d.config.cpu_frequency_khz in SimulatedXavierNX().processor("cpu").frequencies_khz
 
