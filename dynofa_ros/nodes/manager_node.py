@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from dynofa_ros.manager import RuntimeManager
     from dynofa_ros.platform.base import Platform
 
-PLATFORMS = ("sim-xavier-nx", "auto", *(b for b in BACKENDS if b != "sim-xavier-nx"))
+PLATFORMS = ("auto", *BACKENDS)
 QOS = qos.OUTPUTS
 TEMPERATURE_TYPE = "sensor_msgs/msg/Temperature"
 
@@ -148,7 +148,7 @@ class ManagerNode(ManagedNode):
         self._status_at: dict[str, float] = {}  # model -> node clock of its last status
         self._tick: Any = None  # decisions and ...
         self._repeat: Any = None  # ... heartbeats: from activate to deactivate
-        self._temperature_subs: dict[str, Any] = {}
+        self._temperature_topics: set[str] = set()  # subscribed (released with config_subs)
         self.params.on_change(self._on_params)
         if self.params["auto_activate"]:
             self.activate_when_spinning()
@@ -238,8 +238,7 @@ class ManagerNode(ManagedNode):
 
     def _release(self) -> None:
         self._stop_deciding()
-        self.config_subs += list(self._temperature_subs.values())
-        self._temperature_subs = {}
+        self._temperature_topics.clear()
         self.release_endpoints()
         self.manager = None
 
@@ -440,10 +439,13 @@ class ManagerNode(ManagedNode):
 
     def _subscribe_temperature(self, topic: str) -> None:
         name = self.resolve_topic_name(topic)
-        if name in self._temperature_subs:
+        if name in self._temperature_topics:
             return
-        self._temperature_subs[name] = self.create_subscription(
-            Temperature, name, lambda msg, t=name: self._on_temperature(msg, t), QOS
+        self._temperature_topics.add(name)
+        self.config_subs.append(
+            self.create_subscription(
+                Temperature, name, lambda msg, t=name: self._on_temperature(msg, t), QOS
+            )
         )
 
     def _discover_temperatures(self) -> None:
