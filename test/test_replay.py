@@ -296,3 +296,38 @@ def test_ctrl_c_stops_every_process_and_leaves_no_half_written_result(
         assert _processes_in_domain(domain) == []
     assert not list(out.glob("*.results.jsonl"))
     assert not [p for p in out.iterdir() if p.name.endswith(".bag") or ".partial" in p.name]
+
+
+def test_replay_node_subscribes_once_to_a_topic_two_threads_discover(
+    ros_context: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replay's thread and the executor's timer both discover /temperature/* topics; a
+    second subscription to one topic recorded every reading twice (seen once in 20 live runs).
+    Subscribing is slowed down here so that the two threads always meet."""
+    import threading
+
+    from rclpy.node import Node
+
+    from dynofa_ros.nodes.replay_node import INPUT_QOS, ReplayNode
+
+    node = ReplayNode({}, ["m"], lambda *_: None, context=ros_context)
+    try:
+        made: list[str] = []
+        create = Node.create_subscription
+
+        def slow_create(self: Node, msg_type: object, topic: str, *args: object, **kw: object):
+            made.append(topic)
+            time.sleep(0.2)
+            return create(self, msg_type, topic, *args, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(Node, "create_subscription", slow_create)
+        topic = "/temperature/cpu_therm"
+        args = (topic, "sensor_msgs/msg/Temperature", INPUT_QOS)
+        threads = [threading.Thread(target=node._subscribe, args=args) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert made.count(topic) == 1, made
+    finally:
+        node.destroy_node()

@@ -54,6 +54,9 @@ class ReplayNode(Node):
         self.received: dict[str, int] = {}
         self._commands: set[tuple[str, int]] = set()  # (topic, header stamp in µs) seen
         self._subs: dict[str, Any] = {}
+        # discover() runs on the executor's timer and on the replay's thread while it waits for
+        # the graph: two subscriptions to one topic would record each message twice
+        self._subs_lock = threading.Lock()
         for m in models:
             for suffix, msgtype in (
                 (T.CLASSIFICATION_SUFFIX, T.CLASSIFICATION_RESULT),
@@ -73,15 +76,16 @@ class ReplayNode(Node):
         return INPUT_QOS
 
     def _subscribe(self, topic: str, msgtype: str, profile: QoSProfile) -> None:
-        if topic in self._subs:
-            return
-        self._subs[topic] = self.create_subscription(
-            message_class(msgtype),
-            topic,
-            lambda data, t=topic, k=msgtype: self._on_output(t, k, data),
-            profile,
-            raw=True,
-        )
+        with self._subs_lock:
+            if topic in self._subs:
+                return
+            self._subs[topic] = self.create_subscription(
+                message_class(msgtype),
+                topic,
+                lambda data, t=topic, k=msgtype: self._on_output(t, k, data),
+                profile,
+                raw=True,
+            )
 
     def discover(self) -> None:
         """Subscribe to every ``/temperature/*`` topic that has appeared."""
