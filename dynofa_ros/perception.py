@@ -216,10 +216,13 @@ def simulate_frame(
     cpu_frequency_khz: int = 0,
     gpu_frequency_khz: int = 0,
     power_mode: int | None = None,
+    start_s: float | None = None,
 ) -> FrameCost:
-    """Run one frame on the simulated board at its current time, after pinning the requested
-    frequencies / power mode (0 / ``None`` or negative: leave). The one place both the simulated
-    platform node's service and the in-process replay turn a frame into latency and energy."""
+    """Run one frame that arrived at board time ``start_s`` (default: the board's now; earlier
+    when another model's frame moved the clock on, see ``SimulatedXavierNX.run_concurrent``),
+    after pinning the requested frequencies / power mode (0 / ``None`` or negative: leave). The
+    one place both the simulated platform node's service and the in-process replay turn a frame
+    into latency and energy."""
     freqs = {
         proc: int(khz) for proc, khz in ((CPU, cpu_frequency_khz), (GPU, gpu_frequency_khz)) if khz
     }
@@ -227,7 +230,7 @@ def simulate_frame(
     board.processor(processor)  # unknown processor: raise before changing anything
     if freqs or mode is not None:
         board.apply(Setting(frequencies_khz=freqs, power_mode=mode))
-    r = board.run_frame(workload, processor, int(threads) or None)
+    r = board.run_frame(workload, processor, int(threads) or None, start_s=start_s)
     return FrameCost(
         latency_ms=float(r.latency_ms),
         energy_j=float(r.energy_j),
@@ -261,6 +264,7 @@ class BoardTimer:
             cpu_frequency_khz=active.cpu_frequency_khz,
             gpu_frequency_khz=active.gpu_frequency_khz,
             power_mode=active.power_mode,
+            start_s=stamp_s - self.offset_s,
         )
 
 

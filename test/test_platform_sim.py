@@ -269,6 +269,37 @@ def test_concurrent_models_slow_each_other_and_energy_adds_up() -> None:
     assert max(ra.energy_j, rb.energy_j) == pytest.approx(nx.energy_j - e0)
 
 
+def test_a_frame_stamped_before_the_clock_shares_the_span_first_come_first_served() -> None:
+    """Two models' frames of one stamp, costed one after the other (as every runner does): the
+    second shares the processor with the first over their overlap instead of starting where the
+    first ended; the first keeps its latency; the clock ends at the later end; the overlap's
+    energy is charged once. A stamp older than the kept past runs now, as before."""
+
+    def pinned() -> SimulatedXavierNX:
+        nx = quiet()
+        nx.apply(Setting(frequencies_khz={"cuda": 306000, "cpu": 1420800}))
+        nx.advance(1.0)
+        return nx
+
+    alone = pinned()
+    t0 = alone.now_s
+    solo = alone.run_frame(W, "cuda")
+    e_solo = alone.energy_j
+    nx = pinned()
+    e0 = nx.energy_j
+    first = nx.run_frame(W, "cuda", start_s=t0)
+    second = nx.run_frame(W, "cuda", start_s=t0)
+    assert first.latency_ms == pytest.approx(solo.latency_ms)
+    assert second.start_s == pytest.approx(t0)
+    assert solo.latency_ms * 1.05 < second.latency_ms < 2 * solo.latency_ms
+    assert nx.now_s == pytest.approx(t0 + second.latency_ms / 1e3)
+    # more energy than one frame, less than two frames one after the other with idle between
+    assert e_solo - e0 < nx.energy_j - e0 < 2 * (e_solo - e0)
+    late = nx.run_frame(W, "cuda", start_s=nx.now_s - 5.0)  # beyond the kept past
+    assert late.start_s == pytest.approx(second.end_s)
+    assert late.latency_ms == pytest.approx(solo.latency_ms, rel=0.05)
+
+
 def test_apply_validates_everything_before_changing_anything() -> None:
     nx = quiet()
     before = nx.telemetry()

@@ -162,7 +162,8 @@ class SimPlatformNode(Node):
                     runtime=request.runtime or RUNTIMES[1],
                 )
                 self.board.processor(request.processor)
-                self._advance_to(to_seconds(request.stamp))
+                stamp_s = to_seconds(request.stamp)
+                self._advance_to(stamp_s)
                 cost = simulate_frame(
                     self.board,
                     workload,
@@ -171,6 +172,7 @@ class SimPlatformNode(Node):
                     cpu_frequency_khz=int(request.cpu_frequency_khz),
                     gpu_frequency_khz=int(request.gpu_frequency_khz),
                     power_mode=int(request.power_mode),
+                    start_s=self._board_time(stamp_s),
                 )
             except (PlatformError, ValueError) as exc:
                 response.success = False

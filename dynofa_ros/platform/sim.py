@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import copy
 import heapq
+import itertools
 import math
 import random
 from collections import deque
@@ -41,6 +42,8 @@ Event = Callable[["SimulatedXavierNX"], None]  # a change to the board, applied 
 REORDER_WINDOW_S = 1.0
 # Linux PELT: a task's utilisation halves every 32 ms (kernel/sched/pelt.c)
 PELT_HALF_LIFE_S = 0.032
+# How long the frames' own activity is kept for a frame stamped before the clock to share
+FRAMES_PAST_S = 2.0
 
 CPU = "cpu"
 GPU = "cuda"
@@ -432,6 +435,9 @@ class SimulatedXavierNX(Platform):
         self._input_s = 0.0  # the latest stamp the board was asked to move to
         self._before: SimulatedXavierNX | None = None  # the state before that input
         self._arrivals = 0
+        # the frames' own activity over the recent past, (from, to, activity): a frame stamped
+        # before the clock (another model's frame moved it on) shares that span with them
+        self._frames_past: deque[tuple[float, float, _Activity]] = deque()
 
     # ================================================================ Platform interface
     def processors(self) -> tuple[Processor, ...]:
@@ -649,6 +655,7 @@ class SimulatedXavierNX(Platform):
         twin._units = {k: replace(u) for k, u in self._units.items()}
         twin._corunners = dict(self._corunners)
         twin._history = deque(self._history)
+        twin._frames_past = deque(self._frames_past)
         twin._gov_acc = list(self._gov_acc)
         twin._last_power = dict(self._last_power)
         twin._pending = list(self._pending)
@@ -656,17 +663,43 @@ class SimulatedXavierNX(Platform):
         return twin
 
     def run_frame(
-        self, workload: Workload, processor: str, threads: int | None = None
+        self,
+        workload: Workload,
+        processor: str,
+        threads: int | None = None,
+        *,
+        start_s: float | None = None,
     ) -> FrameResult:
-        """Run one inference now; the clock moves to its end. Returns latency and energy."""
-        return self.run_concurrent([FrameRequest(workload, processor, threads)])[0]
+        """Run one inference that arrived at ``start_s`` (default: now); the clock moves to its
+        end. Returns latency and energy (see :meth:`run_concurrent` for an earlier start)."""
+        return self.run_concurrent([FrameRequest(workload, processor, threads)], start_s=start_s)[0]
 
-    def run_concurrent(self, requests: Sequence[FrameRequest]) -> list[FrameResult]:
+    def run_concurrent(
+        self, requests: Sequence[FrameRequest], *, start_s: float | None = None
+    ) -> list[FrameResult]:
         """Start several inferences together (e.g. two models); each sees the others as
-        contention. The clock moves to the end of the longest; results in request order."""
+        contention. The clock moves to the end of the longest; results in request order.
+
+        ``start_s`` before the clock: the frames arrived while the board was running frames
+        that were costed first (another model's, moving the clock on). Over that span they get
+        what those frames left of the processors, as if they were co-runners of their measured
+        activity; their latency counts from ``start_s``. The earlier frames keep the latency they
+        were given: first come, first served, so the board's clock never runs ahead of the
+        frames' stamps when two models together ask more than a processor has."""
         if not requests:
             return []
         start = self.now_s
+        progress = [0.0] * len(requests)
+        e_past = [0.0] * len(requests)
+        ends_past: list[float | None] = [None] * len(requests)
+        jitter_past: list[float] | None = None
+        if start_s is not None and start - FRAMES_PAST_S <= start_s < start - 1e-9:
+            jitter_past = [self._jitter() for _ in requests]
+            self._run_past(
+                requests, start_s, progress=progress, energy=e_past, ends=ends_past,
+                jitter=jitter_past,
+            )  # fmt: skip
+            start = start_s
         cpu_f, gpu_f = self._units[CPU].cur_khz, self._units[GPU].cur_khz
         throttled = self.throttled
         threads = [self._threads(r) for r in requests]
@@ -689,15 +722,20 @@ class SimulatedXavierNX(Platform):
             return self._latency(r.workload, r.processor, threads[i], *extras[i])
 
         parts = {i: latency(i) for i in range(len(requests))}
-        jitter = [self._jitter() for _ in requests]
+        jitter = jitter_past or [self._jitter() for _ in requests]
         # Each frame progresses at the rate its latency at the current frequencies allows: a
         # governor or the thermal cap changing a clock mid-frame changes the rest of the frame
         # (a frame started at the lowest clock speeds up as schedutil ramps, as on the board).
-        progress = [0.0] * len(requests)
         ends: list[float] = [0.0] * len(requests)
         energy_at_end: list[float] = [0.0] * len(requests)
         e_start = self.energy_j
-        active = list(range(len(requests)))
+        active = []
+        for i, end_past in enumerate(ends_past):
+            if end_past is None:
+                active.append(i)
+            else:  # done within the span it shared with earlier frames
+                ends[i], energy_at_end[i] = end_past - start, e_past[i]
+        t_run = self.now_s
         while active:
             secs = {i: parts[i].total_ms * jitter[i] / 1e3 for i in active}
             dt = min((1.0 - progress[i]) * secs[i] for i in active)
@@ -709,10 +747,13 @@ class SimulatedXavierNX(Platform):
                     parts[i].cpu_busy_cores, parts[i].gpu_busy, parts[i].memory_bytes / secs[i]
                 )
             self._integrate(dt, act)
+            self._note_frames(t_run, self.now_s, act)
+            t_run = self.now_s
             for i in list(active):
                 progress[i] += dt / secs[i]
                 if progress[i] >= 1.0 - 1e-9:
-                    ends[i], energy_at_end[i] = self.now_s - start, self.energy_j - e_start
+                    ends[i] = self.now_s - start
+                    energy_at_end[i] = self.energy_j - e_start + e_past[i]
                     active.remove(i)
             for i in active:  # the clocks may have moved at the tick: the rest runs at them
                 parts[i] = latency(i)
@@ -735,6 +776,71 @@ class SimulatedXavierNX(Platform):
                 )
             )
         return results
+
+    def _note_frames(self, t0: float, t1: float, act: _Activity) -> None:
+        """Keep the frames' activity over [t0, t1] for frames stamped before the clock."""
+        past = self._frames_past
+        if past and past[-1][1] == t0 and past[-1][2] == act:
+            past[-1] = (past[-1][0], t1, act)
+        else:
+            past.append((t0, t1, act))
+        while past and past[0][1] < t1 - FRAMES_PAST_S:
+            past.popleft()
+
+    def _run_past(
+        self,
+        requests: Sequence[FrameRequest],
+        start_s: float,
+        *,
+        progress: list[float],
+        energy: list[float],
+        ends: list[float | None],
+        jitter: Sequence[float],
+    ) -> None:
+        """Progress frames that arrived at ``start_s`` through [start_s, now], where the frames
+        costed before them ran: each gets what those left (their activity as co-runner shares;
+        at today's clocks and co-runners, which a span this short rarely sees change). The
+        energy, battery and governor load they add there is charged now."""
+        now = self.now_s
+        spans = [(max(a, start_s), min(b, now), act) for a, b, act in self._frames_past]
+        spans = [x for x in spans if x[1] > x[0]]
+        cuts = sorted({start_s, now, *(a for a, _, _ in spans), *(b for _, b, _ in spans)})
+        m = self.model
+        for a, b in itertools.pairwise(cuts):
+            if a < start_s or b > now:
+                continue
+            past = _Activity()
+            for x0, x1, act in spans:
+                if x0 <= a and b <= x1:
+                    past = past + act
+            p_past = self._power(past)[0][nx.RAIL_TOTAL]
+            for i, r in enumerate(requests):
+                if ends[i] is not None:
+                    continue
+                parts = self._latency(
+                    r.workload,
+                    r.processor,
+                    self._threads(r),
+                    min(0.9, past.gpu_busy),
+                    min(0.9, past.cpu_busy_cores / self.cores_online),
+                )
+                secs = parts.total_ms * jitter[i] / 1e3
+                dt = min(b - a, (1.0 - progress[i]) * secs)
+                progress[i] += dt / secs
+                if progress[i] >= 1.0 - 1e-9:
+                    ends[i] = a + dt
+                mine = _Activity(parts.cpu_busy_cores, parts.gpu_busy, parts.memory_bytes / secs)
+                extra_w = self._power(past + mine)[0][nx.RAIL_TOTAL] - p_past
+                energy[i] += extra_w * dt
+                self.energy_j += extra_w * dt
+                e_batt = extra_w / m.converter_efficiency * dt
+                self.battery_energy_j += e_batt
+                self.state_of_charge = max(
+                    0.0, self.state_of_charge - e_batt / (m.battery_capacity_wh * 3600.0)
+                )
+                self._gov_acc[1] += dt * parts.cpu_busy_cores / max(1, self.cores_online)
+                self._gov_acc[3] += dt * min(parts.gpu_busy, max(0.0, 1.0 - past.gpu_busy))
+                self._frames_past.append((a, a + dt, mine))
 
     def reference_latency_ms(
         self,
