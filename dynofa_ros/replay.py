@@ -16,7 +16,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -323,6 +323,7 @@ def run_live(
         published.close()
         node.run_clock(max(clock1_ns, info.end_ns), clock0_ns, live.rate, stop)
         _drain(node)
+        _check_alone(node)  # or one that joined during the run
         shares = cpu.shares()
         executor.remove_node(node)
         node.destroy_node()
@@ -456,6 +457,7 @@ def _wait_ready(
         missing = {t: n for t, n in needed.items() if node.subscribers(t) < n}
         node.discover()
         if not missing and node.count_publishers(T.BATTERY) > 0:
+            _check_alone(node, needed)
             return
         if time.monotonic() > deadline:
             raise ReplayError(
@@ -463,6 +465,25 @@ def _wait_ready(
                 f"{', '.join(missing) or T.BATTERY + ' (publisher)'}; logs in {procs.log_dir}"
             )
         time.sleep(0.1)
+
+
+def _check_alone(node: Any, cameras: Mapping[str, int] | None = None) -> None:
+    """Refuse a domain another graph also uses: its simulated board would answer frames and
+    publish readings too, and the results would mix two graphs."""
+    crowded = [
+        f"{n} publishers on {t}"
+        for t, n in ((T.BATTERY, node.count_publishers(T.BATTERY)),
+                     ("/clock", node.count_publishers("/clock")))
+        if n > 1
+    ] + [
+        f"{node.subscribers(t)} subscribers on {t} (expected {n})"
+        for t, n in (cameras or {}).items() if node.subscribers(t) > n
+    ]  # fmt: skip
+    if crowded:
+        raise ReplayError(
+            f"another ROS graph is on this ROS_DOMAIN_ID ({'; '.join(crowded)}): stop it, or "
+            "replay on a free domain with --domain-id"
+        )
 
 
 def _drain(node: Any) -> None:

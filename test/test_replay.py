@@ -10,9 +10,10 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from ros_harness import exclusive_domain
+from ros_harness import exclusive_domain, wait_for_publishers
 
 from dynofa_ros.evaluation.generate import generate
 from dynofa_ros.evaluation.inprocess import ReplayOptions, bag_items, run_inprocess
@@ -331,3 +332,21 @@ def test_replay_node_subscribes_once_to_a_topic_two_threads_discover(
         assert made.count(topic) == 1, made
     finally:
         node.destroy_node()
+
+
+@pytest.mark.ros
+def test_replay_refuses_a_domain_another_graph_uses(
+    tiny_bag: Path, tmp_path: Path, ros_domain: int, ros_node: Any, processes: Any
+) -> None:
+    """A board node left running on the domain would answer frames and publish readings too."""
+    processes.start_python("dynofa_ros.nodes.sim_platform_node")
+    wait_for_publishers(ros_node, "/battery", processes=processes)
+    done = subprocess.run(
+        [*CLI, "replay", str(tiny_bag), "-o", str(tmp_path / "out"), "--policy", "step",
+         "--domain-id", str(ros_domain), "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "another ROS graph is on this ROS_DOMAIN_ID" in done.stderr
+    assert "--domain-id" in done.stderr
+    assert not list((tmp_path / "out").glob("*.results.jsonl"))
