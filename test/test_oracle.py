@@ -93,8 +93,12 @@ def _brute_key(
     fps: dict[str, float],
     tables: tuple[tuple[int, ...], tuple[int, ...]],
 ) -> tuple[int, float, float, float]:
-    """The lexicographic best over every joint configuration, each run on its own fresh board."""
+    """The lexicographic best over every joint configuration, each row's energy run on its own
+    fresh board; two models' latencies are their bound beside each other (tested against the
+    board below), one model's its run alone."""
     margin = math.exp(JITTER_Z * 0.02)
+    costs = BoardCosts(SimulatedXavierNX(), cond)
+    names = list(rows)
 
     def board(fc: int, fg: int) -> SimulatedXavierNX:
         b = SimulatedXavierNX(
@@ -111,17 +115,23 @@ def _brute_key(
         e0 = b.energy_j
         b.advance(0.01)
         idle = (b.energy_j - e0) / 0.01
-        per: dict[str, list[tuple[float, float, float]]] = {}
+        per: dict[str, list[tuple[Any, float, float, float]]] = {}
         for m, cands in rows.items():
             per[m] = []
             for r in cands:
                 res = board(fc, fg).run_frame(r.workload, r.processor, r.threads)
                 extra = fps[m] * (res.energy_j - idle * res.latency_ms * 1e-3)
-                per[m].append((res.latency_ms * margin / targets[m], r.accuracy, extra))
+                per[m].append((r, res.latency_ms, r.accuracy, extra))
         for combo in itertools.product(*per.values()):
-            miss = sum(1 for ratio, _, _ in combo if ratio > 1.0)
-            viol = sum(ratio - 1.0 for ratio, _, _ in combo if ratio > 1.0)
-            key = (miss, viol, -sum(a for _, a, _ in combo), idle + sum(e for _, _, e in combo))
+            lats = [lat for _, lat, _, _ in combo]
+            if len(combo) > 1:
+                lats = costs.contended_ms(
+                    [(c[0], fps[m]) for m, c in zip(names, combo, strict=True)], fc, fg
+                )
+            ratios = [lat * margin / targets[m] for m, lat in zip(names, lats, strict=True)]
+            miss = sum(1 for ratio in ratios if ratio > 1.0)
+            viol = sum(ratio - 1.0 for ratio in ratios if ratio > 1.0)
+            key = (miss, viol, -sum(a for _, _, a, _ in combo), idle + sum(e for *_, e in combo))
             if best is None or key < best:
                 best = key
     assert best is not None
@@ -170,6 +180,53 @@ def test_oracle_choice_is_the_lexicographic_best_by_brute_force(corunners, targe
     assert plan.key[3] <= best[3] + 1e-9
     if len(targets) == 2 and targets["m1"] < 10:
         assert plan.key[0] == 1  # the unreachable target counts as a miss, the other is met
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "cpu_step"),
+    [
+        (("c", "cuda", 1, 15.0), ("a", "cuda", 1, 10.0), -1),  # both on the GPU
+        (("c", "cuda", 1, 15.0), ("a", "cuda", 1, 10.0), 8),  # ... with a slower host
+        (("c", "cuda", 1, 10.0), ("a", "cpu", 2, 0.5), -1),  # the host thread beside 2 threads
+    ],
+)
+def test_contended_bound_covers_what_the_board_gives_two_models(first, second, cpu_step) -> None:
+    """Two models' frames run on the noise-free board as the runners cost them (in stamp order,
+    each from its stamp, a model's frame skipped while its previous one runs): the board makes
+    them slower than alone, and none slower than the oracle's bound."""
+    fps = {"m1": first[3], "m2": second[3]}
+    specs = [ModelSpec(name=m, family=SMALL, latency_target_ms=3000.0, frame_rate_hz=f)
+             for m, f in fps.items()]  # fmt: skip
+    proto = SimulatedXavierNX()
+    ctx = Context(specs, Board.from_platform(proto), ManagerConfig())
+    rows = candidate_rows(specs, ctx)
+    pick = {
+        m: next(r for r in rows[m] if (r.member, r.processor, r.threads) == want[:3])
+        for m, want in (("m1", first), ("m2", second))
+    }
+    costs = BoardCosts(proto, Conditions((), 41.0, 25.0, proto.power_mode), jitter=0.0)
+    fc, fg = ctx.tables[CPU][cpu_step], ctx.tables[GPU][2]
+    bound = dict(
+        zip(pick, costs.contended_ms([(pick[m], fps[m]) for m in pick], fc, fg), strict=True)
+    )
+    board = costs.board(fc, fg)
+    t0 = board.now_s
+    stream = sorted((t0 + k / fps[m], i, m) for i, m in enumerate(pick) for k in range(12))
+    busy = dict.fromkeys(pick, -math.inf)
+    worst = dict.fromkeys(pick, 0.0)
+    for t, _, m in stream:
+        if t < busy[m]:
+            continue
+        board.advance_to(t)
+        r = pick[m]
+        ran = board.run_frame(r.workload, r.processor, r.threads, start_s=t)
+        assert ran.start_s == pytest.approx(t)
+        worst[m] = max(worst[m], ran.latency_ms)
+        busy[m] = t + ran.latency_ms * 1e-3
+    alone = {m: costs.latency_ms(r, fc, fg) for m, r in pick.items()}
+    for m in pick:
+        assert alone[m] <= worst[m] <= bound[m] * (1 + 1e-9), (m, alone[m], worst[m], bound[m])
+    assert max(worst[m] / alone[m] for m in pick) > 1.05
 
 
 def test_oracle_policy_plays_the_schedule_in_the_fast_replay(tmp_path: Path) -> None:

@@ -13,19 +13,23 @@ Costs are the board's own, evaluated under the interval's conditions (co-runners
 temperature, power mode, thermal caps): latency from :class:`~dynofa_ros.platform.sim.NXModel`'s
 ``gpu_latency`` / ``cpu_latency`` with the co-runners' shares (what ``run_frame`` computes), and
 energy by running the frame on a fresh noise-free copy of the board: board power per second =
-idle power + sum over models of frame rate x (frame energy - idle power x latency). Frames of
-several models run one after another, as the fast replay costs them, so models do not slow each
-other down; they share the frequencies. The latency jitter of the board (lognormal, ``sigma``)
-is covered by planning for ``latency x exp(JITTER_Z sigma)``, about one frame in 700 over.
+idle power + sum over models of frame rate x (frame energy - idle power x latency). Several
+models' frames share the board first come, first served (``run_concurrent``); a model's latency
+is planned as a bound on what the others' overlapping frames take from it
+(:meth:`BoardCosts.contended_ms`, checked against the board in the tests). The latency jitter of
+the board (lognormal, ``sigma``) is covered by planning for ``latency x exp(JITTER_Z sigma)``,
+about one frame in 700 over.
 
-Tractable because the objective separates: for fixed frequencies each model's best row is found
-alone (most accurate feasible, cheapest of equal accuracy), so a plan costs one pass over the
-frequency pairs x rows (member x processor x threads, the manager's candidates), with energies
-only for the few rows that can win. A noise-free shadow board follows the schedule through the
-scenario (events, frames) to know the thermal caps at each interval; a cap change starts an
-interval of its own. The state of charge changes no cost on the simulated board, so battery
-samples start no interval; ambient samples do when the value changes, but the temperature adds
-the same leakage to every configuration's power, so the plan is the same unless a cap moved.
+One model: for fixed frequencies its best row is found alone (most accurate feasible, cheapest
+of equal accuracy), one pass over the frequency pairs x rows (member x processor x threads, the
+manager's candidates), with energies only for the few rows that can win. Several models: every
+combination of rows at every pair, most accurate first, so that the first one meeting every
+target ends the search at its pair (:func:`_plan_joint`). A noise-free shadow board follows the
+schedule through the scenario (events, frames) to know the thermal caps at each interval; a cap
+change starts an interval of its own. The state of charge changes no cost on the simulated
+board, so battery samples start no interval; ambient samples do when the value changes, but the
+temperature adds the same leakage to every configuration's power, so the plan is the same unless
+a cap moved.
 
 Use::
 
@@ -39,6 +43,7 @@ computes one when its policy is ``oracle`` (:func:`foresee`).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -61,7 +66,7 @@ from dynofa_ros.manager.model import Board
 from dynofa_ros.manager.oracle import Schedule, ScheduleEntry, check_schedule
 from dynofa_ros.manager.types import Mission, ModelSpec
 from dynofa_ros.platform.base import Setting
-from dynofa_ros.platform.sim import CPU, GPU, SimulatedXavierNX
+from dynofa_ros.platform.sim import CPU, GPU, LatencyParts, SimulatedXavierNX
 from dynofa_ros.platform.workload import Workload
 
 FORMAT = "dynofa-oracle-schedule"
@@ -69,6 +74,7 @@ VERSION = 1
 JITTER_Z = 3.0  # plan for latency x exp(z sigma) of the board's lognormal jitter
 LEAD_S = 1e-3  # runners play an entry this early so that the interval's first frame runs it
 _IDLE_S = 0.01  # idle span that measures idle power on a fresh board
+CONTENDED_CAP = 20.0  # a latency beside other models is bounded at this x its latency alone
 
 
 class OracleError(DynofaError):
@@ -119,6 +125,7 @@ class BoardCosts:
         self.gpu_share = min(0.95, share[GPU])
         self._idle: dict[tuple[int, int], float] = {}
         self._frame: dict[tuple[Row, int, int], tuple[float, float]] = {}
+        self._parts: dict[tuple[Row, int, int, float, float], LatencyParts] = {}
 
     def board(self, cpu_khz: int, gpu_khz: int) -> SimulatedXavierNX:
         """A fresh noise-free board in these conditions with both frequencies pinned."""
@@ -137,15 +144,70 @@ class BoardCosts:
 
     def latency_ms(self, row: Row, cpu_khz: int, gpu_khz: int) -> float:
         """Noise-free latency of one frame (the formula ``run_frame`` uses)."""
+        return self.parts(row, cpu_khz, gpu_khz).total_ms
+
+    def parts(
+        self, row: Row, cpu_khz: int, gpu_khz: int, gpu_extra: float = 0.0, cpu_extra: float = 0.0
+    ) -> LatencyParts:
+        """Noise-free latency and activity of one frame; ``*_extra``: what other frames take of
+        the processors besides the co-runners (as the board adds them)."""
+        key = (row, cpu_khz, gpu_khz, gpu_extra, cpu_extra)
+        hit = self._parts.get(key)
+        if hit is not None:
+            return hit
+        hit = self._parts[key] = self._compute_parts(row, cpu_khz, gpu_khz, gpu_extra, cpu_extra)
+        return hit
+
+    def _compute_parts(
+        self, row: Row, cpu_khz: int, gpu_khz: int, gpu_extra: float, cpu_extra: float
+    ) -> LatencyParts:
         m = self.model
+        cpu_share = min(0.95, self.cpu_share + cpu_extra)
         if row.processor == GPU:
             return m.gpu_latency(
-                row.workload, gpu_khz, cpu_khz, self.gpu_share, self.cpu_share,
+                row.workload, gpu_khz, cpu_khz, min(0.95, self.gpu_share + gpu_extra), cpu_share,
                 cores_online=self.cores,
-            ).total_ms  # fmt: skip
-        return m.cpu_latency(
-            row.workload, cpu_khz, row.threads, self.cores, self.cpu_share
-        ).total_ms
+            )  # fmt: skip
+        return m.cpu_latency(row.workload, cpu_khz, row.threads, self.cores, cpu_share)
+
+    def contended_ms(
+        self, picks: Sequence[tuple[Row, float]], cpu_khz: int, gpu_khz: int
+    ) -> list[float]:
+        """Per model of ``picks`` ((row, frames per second) each), a bound on its noise-free
+        latency beside the others. The board serves frames first come, first served: a frame
+        that arrives while others run gets what they leave (their activity as co-runner
+        shares), so it loses ``1 - alone / beside`` of every millisecond they overlap it. The
+        bound takes every overlap against it: per other model, the frames that can start within
+        the latency (one in flight at arrival, then one per period), each its whole latency,
+        and solves ``latency = alone + lost(latency)`` by fixed-point iteration (a processor
+        asked for more than it has never settles, and stops at :data:`CONTENDED_CAP` x)."""
+        alone = [self.parts(r, cpu_khz, gpu_khz) for r, _ in picks]
+        out = []
+        for i, (row, _) in enumerate(picks):
+            li = alone[i].total_ms
+            others = []
+            for j, (_, fps_j) in enumerate(picks):
+                if j == i:
+                    continue
+                pj = alone[j]
+                beside = self.parts(
+                    row, cpu_khz, gpu_khz, min(0.9, pj.gpu_busy),
+                    min(0.9, pj.cpu_busy_cores / self.cores),
+                ).total_ms  # fmt: skip
+                others.append((1000.0 / fps_j, pj.total_ms, 1.0 - li / beside))
+            lat = li
+            for _ in range(50):
+                lost = sum(
+                    min(lat, (math.floor(lat / period) + 1) * lj) * frac
+                    for period, lj, frac in others
+                )
+                new = li + lost
+                if new <= lat + 1e-9 or new > CONTENDED_CAP * li:
+                    lat = min(new, CONTENDED_CAP * li)
+                    break
+                lat = new
+            out.append(lat)
+        return out
 
     def idle_w(self, cpu_khz: int, gpu_khz: int) -> float:
         key = (cpu_khz, gpu_khz)
@@ -200,6 +262,8 @@ def plan_interval(
     gpu_table: Sequence[int],
 ) -> Plan:
     """The lexicographic best (see the module doc) over every frequency pair and row."""
+    if len(rows) > 1:
+        return _plan_joint(costs, rows, targets_ms, fps, cpu_table=cpu_table, gpu_table=gpu_table)
     margin = costs.margin
     best: Plan | None = None
     for fc in cpu_table:
@@ -232,6 +296,68 @@ def plan_interval(
                 best = Plan(key, fc, fg, picks, lats, power)
     assert best is not None
     return best
+
+
+def _plan_joint(
+    costs: BoardCosts,
+    rows: Mapping[str, Sequence[Row]],
+    targets_ms: Mapping[str, float],
+    fps: Mapping[str, float],
+    *,
+    cpu_table: Sequence[int],
+    gpu_table: Sequence[int],
+) -> Plan:
+    """:func:`plan_interval` for several models, which slow each other down
+    (:meth:`BoardCosts.contended_ms`): the lexicographic best over every combination of the
+    models' rows at every frequency pair. Exact, and fast where the models can meet their
+    targets: combinations are tried most accurate first, and one that meets every target ends
+    the search at its pair and bounds the accuracy the other pairs must reach; energy (the
+    slow part, a board run per row) only decides between the combinations tied on the rest."""
+    margin = costs.margin
+    names = list(rows)
+    combos = sorted(
+        itertools.product(*(rows[m] for m in names)), key=lambda c: -sum(r.accuracy for r in c)
+    )
+    best: tuple[int, float, float] | None = None
+    tied: list[tuple[int, int, tuple[Row, ...], list[float]]] = []
+    for fc in reversed(cpu_table):  # fast clocks first: the accuracy bound comes early
+        for fg in reversed(gpu_table):
+            alone_ok = {
+                (m, r): costs.parts(r, fc, fg).total_ms * margin <= targets_ms[m]
+                for m in names
+                for r in rows[m]
+            }
+            for combo in combos:
+                acc = sum(r.accuracy for r in combo)
+                if best is not None and best[0] == 0:
+                    if -acc > best[2]:
+                        break  # meets every target at best, and less accurate than the best
+                    if not all(alone_ok[m, r] for m, r in zip(names, combo, strict=True)):
+                        continue  # misses a target even alone: slower beside the others
+                lats = costs.contended_ms(
+                    [(r, fps[m]) for m, r in zip(names, combo, strict=True)], fc, fg
+                )
+                ratios = [lat * margin / targets_ms[m] for m, lat in zip(names, lats, strict=True)]
+                over = [x - 1.0 for x in ratios if x > 1.0]
+                key = (len(over), sum(over), -acc)
+                if best is None or key < best:
+                    best, tied = key, [(fc, fg, combo, lats)]
+                elif key == best:
+                    tied.append((fc, fg, combo, lats))
+    assert best is not None
+
+    def power(t: tuple[int, int, tuple[Row, ...], list[float]]) -> float:
+        fc, fg, combo, _ = t
+        return costs.idle_w(fc, fg) + sum(
+            costs.extra_w(r, fc, fg, fps[m]) for m, r in zip(names, combo, strict=True)
+        )
+
+    win = min(tied, key=power)
+    fc, fg, combo, lats = win
+    return Plan(
+        (*best, power(win)), fc, fg, dict(zip(names, combo, strict=True)),
+        dict(zip(names, lats, strict=True)), power(win),
+    )  # fmt: skip
 
 
 def candidate_rows(specs: Sequence[ModelSpec], ctx: Context) -> dict[str, list[Row]]:
@@ -335,7 +461,7 @@ def compute_schedule(
                 Setting(frequencies_khz={CPU: conf.cpu_frequency_khz, GPU: conf.gpu_frequency_khz})
             )
             w = next(r.workload for r in rows[name] if r.member == conf.subnet_id)
-            ran = shadow.run_frame(w, conf.processor, conf.threads)
+            ran = shadow.run_frame(w, conf.processor, conf.threads, start_s=offset_s + t)
             busy[name] = t + ran.latency_ms * 1e-3
     return check_schedule(entries, list(ctx.specs))
 
