@@ -101,7 +101,7 @@ class ManagerConfig:
     switch_gain: float = 0.1  # objective gain (accuracy points / watts) a change must bring
     candidates_per_model: int = 6  # best standalone candidates per model tried jointly
     # ---- feedback
-    window: int = 5  # frames in the median of measured / predicted latency ratios
+    window: int = 8  # frames in the 75 % quantile of measured / predicted latency ratios
     dwell_s: float = 0.3  # the joint configuration changes at most once per dwell
     correction_half_life_s: float = 5.0  # unobserved corrections decay to 1 with this half-life
     interference_ratio: float = 1.15  # measured / predicted above this is reported interference
