@@ -281,17 +281,81 @@ def test_a_left_processor_keeps_its_correction_while_others_load_it() -> None:
     for t in range(5, 10):
         c.add("m", "cuda", 80.0, 50.0, float(t))  # interference: ratio 1.6
     assert c.factor("m", "cuda", 9.0) == pytest.approx(1.6)
-    c.note_foreign("cuda", 0.9, 9.5)  # within settle_s of the last frame: our own work
+    c.note_load("cuda", 0.9, 0.0, 9.5)  # within settle_s of the last frame: our own work
     assert c.factor("m", "cuda", 30.0) < 1.01  # so far no evidence: the half-life decay
-    c.note_foreign("cuda", 0.5, 11.0)  # the models left; another program holds half the GPU
+    c.note_load("cuda", 0.5, 0.0, 11.0)  # the models left; another program holds half the GPU
     assert c.factor("m", "cuda", 30.0) == pytest.approx(1.6)  # held, however long
-    c.note_foreign("cuda", 0.45, 31.0)
+    c.note_load("cuda", 0.45, 0.0, 31.0)
     assert c.factor("m", "cuda", 31.0) == pytest.approx(1.6)
-    c.note_foreign("cuda", 0.02, 32.0)  # the other program stopped
+    c.note_load("cuda", 0.02, 0.0, 32.0)  # the other program stopped
     assert c.factor("m", "cuda", 32.0) == pytest.approx(1.0)
     # a processor never left keeps learning from its own frames only
-    c.note_foreign("cpu", 0.9, 40.0)
+    c.note_load("cpu", 0.9, 0.0, 40.0)
     assert c.factor("m", "cpu", 40.0) == 1.0
+
+
+@pytest.mark.parametrize("visible", [True, False])
+def test_a_model_that_left_a_shared_processor_returns_when_its_load_falls(visible: bool) -> None:
+    """Two models: one leaves the GPU for a co-runner, the other stays. The models' own GPU
+    load is predicted far off (0.9 against 0.2 measured), so only a change of the measured load
+    beyond the change of that prediction says the co-runner came (hold) or went (release).
+    Interference the load does not show (``visible`` False: through memory) decays instead."""
+    from dynofa_ros.manager.model import Corrections
+
+    c = Corrections(8, half_life_s=5.0, bounds=(0.25, 8.0), foreign_load_min=0.1, settle_s=1.0)
+    own, calm_load, busy_load = 0.9, 0.2, (0.5 if visible else 0.2)
+    t = 0.0
+    for i in range(16):
+        c.add("a", "cuda", 51.0 if i % 5 == 0 else 50.0, 50.0, t)  # calm: quantile 1.0 or 1.02
+        c.add("b", "cuda", 50.0, 50.0, t)
+        if i % 5 == 0:
+            c.note_load("cuda", calm_load, own, t)
+        t += 0.1
+    for _ in range(8):
+        c.add("a", "cuda", 80.0, 50.0, t)  # the co-runner: a is slow, b barely notices
+        c.add("b", "cuda", 52.0, 50.0, t)
+        t += 0.1
+    c.note_load("cuda", busy_load, own, t)
+    assert c.factor("a", "cuda", t - 0.1) == pytest.approx(1.6)
+    left = t  # a moves to the CPU; b stays and keeps the GPU in use
+    for k in range(40):
+        t = left + 0.5 * (k + 1)
+        c.add("b", "cuda", 52.0, 50.0, t)
+        c.note_load("cuda", busy_load + 0.01 * (k % 2), own, t)
+    if not visible:
+        assert c.factor("a", "cuda", t) < 1.05  # no evidence either way: the half-life decay
+        return
+    assert c.factor("a", "cuda", t) == pytest.approx(1.6)  # held, however long
+    for dt, load, own_now in ((0.5, 0.3, own * 0.6), (1.0, 0.5, own)):
+        c.add("b", "cuda", 52.0, 50.0, t + dt)
+        c.note_load("cuda", load, own_now, t + dt)  # b changed; the load follows: nothing new
+        assert c.factor("a", "cuda", t + dt) == pytest.approx(1.6)
+    c.add("b", "cuda", 52.0, 50.0, t + 1.5)
+    c.note_load("cuda", 0.2, own - 0.1, t + 1.5)  # the co-runner stopped (and b changed)
+    assert c.factor("a", "cuda", t + 1.5) == pytest.approx(1.0)  # its lowest calm ratio, at once
+    assert c.factor("b", "cuda", t + 1.5) == pytest.approx(52.0 / 50.0)  # b: its own frames
+
+
+def test_a_returning_model_starts_from_its_decayed_correction() -> None:
+    """Back on a processor after a while, a model's old ratios count as much as they had
+    decayed to: one calm frame does not bring back an interference that has gone."""
+    from dynofa_ros.manager.model import Corrections
+
+    c = Corrections(8, half_life_s=2.0, bounds=(0.25, 8.0), foreign_load_min=0.1, settle_s=1.0)
+    for t in range(8):
+        c.add("m", "cuda", 80.0, 50.0, t * 0.1)  # interference: ratio 1.6
+    assert c.factor("m", "cuda", 0.7) == pytest.approx(1.6)
+    decayed = c.factor("m", "cuda", 10.7)  # five half-lives away
+    assert decayed == pytest.approx(1.6 ** (0.5**5))
+    c.add("m", "cuda", 50.0, 50.0, 10.7)  # back, and calm
+    assert c.factor("m", "cuda", 10.7) == pytest.approx(decayed)  # not 1.6 again
+    for t in range(1, 8):
+        c.add("m", "cuda", 50.0, 50.0, 10.7 + t * 0.1)
+    assert c.factor("m", "cuda", 11.4) == pytest.approx(1.0)
+    # frames within settle_s of each other are one stay: the ring keeps them all
+    for t in range(8):
+        c.add("m", "cpu", 80.0 if t < 4 else 50.0, 50.0, t * 0.5)
+    assert c.factor("m", "cpu", 3.5) == pytest.approx(1.6)
 
 
 def test_frames_run_below_the_pinned_clock_cap_the_plan_until_the_cap_is_gone(family) -> None:

@@ -147,17 +147,21 @@ class LatencyTable:
 
 
 class Corrections:
-    """Median of recent measured / predicted latency ratios per (model, processor).
+    """A high quantile of recent measured / predicted latency ratios per (model, processor).
 
     A ratio is only updated by frames of that model on that processor. Once the models have
     left a processor, its ratio says nothing new; what the board reports of that processor's
-    load then does (:meth:`note_foreign`): while another program visibly keeps it busy, the
+    load then does (:meth:`note_load`): while another program visibly keeps it busy, the
     ratio holds (going back would only meet the interference again: the ping-pong of a decaying
     estimate); when that load falls to under half its peak, the interference has gone and the
-    ratio returns at once to its last calm value (below ``calm_ratio``, or 1): a return within
-    a telemetry period, not a half-life, to the configuration chosen before. Where the
-    board shows no foreign load (interference through memory, no telemetry), the ratio decays
-    towards 1 with ``half_life_s`` so the processor is tried again.
+    ratio returns at once to its recent calm value (below ``calm_ratio``, or 1): a return within
+    a telemetry period, not a half-life, to the configuration chosen before. While another
+    model still runs there, the models' own load is only predicted; a change of the measured
+    load beyond what the change of that prediction explains is the sign instead (a rise holds,
+    a fall releases). Where the board shows
+    neither (interference through memory, no telemetry), the ratio decays towards 1 with
+    ``half_life_s`` so the processor is tried again; a model back on the processor starts from
+    that decayed ratio.
     """
 
     def __init__(
@@ -180,7 +184,11 @@ class Corrections:
         self._peak: dict[str, float] = {}  # per processor left: highest foreign load seen since
         self._used: dict[str, float] = {}  # per processor: stamp of its last ratio update
         self.calm_ratio = calm_ratio
-        self._calm: dict[tuple[str, str], float] = {}  # last factor below calm_ratio, per pair
+        # per pair: its last factors below calm_ratio; the interference gone, the lowest of them
+        # returns (the quantile of a calm ring wanders; its top would delay the return)
+        self._calm: dict[tuple[str, str], deque[float]] = {}
+        self._last_load: dict[str, tuple[float, float]] = {}  # per processor: (measured, own)
+        self._rise: dict[str, float] = {}  # per processor in use: foreign load seen arriving
 
     def add(
         self, model: str, processor: str, measured_ms: float, predicted_ms: float, stamp_s: float
@@ -190,28 +198,61 @@ class Corrections:
         ring = self._ratios.get(key)
         if ring is None:
             ring = self._ratios[key] = deque(maxlen=self.window)
+        elif stamp_s >= self._stamp[key] + self.settle_s:
+            # back on the processor after a while: its old ratios count as much as they had
+            # decayed to, not at full strength again (a co-runner's ratios would otherwise
+            # return with the first new frame and send the model straight back)
+            ring = self._ratios[key] = deque([self.factor(model, processor, stamp_s)], self.window)
         ring.append(ratio)
         self._stamp[key] = self._used[processor] = stamp_s
         k = self._quantile(ring)
-        if k < self.calm_ratio:
-            self._calm[key] = k
+        if k < self.calm_ratio and len(ring) == self.window:  # a full ring of this stay's frames
+            self._calm.setdefault(key, deque(maxlen=self.window)).append(k)
         self._peak.pop(processor, None)  # back on it: its own frames speak again
 
-    def note_foreign(self, processor: str, load: float, stamp_s: float) -> None:
-        """The load other programs put on ``processor`` (the board's utilisation minus the
-        models' own), as read at ``stamp_s``."""
+    def note_load(self, processor: str, utilisation: float, own: float, stamp_s: float) -> None:
+        """The board's measured busy fraction of ``processor`` at ``stamp_s``, and the models'
+        own share of it as last predicted (``own``): the rest is other programs'."""
+        prev = self._last_load.get(processor)
+        self._last_load[processor] = (utilisation, own)
         used = self._used.get(processor)
-        if used is None or stamp_s < used + self.settle_s:
-            return  # never used, or still in use: the reading holds the models' own work
+        if used is None:
+            return  # never used
+        if stamp_s < used + self.settle_s:
+            # Still in use: ``own`` is only a prediction, often off by a factor (a launch-bound
+            # model barely loads the GPU), so ``utilisation - own`` says little. The change
+            # of the measured load beyond what the change of that prediction explains does:
+            # another program arrived (hold the ratios of the models that leave for it) or
+            # left (they may return: two models, one stayed on the GPU)
+            if prev is None or prev[1] <= 0.0:
+                return
+            unexplained = utilisation - prev[0] * own / prev[1]
+            rise = self._rise.get(processor, 0.0)
+            if unexplained >= self.foreign_load_min:
+                self._rise[processor] = rise + unexplained
+            elif -unexplained >= max(self.foreign_load_min, 0.5 * rise):
+                self._release(processor, stamp_s, gone_before_s=stamp_s - self.settle_s)
+                self._rise.pop(processor, None)
+            return
+        self._rise.pop(processor, None)  # left by every model: the foreign load itself speaks
+        foreign = max(0.0, utilisation - own)
         peak = self._peak.get(processor, 0.0)
-        if peak >= self.foreign_load_min and load < 0.5 * peak:
-            for key in [k for k in self._ratios if k[1] == processor]:
-                calm = self._calm.get(key)
-                self._ratios[key] = deque([] if calm is None else [calm], maxlen=self.window)
-                self._stamp[key] = self._used[processor] = stamp_s  # calm holds as of now
+        if peak >= self.foreign_load_min and foreign < 0.5 * peak:
+            self._release(processor, stamp_s)
+            self._used[processor] = stamp_s  # calm holds as of now
             self._peak.pop(processor)
-        elif load > peak:
-            self._peak[processor] = load
+        elif foreign > peak:
+            self._peak[processor] = foreign
+
+    def _release(self, processor: str, stamp_s: float, gone_before_s: float = math.inf) -> None:
+        """The interference on ``processor`` has gone: the ratios of the models that left it
+        before ``gone_before_s`` return to their last calm value."""
+        for key in [k for k in self._ratios if k[1] == processor]:
+            if self._stamp[key] >= gone_before_s:
+                continue  # still there: its own frames speak
+            calm = min(self._calm[key]) if key in self._calm else None
+            self._ratios[key] = deque([] if calm is None else [calm], maxlen=self.window)
+            self._stamp[key] = stamp_s
 
     def factor(self, model: str, processor: str, now_s: float) -> float:
         key = (model, processor)
@@ -220,8 +261,12 @@ class Corrections:
             return 1.0
         k = self._quantile(ring)
         age = max(0.0, now_s - self._stamp[key])
-        if age <= 0 or self._peak.get(processor, 0.0) >= self.foreign_load_min:
-            return k
+        if (
+            age <= 0
+            or max(self._peak.get(processor, 0.0), self._rise.get(processor, 0.0))
+            >= self.foreign_load_min
+        ):
+            return k  # held while another program visibly loads the processor
         # Decay in log space towards 1.
         return math.exp(math.log(k) * 0.5 ** (age / self.half_life_s))
 
@@ -238,6 +283,8 @@ class Corrections:
         self._stamp.clear()
         self._peak.clear()
         self._used.clear()
+        self._last_load.clear()
+        self._rise.clear()
 
 
 class PowerModel:

@@ -89,9 +89,7 @@ class Policy(ABC):
             return
         pred = self.last_prediction
         own = pred.load.get(proc.name, 0.0) if pred is not None else 0.0
-        self.corrections.note_foreign(
-            proc.name, max(0.0, reading.utilisation - own), reading.stamp_s
-        )
+        self.corrections.note_load(proc.name, reading.utilisation, own, reading.stamp_s)
 
     def observe_power(self, reading: PowerReading, current: Mapping[str, Choice]) -> None:
         """A measured board power: correct the power model's level."""
