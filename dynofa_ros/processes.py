@@ -2,7 +2,8 @@
 
 Used by ``dynofa launch`` and the live replay to run a node graph, and by the tests' ROS harness.
 A process is stopped the way a terminal would: SIGINT (clean ``rclpy`` shutdown), then SIGTERM,
-then SIGKILL, to its whole group.
+then SIGKILL, to its whole group. A node whose starter dies without stopping it (SIGKILL) stops by
+itself (:data:`PARENT_PID_VARIABLE`).
 """
 
 from __future__ import annotations
@@ -69,6 +70,13 @@ def ros_env(domain: int, extra: dict[str, str] | None = None) -> dict[str, str]:
     env.update(local_discovery_env(env))
     env.update(extra or {})
     return env
+
+
+# Set by ProcessManager in the environment of each process it starts: the pid of the process
+# that started it. Node processes (``nodes.spin.run_node``) stop when their parent is no longer
+# that process: a replay or launcher killed by SIGKILL cannot stop its own process groups, and
+# its nodes would otherwise run on, answering frames on the domain, until the machine stops.
+PARENT_PID_VARIABLE = "DYNOFA_PARENT_PID"
 
 
 def interruptible() -> None:
@@ -139,7 +147,7 @@ class ProcessManager:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**self.env, **(env or {})},
+            env={**self.env, **(env or {}), PARENT_PID_VARIABLE: str(os.getpid())},
             cwd=cwd,
             start_new_session=True,
             preexec_fn=interruptible,  # noqa: PLW1509 - one signal call, before exec

@@ -3,6 +3,7 @@ board), its fast in-process twin, and what bad input and Ctrl-C get."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -262,28 +263,42 @@ def _processes_in_domain(domain: int) -> list[int]:
     return pids
 
 
+def _slow_replay(bag: Path, out: Path, domain: int) -> subprocess.Popen[str]:
+    """``dynofa replay`` at a fifth of real time, returned once its graph runs (the perception
+    node has logged its members)."""
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain)}
+    replay = subprocess.Popen(
+        [*CLI, "replay", str(bag), "-o", str(out), "--rate", "0.2", "--quiet"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=interruptible,  # noqa: PLW1509 - one signal call, before exec
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and replay.poll() is None:
+        logs = list(out.glob("*.logs/*perception*.log"))
+        if logs and "members prepared" in logs[0].read_text(errors="replace"):
+            break
+        time.sleep(0.2)
+    if replay.poll() is not None:
+        pytest.fail(f"the replay ended before its graph ran: {replay.communicate()}")
+    time.sleep(1.0)
+    assert len(_processes_in_domain(domain)) >= 4  # replay + 3 nodes
+    return replay
+
+
+def _wait_until_no_process_in(domain: int, timeout_s: float) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while _processes_in_domain(domain) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _processes_in_domain(domain)
+
+
 def test_ctrl_c_stops_every_process_and_leaves_no_half_written_result(
     tiny_bag: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
     with exclusive_domain() as domain:
-        env = {**os.environ, "ROS_DOMAIN_ID": str(domain)}
-        replay = subprocess.Popen(
-            [*CLI, "replay", str(tiny_bag), "-o", str(out), "--rate", "0.2", "--quiet"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            preexec_fn=interruptible,  # noqa: PLW1509 - one signal call, before exec
-        )  # fmt: skip
+        replay = _slow_replay(tiny_bag, out, domain)
         try:
-            deadline = time.monotonic() + 120
-            # wait until the graph runs (the perception node logs its members)
-            while time.monotonic() < deadline and replay.poll() is None:
-                logs = list(out.glob("*.logs/*perception*.log"))
-                if logs and "members prepared" in logs[0].read_text(errors="replace"):
-                    break
-                time.sleep(0.2)
-            assert replay.poll() is None, replay.communicate()
-            time.sleep(1.0)
-            assert len(_processes_in_domain(domain)) >= 4  # replay + 3 nodes
             replay.send_signal(signal.SIGINT)
             _, err = replay.communicate(timeout=60)
         finally:
@@ -291,12 +306,26 @@ def test_ctrl_c_stops_every_process_and_leaves_no_half_written_result(
                 replay.kill()
         assert replay.returncode == 130, err
         assert "interrupted" in err
-        deadline = time.monotonic() + 10
-        while _processes_in_domain(domain) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert _processes_in_domain(domain) == []
+        assert _wait_until_no_process_in(domain, 10.0) == []
     assert not list(out.glob("*.results.jsonl"))
     assert not [p for p in out.iterdir() if p.name.endswith(".bag") or ".partial" in p.name]
+
+
+def test_nodes_stop_by_themselves_when_the_replay_is_killed(tiny_bag: Path, tmp_path: Path) -> None:
+    """SIGKILL gives the replay no chance to stop its nodes (each in its own process group);
+    they see they were orphaned and stop cleanly, instead of running on in the domain."""
+    out = tmp_path / "out"
+    with exclusive_domain() as domain:
+        replay = _slow_replay(tiny_bag, out, domain)
+        nodes = [p for p in _processes_in_domain(domain) if p != replay.pid]
+        replay.kill()
+        replay.communicate(timeout=60)
+        left = _wait_until_no_process_in(domain, 30.0)
+        for pid in left:  # do not leave them to the next test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        assert left == [], f"still running after the replay was killed: {left} of {nodes}"
+    assert not list(out.glob("*.results.jsonl"))
 
 
 def test_replay_node_subscribes_once_to_a_topic_two_threads_discover(

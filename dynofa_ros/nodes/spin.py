@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -11,6 +13,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 from dynofa_ros.errors import DynofaError
+from dynofa_ros.processes import PARENT_PID_VARIABLE
 
 N = TypeVar("N", bound=Node)
 
@@ -41,6 +44,7 @@ def run_node(
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_sigint)
+    _stop_when_orphaned()
     rclpy.init(args=args)
     node: N | None = None
     executor = SingleThreadedExecutor()
@@ -67,3 +71,21 @@ def run_node(
         print(f"{name}: interrupted during start-up", flush=True)
         return 130
     return 0
+
+
+def _stop_when_orphaned(poll_s: float = 0.5) -> None:
+    """Started by a ``ProcessManager`` (a replay, ``dynofa launch``, a test): Ctrl-C ourselves
+    once that process is gone (we were re-parented), the clean stop it could not send."""
+    expected = os.environ.get(PARENT_PID_VARIABLE, "")
+    if not expected.isdigit():
+        return  # started by ros2 launch or a shell: their own rules apply
+    parent = int(expected)
+    if os.getppid() != parent:
+        return  # a process the starter's child started (the variable was inherited)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            threading.Event().wait(poll_s)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
