@@ -159,6 +159,20 @@ def test_load_checks_its_arguments() -> None:
             Engine.load(CHECKPOINT, path, progress=False, **kwargs)
 
 
+def test_load_stops_between_members_once_cancelled() -> None:
+    """A node's Ctrl-C during start-up: the preparation stops at the next member."""
+    path, _ = tiny_family()
+    asked: list[int] = []
+
+    def cancelled() -> bool:
+        asked.append(1)
+        return len(asked) > 1  # after the first member
+
+    with pytest.raises(EngineError, match=r"interrupted while preparing members \(1 ready\)"):
+        Engine.load(CHECKPOINT, path, backend="torch-static", progress=False, cancelled=cancelled)
+    assert len(asked) == 2
+
+
 def test_family_of_another_checkpoint_or_space_is_refused() -> None:
     path, _ = tiny_family()
     fam = load_family(path)

@@ -7,6 +7,7 @@ at the camera's 10 Hz, each waiting for its status. Everything waits on state, n
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from typing import Any
 
@@ -217,6 +218,36 @@ def test_ctrl_c_during_start_up_exits_cleanly(ros_node: Any, processes: Any) -> 
     assert rc == 130, out
     assert "interrupted during start-up" in out
     assert "Failed to complete transition" not in out and "ERROR" not in out, out
+
+
+DEFERRED_NODE = """
+import os, signal
+from rclpy.node import Node
+from dynofa_ros.nodes.spin import interrupts_deferred, run_node
+
+class Starting(Node):
+    def __init__(self) -> None:
+        super().__init__("starting")
+        with interrupts_deferred():  # as around torch's import in perception_node
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(100):  # Python code a C++ call might be running
+                pass
+            print("the block ran to its end", flush=True)
+
+raise SystemExit(run_node(Starting, "starting"))
+"""
+
+
+def test_a_ctrl_c_inside_a_deferred_block_stops_the_node_at_its_end(processes: Any) -> None:
+    """Raised inside Python code that C++ called (torch's import), a KeyboardInterrupt aborts
+    the process (pybind11 terminate: test_ctrl_c_during_start_up_exits_cleanly failed so once
+    in a fresh-clone run); deferred, it stops the node cleanly at the block's end."""
+    # -c: the working directory (this checkout) comes first on sys.path, as with -m
+    proc = processes.start([sys.executable, "-c", DEFERRED_NODE], name="starting")
+    rc = proc.popen.wait(120)
+    out = proc.output()
+    assert rc == 130, out
+    assert "the block ran to its end" in out and "interrupted during start-up" in out, out
 
 
 def test_sim_clock_jump_back_resets_the_manager(ros_node: Any, processes: Any) -> None:

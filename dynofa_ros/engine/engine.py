@@ -18,7 +18,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
@@ -221,6 +221,7 @@ class Engine:
         center_crop: bool = False,
         progress: bool = True,
         initial: str | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> Engine:
         """Load ``checkpoint`` (path or loaded ``Checkpoint``, whose network the engine then owns)
         and ``family`` (path or :class:`~dynofa_ros.family.Family`), prepare every member for
@@ -228,7 +229,8 @@ class Engine:
         has no GPU for the backend) and, on the CPU, each intra-op thread count in ``threads``.
 
         The first active binding: ``initial`` (default: the most accurate member), the first
-        processor, the first thread count."""
+        processor, the first thread count. ``cancelled`` is asked before each member: true,
+        the preparation stops with an :class:`EngineError` (a node's Ctrl-C during start-up)."""
         from tqdm import tqdm
 
         from dynofa_ros.runtime_versions import require
@@ -270,6 +272,9 @@ class Engine:
             file=sys.stderr,
         ) as bar:
             for mid, cfg in configs.items():
+                if cancelled is not None and cancelled():
+                    done = len({b.member_id for b in bindings.values()})
+                    raise EngineError(f"interrupted while preparing members ({done} ready)")
                 maker.member(mid, cfg)
                 for p in procs:
                     shared: Runner | None = None  # GPU: one runner for every thread count

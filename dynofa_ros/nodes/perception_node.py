@@ -39,7 +39,7 @@ from dynofa_ros.nodes.health import Health, diagnostics
 from dynofa_ros.nodes.latest import Latest, StampGaps
 from dynofa_ros.nodes.lifecycle import ManagedNode
 from dynofa_ros.nodes.parameters import Param, ParameterTable
-from dynofa_ros.nodes.spin import run_node
+from dynofa_ros.nodes.spin import interrupts_deferred, run_node
 from dynofa_ros.perception import (
     COMMAND_SKEW_LIMIT_S,
     BoardBusyError,
@@ -281,16 +281,18 @@ class PerceptionNode(ManagedNode):
             platform = make_platform("sim-xavier-nx")  # frequency tables; frames go to the node
         elif p["platform"] != "none":
             platform = make_platform(p["platform"], sysfs_root=p["sysfs_root"])
-        engine = Engine.load(
-            checkpoint,
-            family,
-            backend=p["backend"],
-            processors=("cpu",) if simulated else (p["processor"],),
-            threads=tuple(range(1, p["max_threads"] + 1)),
-            top_k=p["top_k"],
-            center_crop=p["center_crop"],
-            progress=False,
-        )
+        with interrupts_deferred():  # torch's import and the ONNX export call back from C++
+            engine = Engine.load(
+                checkpoint,
+                family,
+                backend=p["backend"],
+                processors=("cpu",) if simulated else (p["processor"],),
+                threads=tuple(range(1, p["max_threads"] + 1)),
+                top_k=p["top_k"],
+                center_crop=p["center_crop"],
+                progress=False,
+                cancelled=lambda: not self.context.ok(),
+            )
         timer = None
         target: FrameTarget = engine
         if simulated:

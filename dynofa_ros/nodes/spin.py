@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import rclpy
@@ -40,8 +41,12 @@ def run_node(
     stopping = [False]  # set without a call: no bytecode where the interrupt could land first
 
     def on_sigint(_signum: int, _frame: Any) -> None:
-        if not stopping[0]:
-            raise KeyboardInterrupt
+        if stopping[0]:
+            return
+        if _deferral.depth:
+            _deferral.pending = True
+            return
+        raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_sigint)
     _stop_when_orphaned()
@@ -71,6 +76,32 @@ def run_node(
         print(f"{name}: interrupted during start-up", flush=True)
         return 130
     return 0
+
+
+class _Deferral:
+    depth = 0  # open interrupts_deferred blocks (the main thread's: signal handlers run there)
+    pending = False  # a Ctrl-C came during them
+
+
+_deferral = _Deferral()
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """A Ctrl-C inside the block raises ``KeyboardInterrupt`` at its end, not where the main
+    thread happens to be: raised inside Python code that C++ called (torch's import, the ONNX
+    export's symbolic functions), it cannot unwind through the C++ frames and the process
+    aborts (pybind11 ``terminate``, seen in a node's start-up). rclpy has shut the context
+    down by the time the handler runs, so code inside can poll ``context.ok()`` to stop early.
+    Outside ``run_node`` (no handler of ours) the block changes nothing."""
+    _deferral.depth += 1
+    try:
+        yield
+    finally:
+        _deferral.depth -= 1
+        if not _deferral.depth and _deferral.pending:
+            _deferral.pending = False
+            raise KeyboardInterrupt
 
 
 def _stop_when_orphaned(poll_s: float = 0.5) -> None:
