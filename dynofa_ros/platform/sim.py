@@ -44,6 +44,8 @@ REORDER_WINDOW_S = 1.0
 PELT_HALF_LIFE_S = 0.032
 # How long the frames' own activity is kept for a frame stamped before the clock to share
 FRAMES_PAST_S = 2.0
+# Other frames never take more than this of a processor from a frame
+FRAME_SHARE_MAX = 0.9
 
 CPU = "cpu"
 GPU = "cuda"
@@ -351,6 +353,12 @@ class _Unit:
         lo = min(self.min_khz, self.cap())
         hi = min(self.max_khz, self.cap())
         return max(lo, min(hi, wanted))
+
+
+def frame_shares(gpu_busy: float, cpu_busy_cores: float, cores: int) -> tuple[float, float]:
+    """What other frames' activity takes from a frame, as co-runner shares (GPU, CPU): the
+    board's contention rule, which the oracle's bound applies too."""
+    return min(FRAME_SHARE_MAX, gpu_busy), min(FRAME_SHARE_MAX, cpu_busy_cores / cores)
 
 
 @dataclass(frozen=True)
@@ -709,13 +717,13 @@ class SimulatedXavierNX(Platform):
         ]
         # contention: the other frames' shares, as they would run alone, for the whole frame
         extras = [
-            (
-                min(0.9, sum(a.gpu_busy for j, a in enumerate(alone) if j != i)),
-                min(0.9, sum(a.cpu_busy_cores for j, a in enumerate(alone) if j != i)
-                    / self.cores_online),
+            frame_shares(
+                sum(a.gpu_busy for j, a in enumerate(alone) if j != i),
+                sum(a.cpu_busy_cores for j, a in enumerate(alone) if j != i),
+                self.cores_online,
             )
             for i in range(len(requests))
-        ]  # fmt: skip
+        ]
 
         def latency(i: int) -> LatencyParts:
             r = requests[i]
@@ -821,8 +829,7 @@ class SimulatedXavierNX(Platform):
                     r.workload,
                     r.processor,
                     self._threads(r),
-                    min(0.9, past.gpu_busy),
-                    min(0.9, past.cpu_busy_cores / self.cores_online),
+                    *frame_shares(past.gpu_busy, past.cpu_busy_cores, self.cores_online),
                 )
                 secs = parts.total_ms * jitter[i] / 1e3
                 dt = min(b - a, (1.0 - progress[i]) * secs)
@@ -832,12 +839,7 @@ class SimulatedXavierNX(Platform):
                 mine = _Activity(parts.cpu_busy_cores, parts.gpu_busy, parts.memory_bytes / secs)
                 extra_w = self._power(past + mine)[0][nx.RAIL_TOTAL] - p_past
                 energy[i] += extra_w * dt
-                self.energy_j += extra_w * dt
-                e_batt = extra_w / m.converter_efficiency * dt
-                self.battery_energy_j += e_batt
-                self.state_of_charge = max(
-                    0.0, self.state_of_charge - e_batt / (m.battery_capacity_wh * 3600.0)
-                )
+                self._drain(extra_w * dt, extra_w / m.converter_efficiency * dt)
                 self._gov_acc[1] += dt * parts.cpu_busy_cores / max(1, self.cores_online)
                 self._gov_acc[3] += dt * min(parts.gpu_busy, max(0.0, 1.0 - past.gpu_busy))
                 self._frames_past.append((a, a + dt, mine))
@@ -988,6 +990,14 @@ class SimulatedXavierNX(Platform):
     def _battery_power(self, module_w: float) -> float:
         return module_w / self.model.converter_efficiency + self.base_load_w
 
+    def _drain(self, module_j: float, battery_j: float) -> None:
+        """Charge energy the module used (``VDD_IN``) and what it took from the battery."""
+        self.energy_j += module_j
+        self.battery_energy_j += battery_j
+        self.state_of_charge = max(
+            0.0, self.state_of_charge - battery_j / (self.model.battery_capacity_wh * 3600.0)
+        )
+
     # -------------------------------------------------------------------------- integration
     def _integrate(self, seconds: float, act: _Activity) -> None:
         m = self.model
@@ -1001,12 +1011,7 @@ class SimulatedXavierNX(Platform):
             )
             rails, eff = self._power(act)
             p = rails[nx.RAIL_TOTAL]
-            self.energy_j += p * dt
-            e_batt = self._battery_power(p) * dt
-            self.battery_energy_j += e_batt
-            self.state_of_charge = max(
-                0.0, self.state_of_charge - e_batt / (m.battery_capacity_wh * 3600.0)
-            )
+            self._drain(p * dt, self._battery_power(p) * dt)
             # exact RC step for constant power over dt
             t_ss = self.ambient_c + p * self.r_th_c_per_w
             tau = self.r_th_c_per_w * m.c_th_j_per_c
@@ -1174,5 +1179,6 @@ __all__ = [
     "NXModel",
     "RuntimeCosts",
     "SimulatedXavierNX",
+    "frame_shares",
     "reference_latency_ms",
 ]
