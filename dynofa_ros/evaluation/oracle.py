@@ -66,7 +66,7 @@ from dynofa_ros.manager.model import Board
 from dynofa_ros.manager.oracle import Schedule, ScheduleEntry, check_schedule
 from dynofa_ros.manager.types import Mission, ModelSpec
 from dynofa_ros.platform.base import Setting
-from dynofa_ros.platform.sim import CPU, GPU, LatencyParts, SimulatedXavierNX
+from dynofa_ros.platform.sim import CPU, GPU, LatencyParts, SimulatedXavierNX, frame_shares
 from dynofa_ros.platform.workload import Workload
 
 FORMAT = "dynofa-oracle-schedule"
@@ -191,9 +191,8 @@ class BoardCosts:
                     continue
                 pj = alone[j]
                 beside = self.parts(
-                    row, cpu_khz, gpu_khz, min(0.9, pj.gpu_busy),
-                    min(0.9, pj.cpu_busy_cores / self.cores),
-                ).total_ms  # fmt: skip
+                    row, cpu_khz, gpu_khz, *frame_shares(pj.gpu_busy, pj.cpu_busy_cores, self.cores)
+                ).total_ms
                 others.append((1000.0 / fps_j, pj.total_ms, 1.0 - li / beside))
             lat = li
             for _ in range(50):
@@ -352,11 +351,10 @@ def _plan_joint(
             costs.extra_w(r, fc, fg, fps[m]) for m, r in zip(names, combo, strict=True)
         )
 
-    win = min(tied, key=power)
-    fc, fg, combo, lats = win
+    watts, (fc, fg, combo, lats) = min(((power(t), t) for t in tied), key=lambda x: x[0])
     return Plan(
-        (*best, power(win)), fc, fg, dict(zip(names, combo, strict=True)),
-        dict(zip(names, lats, strict=True)), power(win),
+        (*best, watts), fc, fg, dict(zip(names, combo, strict=True)),
+        dict(zip(names, lats, strict=True)), watts,
     )  # fmt: skip
 
 
