@@ -246,7 +246,7 @@ class Corrections:
 
     def _release(self, processor: str, stamp_s: float, gone_before_s: float = math.inf) -> None:
         """The interference on ``processor`` has gone: the ratios of the models that left it
-        before ``gone_before_s`` return to their last calm value."""
+        before ``gone_before_s`` return to the lowest of their recent calm values."""
         for key in [k for k in self._ratios if k[1] == processor]:
             if self._stamp[key] >= gone_before_s:
                 continue  # still there: its own frames speak

@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -116,7 +117,7 @@ def _stop_when_orphaned(poll_s: float = 0.5) -> None:
 
     def watch() -> None:
         while os.getppid() == parent:
-            threading.Event().wait(poll_s)
+            time.sleep(poll_s)
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
