@@ -10,8 +10,8 @@ that is best by a lexicographic rule:
 3. then the least board (``VDD_IN``) energy per second.
 
 Costs are the board's own, evaluated under the interval's conditions (co-runners, package
-temperature, power mode, thermal caps): latency from :class:`~dynofa_ros.platform.sim.NXModel`'s
-``gpu_latency`` / ``cpu_latency`` with the co-runners' shares (what ``run_frame`` computes), and
+temperature, power mode, thermal caps): latency from :meth:`~dynofa_ros.platform.sim.NXModel.
+latency` with the co-runners' shares (what ``run_frame`` computes), and
 energy by running the frame on a fresh noise-free copy of the board: board power per second =
 idle power + sum over models of frame rate x (frame energy - idle power x latency). Several
 models' frames share the board first come, first served (``run_concurrent``); a model's latency
@@ -66,7 +66,14 @@ from dynofa_ros.manager.model import Board
 from dynofa_ros.manager.oracle import Schedule, ScheduleEntry, check_schedule
 from dynofa_ros.manager.types import Mission, ModelSpec
 from dynofa_ros.platform.base import Setting
-from dynofa_ros.platform.sim import CPU, GPU, LatencyParts, SimulatedXavierNX, frame_shares
+from dynofa_ros.platform.sim import (
+    CPU,
+    GPU,
+    SHARE_MAX,
+    LatencyParts,
+    SimulatedXavierNX,
+    frame_shares,
+)
 from dynofa_ros.platform.workload import Workload
 
 FORMAT = "dynofa-oracle-schedule"
@@ -121,8 +128,8 @@ class BoardCosts:
         share = {CPU: 0.0, GPU: 0.0}
         for _, proc, s, _ in cond.corunners:
             share[proc] += s
-        self.cpu_share = min(0.95, share[CPU])
-        self.gpu_share = min(0.95, share[GPU])
+        self.cpu_share = min(SHARE_MAX, share[CPU])
+        self.gpu_share = min(SHARE_MAX, share[GPU])
         self._idle: dict[tuple[int, int], float] = {}
         self._frame: dict[tuple[Row, int, int], tuple[float, float]] = {}
         self._parts: dict[tuple[Row, int, int, float, float], LatencyParts] = {}
@@ -161,14 +168,11 @@ class BoardCosts:
     def _compute_parts(
         self, row: Row, cpu_khz: int, gpu_khz: int, gpu_extra: float, cpu_extra: float
     ) -> LatencyParts:
-        m = self.model
-        cpu_share = min(0.95, self.cpu_share + cpu_extra)
-        if row.processor == GPU:
-            return m.gpu_latency(
-                row.workload, gpu_khz, cpu_khz, min(0.95, self.gpu_share + gpu_extra), cpu_share,
-                cores_online=self.cores,
-            )  # fmt: skip
-        return m.cpu_latency(row.workload, cpu_khz, row.threads, self.cores, cpu_share)
+        return self.model.latency(
+            row.workload, row.processor, threads=row.threads, khz=(cpu_khz, gpu_khz),
+            cores_online=self.cores,
+            shares=(self.cpu_share + cpu_extra, self.gpu_share + gpu_extra),
+        )  # fmt: skip
 
     def contended_ms(
         self, picks: Sequence[tuple[Row, float]], cpu_khz: int, gpu_khz: int

@@ -46,6 +46,8 @@ PELT_HALF_LIFE_S = 0.032
 FRAMES_PAST_S = 2.0
 # Other frames never take more than this of a processor from a frame
 FRAME_SHARE_MAX = 0.9
+# Co-runners and other frames together never take more than this of a processor from a frame
+SHARE_MAX = 0.95
 
 CPU = "cpu"
 GPU = "cuda"
@@ -286,6 +288,26 @@ class NXModel:
             host_ms=serial,
             device_ms=compute,
         )
+
+    def latency(
+        self,
+        workload: Workload,
+        processor: str,
+        *,
+        threads: int,
+        khz: tuple[int, int],
+        cores_online: int,
+        shares: tuple[float, float],
+    ) -> LatencyParts:
+        """One inference on ``processor`` at ``khz`` (CPU, GPU) while others take ``shares``
+        (CPU, GPU; capped at ``SHARE_MAX``): the rule both the board and the oracle's costs
+        apply."""
+        cpu_khz, gpu_khz = khz
+        cpu = min(SHARE_MAX, shares[0])
+        if processor == GPU:
+            gpu = min(SHARE_MAX, shares[1])
+            return self.gpu_latency(workload, gpu_khz, cpu_khz, gpu, cpu, cores_online=cores_online)
+        return self.cpu_latency(workload, cpu_khz, threads, cores_online, cpu)
 
 
 @dataclass(frozen=True)
@@ -895,20 +917,18 @@ class SimulatedXavierNX(Platform):
         return int(r.threads)
 
     def _corunner_share(self, processor: str) -> float:
-        return min(0.95, sum(c.share for c in self._corunners.values() if c.processor == processor))
+        share = sum(c.share for c in self._corunners.values() if c.processor == processor)
+        return min(SHARE_MAX, share)
 
     def _latency(
         self, w: Workload, processor: str, threads: int, gpu_extra: float, cpu_extra: float
     ) -> LatencyParts:
-        m = self.model
-        cpu_share = min(0.95, self._corunner_share(CPU) + cpu_extra)
-        if processor == GPU:
-            gpu_share = min(0.95, self._corunner_share(GPU) + gpu_extra)
-            f_gpu, f_cpu = self._units[GPU].cur_khz, self._units[CPU].cur_khz
-            return m.gpu_latency(
-                w, f_gpu, f_cpu, gpu_share, cpu_share, cores_online=self.cores_online
-            )
-        return m.cpu_latency(w, self._units[CPU].cur_khz, threads, self.cores_online, cpu_share)
+        return self.model.latency(
+            w, processor, threads=threads,
+            khz=(self._units[CPU].cur_khz, self._units[GPU].cur_khz),
+            cores_online=self.cores_online,
+            shares=(self._corunner_share(CPU) + cpu_extra, self._corunner_share(GPU) + gpu_extra),
+        )  # fmt: skip
 
     def _jitter(self) -> float:
         if self.latency_jitter <= 0:
