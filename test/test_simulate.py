@@ -267,15 +267,16 @@ def test_network_runners_refuse_a_scenario_without_network(tmp_path: Path, capsy
 def test_bench_manager_prints_figures(capsys) -> None:
     assert dynofa(["bench", "manager", "--steps", "20"]) == 0
     text = capsys.readouterr().out
-    assert "median µs" in text and "ratios to 1 model" in text
+    assert "median µs" in text and "ratios to 1 model" in text and "machine reference" in text
 
 
-@pytest.mark.parametrize("name", ["corunner_interference", "two_models"])
+@pytest.mark.parametrize("name", ["corunner_interference", "two_models", "published_two_models"])
 def test_a_corunner_on_and_off_costs_one_change_each_and_the_way_back_is_prompt(name: str) -> None:
     """Issue 17's oscillation check: a GPU co-runner on, then off. Per model, one configuration
     change per event plus one for recovery; back to the configurations chosen before within 2 s
     of the co-runner's end (the board's load, not a decaying estimate, says it has gone). In
-    two_models one model stays on the GPU, so that load is its own as well as the co-runner's."""
+    two_models one model stays on the GPU, so that load is its own as well as the co-runner's;
+    in published_two_models both stay on it (the published members, a 50 % co-runner)."""
     s = sc.load(sc.resolve(name))
     on, off = (c.t for c in s.corunners)
     run = _run(s, "dynofa")

@@ -7,6 +7,8 @@ member x frequency search), ``event`` is the manager as deployed (default dwell 
 steps only fold the observation into the latency correction). Observations alternate between
 two latencies so the correction moves. The goal is a median at most 100 µs (``÷ goal``: the
 median over it); the machine's timing noise is large (±30 %), so read ratios within one run.
+A reference loop of plain Python arithmetic, timed in the same run, tells how fast the machine
+itself is that day (the development VM has varied by a factor of two between days).
 """
 
 from __future__ import annotations
@@ -67,6 +69,19 @@ def measure(n_models: int, steps: int, *, plan_every_step: bool, policy: str = "
     }
 
 
+def reference_ms(repeats: int = 5) -> float:
+    """Median time (ms) of 10^6 Python float multiply-adds: the interpreter speed that the
+    manager's scalar hot path rides on."""
+    runs = []
+    for _ in range(repeats):
+        acc, x = 0.0, 1.000001
+        t0 = time.perf_counter_ns()
+        for _ in range(1_000_000):
+            acc = acc * x + 1.0
+        runs.append((time.perf_counter_ns() - t0) / 1e6)
+    return statistics.median(runs)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="dynofa bench manager", description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=2000, help="steps per measurement")
@@ -89,4 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     base = rows[0]["median_us"]
     print("ratios to 1 model / plan: " + ", ".join(
         f"{r['models']}/{r['mode']} {r['median_us'] / base:.2f}" for r in rows))  # fmt: skip
+    ref = reference_ms()
+    print(f"machine reference: 10^6 Python float multiply-adds take {ref:.1f} ms here; "
+          f"a 1-model plan takes as long as {base / ref * 1e3:.0f} of them")  # fmt: skip
     return 0
